@@ -1,0 +1,193 @@
+/**
+ * The typed, validated settings that every other Takumi DB package reads. `DbConfig` decodes the
+ * environment into this shape; nothing downstream ever looks at a raw variable again.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+
+/**
+ * `NODE_ENV`. Production turns the security policy into hard refusals.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Environment = "development" | "test" | "staging" | "production"
+
+/**
+ * `SECRETS_BACKEND`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SecretsBackendKind = "aws-secrets-manager" | "vault" | "env"
+
+/**
+ * `DB_SSL_MIN_VERSION`. Versions below TLSv1.2 decode (so development can reach an old server)
+ * but the production policy refuses them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3"
+
+/**
+ * Where a PEM document comes from: a file path (checked to exist and be readable when the
+ * configuration is decoded, read by the consumer when it builds a connection) or inline PEM
+ * text in the variable itself. Inline PEM is kept `Redacted` because a private key may be one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PemSource =
+  | { readonly _tag: "File"; readonly path: string }
+  | { readonly _tag: "Inline"; readonly pem: Redacted.Redacted<string> }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface TlsSettings {
+  /** `DB_SSL` */
+  readonly enabled: boolean
+  /** `DB_SSL_REJECT_UNAUTHORIZED` (default true) */
+  readonly rejectUnauthorized: boolean
+  /** `DB_SSL_CA` */
+  readonly ca: Option.Option<PemSource>
+  /** `DB_SSL_CERT` */
+  readonly cert: Option.Option<PemSource>
+  /** `DB_SSL_KEY` */
+  readonly key: Option.Option<PemSource>
+  /** `DB_SSL_KEY_PASSPHRASE` */
+  readonly keyPassphrase: Option.Option<Redacted.Redacted<string>>
+  /** `DB_SSL_MIN_VERSION` (default TLSv1.2) */
+  readonly minVersion: TlsVersion
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolSettings {
+  /** `DB_POOL_MIN` (default from the environment's preset) */
+  readonly min: number
+  /** `DB_POOL_MAX` (default from the environment's preset) */
+  readonly max: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReplicaSettings {
+  /** `DB_READ_REPLICA_HOST` */
+  readonly host: string
+  /** `DB_READ_REPLICA_PORT` (default: the primary's port) */
+  readonly port: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface AwsSecretsSettings {
+  /** `AWS_REGION` */
+  readonly region: string
+  /** `AWS_ENDPOINT_URL_SECRETS_MANAGER` (VPC endpoints, local emulators, test doubles) */
+  readonly endpoint: Option.Option<string>
+  /** `AWS_MAX_ATTEMPTS` (default 3) */
+  readonly maxAttempts: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface VaultSettings {
+  /** `VAULT_ADDR` */
+  readonly address: string
+  /** `VAULT_TOKEN` */
+  readonly token: Redacted.Redacted<string>
+  /** `VAULT_PATH`, e.g. `secret/takumi/production` (KV v2 mount first) */
+  readonly path: string
+  /** `VAULT_NAMESPACE` (Vault Enterprise / HCP) */
+  readonly namespace: Option.Option<string>
+  /** `VAULT_CACERT` */
+  readonly caCert: Option.Option<PemSource>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SecretsSettings {
+  /** `SECRETS_BACKEND` */
+  readonly backend: SecretsBackendKind
+  /** `SECRETS_CACHE_TTL` (ms, default 5 min) */
+  readonly cacheTtl: Duration.Duration
+  /** `SECRETS_MAX_STALE` (ms, default 10 min): how long an expired value may be served while the backend is unavailable */
+  readonly maxStale: Duration.Duration
+  /** `SECRETS_REQUEST_TIMEOUT` (ms, default 3000): bound on one backend request */
+  readonly requestTimeout: Duration.Duration
+  /** `SECRETS_PREFIX` (default `takumi/<environment>/`) */
+  readonly prefix: string
+  /** present when the backend is `aws-secrets-manager` */
+  readonly aws: Option.Option<AwsSecretsSettings>
+  /** present when the backend is `vault` */
+  readonly vault: Option.Option<VaultSettings>
+}
+
+/**
+ * Alert thresholds; defaults from the requirements' monitoring section.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AlertSettings {
+  /** failed authentications that raise an alert (default 5) ... */
+  readonly failedAuthThreshold: number
+  /** ... within this window (default 5 min) */
+  readonly failedAuthWindow: Duration.Duration
+  /** pool use, as a fraction of max, that raises an alert (default 0.9) */
+  readonly poolUsageRatio: number
+  /** queries slower than this raise an alert (default 5 s) */
+  readonly slowQuery: Duration.Duration
+  /** certificates expiring within this raise an alert (default 30 days) */
+  readonly certificateExpiry: Duration.Duration
+}
+
+/**
+ * Everything Takumi DB needs to know, decoded and validated.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DbSettings {
+  /** `NODE_ENV` */
+  readonly environment: Environment
+  /** `DB_HOST` */
+  readonly host: string
+  /** `DB_PORT` (default 5432) */
+  readonly port: number
+  /** `DB_NAME` */
+  readonly database: string
+  /** `DB_USER` */
+  readonly user: string
+  /** `DB_PASSWORD`: read only by the `env` secrets backend; refused in production */
+  readonly password: Option.Option<Redacted.Redacted<string>>
+  /** `DB_APPLICATION_NAME` (default `takumi-db`) */
+  readonly applicationName: string
+  readonly tls: TlsSettings
+  readonly pool: PoolSettings
+  /** `DB_CONNECTION_TIMEOUT` (ms, default 2000) */
+  readonly connectTimeout: Duration.Duration
+  /** `DB_IDLE_TIMEOUT` (ms, default 30000) */
+  readonly idleTimeout: Duration.Duration
+  readonly readReplica: Option.Option<ReplicaSettings>
+  /** `DB_FAILOVER_TIMEOUT` (ms, default 5000) */
+  readonly failoverTimeout: Duration.Duration
+  readonly secrets: SecretsSettings
+  readonly alerts: AlertSettings
+}
