@@ -1,4 +1,17 @@
 /**
  * @since 0.1.0
  */
-export {}
+
+/**
+ * Every connection and runtime failure, one typed error per failure mode, each with a remedy.
+ *
+ * @since 0.1.0
+ */
+export * from "./DbError.js"
+
+/**
+ * The PostgreSQL client layer: TLS policy, secret-backed credentials, verified startup.
+ *
+ * @since 0.1.0
+ */
+export * as SecureSqlClient from "./SecureSqlClient.js"

@@ -1,0 +1,435 @@
+/**
+ * Every way reaching PostgreSQL can fail, one class per failure mode. Each error names where it
+ * happened (`host`, `port`), keeps the underlying driver code (a SQLSTATE such as `28P01` or a
+ * Node code such as `CERT_HAS_EXPIRED`) where there is one, and carries a `message` that says
+ * what failed, where, and how to fix it. No error ever holds a password: the fields are the
+ * target, the code and the server's or TLS stack's own reason text, none of which contain one.
+ *
+ * Callers branch with `Effect.catchTag("CertificateExpired", ...)`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+const Target = {
+  /** the host the client tried to reach (`DB_HOST`, or the replica's) */
+  host: Schema.String,
+  /** the port the client tried to reach */
+  port: Schema.Number
+}
+
+const where = (self: { readonly host: string; readonly port: number }): string => `${self.host}:${self.port}`
+
+const because = (reason: string | undefined): string => (reason === undefined || reason === "" ? "" : ` (${reason})`)
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The server answered the TLS request with "no" (`ssl = off`). Takumi DB never falls back to an
+ * unencrypted connection when TLS is enabled.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SslNotSupportedByServer extends Schema.TaggedError<SslNotSupportedByServer>()(
+  "SslNotSupportedByServer",
+  { ...Target }
+) {
+  override get message(): string {
+    return `The PostgreSQL server at ${where(this)} does not support SSL connections. ` +
+      "Enable TLS on the server (postgresql.conf: ssl = on, ssl_cert_file, ssl_key_file; `SHOW ssl;` must say on) " +
+      "— the client never falls back to an unencrypted connection."
+  }
+}
+
+/**
+ * The server's certificate chain does not lead to a CA the client trusts.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CertificateUntrusted extends Schema.TaggedError<CertificateUntrusted>()("CertificateUntrusted", {
+  ...Target,
+  /** `SELF_SIGNED_CERT_IN_CHAIN`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `DEPTH_ZERO_SELF_SIGNED_CERT`, ... */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return `The certificate presented by ${where(this)} is not trusted (${this.code}). ` +
+      "Set DB_SSL_CA to the CA that signed the server certificate " +
+      "(development only: DB_SSL_REJECT_UNAUTHORIZED=false)."
+  }
+}
+
+/**
+ * The server's certificate is outside its validity period. Both directions are this one error:
+ * `CERT_HAS_EXPIRED` (renew the certificate) and `CERT_NOT_YET_VALID` (a certificate issued for
+ * the future, or a client/server clock that is wrong) — in both cases the certificate cannot be
+ * used now and the remedy is on the certificate or the clock; `code` tells which.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CertificateExpired extends Schema.TaggedError<CertificateExpired>()("CertificateExpired", {
+  ...Target,
+  /** `CERT_HAS_EXPIRED` or `CERT_NOT_YET_VALID` */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return this.code === "CERT_NOT_YET_VALID"
+      ? `The certificate presented by ${where(this)} is not valid yet (${this.code}). ` +
+        "Check the clocks of this machine and the server, or reissue the certificate with a notBefore in the past."
+      : `The certificate presented by ${where(this)} has expired (${this.code}). ` +
+        "Renew the server certificate (ssl_cert_file) and reload PostgreSQL (SELECT pg_reload_conf())."
+  }
+}
+
+/**
+ * The certificate is trusted but was not issued for the host the client connected to.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CertificateHostMismatch extends Schema.TaggedError<CertificateHostMismatch>()(
+  "CertificateHostMismatch",
+  {
+    ...Target,
+    /** `ERR_TLS_CERT_ALTNAME_INVALID` */
+    code: Schema.String,
+    /** the TLS stack's explanation, e.g. which names the certificate does carry */
+    reason: Schema.optional(Schema.String)
+  }
+) {
+  override get message(): string {
+    return `The certificate presented by ${where(this)} is not valid for host "${this.host}"${because(this.reason)}. ` +
+      "Set DB_HOST to a name listed in the certificate's subjectAltName, or reissue the certificate for this host."
+  }
+}
+
+/**
+ * Client and server could not agree on a TLS version or cipher: the server only offers TLS
+ * below the configured minimum (TLS 1.2 by default), or only ciphers outside the strong set
+ * (ECDHE with AES-GCM or ChaCha20-Poly1305), which the client never offers.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TlsProtocolRejected extends Schema.TaggedError<TlsProtocolRejected>()("TlsProtocolRejected", {
+  ...Target,
+  /** `EPROTO`, `ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION`, `ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE`, ... */
+  code: Schema.String,
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `The TLS handshake with ${where(this)} failed: no common protocol version or cipher${because(this.reason)}. ` +
+      "The server must offer TLS 1.2 or newer with an AES-GCM or ChaCha20-Poly1305 cipher " +
+      "(postgresql.conf: ssl_min_protocol_version = 'TLSv1.2', ssl_ciphers = 'HIGH:!aNULL'; TLS 1.3 recommended)."
+  }
+}
+
+/**
+ * The server refused the password (SQLSTATE 28P01): wrong password or unknown user. A rotated
+ * secret has already been re-read once before this is reported.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFailed>()("AuthenticationFailed", {
+  ...Target,
+  user: Schema.String,
+  /** `28P01` */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return `Password authentication failed for user "${this.user}" at ${where(this)} (${this.code}). ` +
+      "Check that DB_USER exists and that the DB_PASSWORD secret in the secrets backend matches the role's password " +
+      "(after a rotation, both ALTER ROLE and the secret must be updated)."
+  }
+}
+
+/**
+ * The server refused the connection before or instead of checking a password (SQLSTATE 28000):
+ * no `pg_hba.conf` line matches, the line demands TLS or a client certificate, the client
+ * certificate's CN does not match the user, or the server does not trust the client certificate.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionRejected extends Schema.TaggedError<ConnectionRejected>()("ConnectionRejected", {
+  ...Target,
+  user: Schema.String,
+  database: Schema.String,
+  /** `28000` or a TLS alert code such as `ERR_SSL_TLSV1_ALERT_UNKNOWN_CA` */
+  code: Schema.String,
+  /** the server's own reason, e.g. "connection requires a valid client certificate" */
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const reason = this.reason ?? ""
+    const fix = /client certificate|certificate authentication/i.test(reason)
+      ? "Set DB_SSL_CERT and DB_SSL_KEY to a client certificate signed by a CA in the server's ssl_ca_file, whose CN is the user name."
+      : this.code === "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA"
+      ? "The server does not trust the client certificate: DB_SSL_CERT must be signed by a CA listed in the server's ssl_ca_file."
+      : /no encryption/i.test(reason)
+      ? "The server requires TLS for this client: set DB_SSL=true."
+      : "Add a matching line to pg_hba.conf on the server (e.g. hostssl <database> <user> <client address> scram-sha-256) and reload it."
+    return `The server at ${where(this)} rejected user "${this.user}" for database "${this.database}" (${this.code})${because(reason)}. ${fix}`
+  }
+}
+
+/**
+ * The database named in `DB_NAME` does not exist on the server (SQLSTATE 3D000).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseNotFound extends Schema.TaggedError<DatabaseNotFound>()("DatabaseNotFound", {
+  ...Target,
+  database: Schema.String,
+  /** `3D000` */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return `Database "${this.database}" does not exist at ${where(this)} (${this.code}). ` +
+      "Check DB_NAME, or create the database (CREATE DATABASE ...)."
+  }
+}
+
+/**
+ * The server has no connection slot left (SQLSTATE 53300): `max_connections` or the role's
+ * connection limit is reached.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooManyConnections extends Schema.TaggedError<TooManyConnections>()("TooManyConnections", {
+  ...Target,
+  /** `53300` */
+  code: Schema.String,
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `The server at ${where(this)} has no connection slot left (${this.code})${because(this.reason)}. ` +
+      "Lower DB_POOL_MAX so that pool size x instances stays below 80% of max_connections " +
+      "(`takumi-db pool-size`), or raise max_connections / the role's CONNECTION LIMIT."
+  }
+}
+
+/**
+ * Nothing accepted the TCP connection (`ECONNREFUSED`), or the host could not be resolved or
+ * reached (`ENOTFOUND`, `EHOSTUNREACH`, ...).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionRefused extends Schema.TaggedError<ConnectionRefused>()("ConnectionRefused", {
+  ...Target,
+  /** `ECONNREFUSED`, `ENOTFOUND`, `EHOSTUNREACH`, `ENETUNREACH`, `EAI_AGAIN` */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return this.code === "ECONNREFUSED"
+      ? `Nothing is listening at ${where(this)} (${this.code}). ` +
+        "Check DB_HOST and DB_PORT, that PostgreSQL is running, and its listen_addresses."
+      : `Cannot reach ${where(this)} (${this.code}). Check DB_HOST (DNS name), routing and firewalls.`
+  }
+}
+
+/**
+ * Connecting (TCP, TLS handshake and authentication together) took longer than
+ * `DB_CONNECTION_TIMEOUT`: a firewall dropping packets, a server that accepts and never answers,
+ * or an overloaded server.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectTimeout extends Schema.TaggedError<ConnectTimeout>()("ConnectTimeout", {
+  ...Target,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `No connection to ${where(this)} within ${this.timeoutMillis} ms. ` +
+      "Check that DB_HOST and DB_PORT point at PostgreSQL and that no firewall or security group drops the traffic; " +
+      "raise DB_CONNECTION_TIMEOUT only if the server is known to be slow to accept."
+  }
+}
+
+/**
+ * One thing the startup check found wrong with the server or the credentials.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const PostureRule = Schema.Literal(
+  "TlsNotNegotiated",
+  "ProtocolTooOld",
+  "WeakCipher",
+  "SuperuserRole",
+  "DefaultPassword",
+  "SelfSignedCertificate",
+  "WeakRsaKey"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type PostureRule = typeof PostureRule.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const PostureFinding = Schema.Struct({
+  rule: PostureRule,
+  /** what was observed, e.g. "negotiated TLSv1.1" — never a secret */
+  detail: Schema.String
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type PostureFinding = typeof PostureFinding.Type
+
+/**
+ * The remedy for each posture rule, used in `InsecureServer` messages and development warnings.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const postureFix: Readonly<Record<PostureRule, string>> = {
+  TlsNotNegotiated: "enable TLS: DB_SSL=true on the client and ssl = on on the server",
+  ProtocolTooOld: "set ssl_min_protocol_version = 'TLSv1.2' on the server (and DB_SSL_MIN_VERSION=TLSv1.2 or TLSv1.3)",
+  WeakCipher: "restrict the server's ssl_ciphers to ECDHE with AES-GCM or ChaCha20-Poly1305",
+  SuperuserRole: "connect as a least-privilege role (ALTER ROLE ... NOSUPERUSER or a dedicated application role)",
+  DefaultPassword: "rotate the role's password to a long random secret (ALTER ROLE ... PASSWORD) and update the secret",
+  SelfSignedCertificate: "issue the server certificate from a CA and set DB_SSL_CA to that CA",
+  WeakRsaKey: "reissue the server certificate with an RSA key of at least 2048 bits (4096 recommended) or an EC key"
+}
+
+/**
+ * The connection works but the startup check found the server or the credentials below the
+ * security policy. Raised in production; other environments log the same findings as warnings.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InsecureServer extends Schema.TaggedError<InsecureServer>()("InsecureServer", {
+  ...Target,
+  findings: Schema.NonEmptyArray(PostureFinding)
+}) {
+  override get message(): string {
+    const list = this.findings.map((f) => `${f.rule}: ${f.detail} — fix: ${postureFix[f.rule]}`).join("; ")
+    return `Refusing to use the PostgreSQL server at ${where(this)} in production: ${list}.`
+  }
+}
+
+/**
+ * A client certificate, key, CA file or key passphrase could not be read or used.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TlsMaterialInvalid extends Schema.TaggedError<TlsMaterialInvalid>()("TlsMaterialInvalid", {
+  /** the variable the material came from: `DB_SSL_CA`, `DB_SSL_CERT`, `DB_SSL_KEY`, `DB_SSL_KEY_PASSPHRASE` */
+  variable: Schema.String,
+  /** the file path, when the material is a file (never inline PEM) */
+  path: Schema.optional(Schema.String),
+  code: Schema.optional(Schema.String),
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const source = this.path === undefined ? "" : ` at ${this.path}`
+    return `The TLS material from ${this.variable}${source} cannot be used${because(this.reason)}. ` +
+      `Point ${this.variable} at a readable PEM file (or inline PEM); for an encrypted key set DB_SSL_KEY_PASSPHRASE.`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * No pooled connection became free within the connect timeout: every connection is busy.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolExhausted extends Schema.TaggedError<PoolExhausted>()("PoolExhausted", {
+  ...Target,
+  max: Schema.Number,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `All ${this.max} connections to ${where(this)} stayed busy for ${this.timeoutMillis} ms. ` +
+      "Investigate slow queries or long transactions, or increase DB_POOL_MAX (within the server's max_connections)."
+  }
+}
+
+/**
+ * An established connection went away: the server shut down or restarted (57P01, 57P03),
+ * an administrator terminated the backend, or the network reset it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("ConnectionLost", {
+  ...Target,
+  /** `57P01`, `57P03`, `ECONNRESET`, ... when there is one */
+  code: Schema.optional(Schema.String),
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const code = this.code === undefined ? "" : ` (${this.code})`
+    return `The connection to ${where(this)} was lost${code}${because(this.reason)}. ` +
+      "The pool replaces broken connections by itself; retry the operation if it is idempotent, " +
+      "and check the server's log for a restart, failover or terminated backend."
+  }
+}
+
+/**
+ * The read replica could not be reached within `DB_FAILOVER_TIMEOUT`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FailoverTimeout extends Schema.TaggedError<FailoverTimeout>()("FailoverTimeout", {
+  ...Target,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `The read replica at ${where(this)} did not answer within ${this.timeoutMillis} ms. ` +
+      "Check DB_READ_REPLICA_HOST / DB_READ_REPLICA_PORT and the replica's health, or raise DB_FAILOVER_TIMEOUT."
+  }
+}
+
+/**
+ * Every way opening a connection can fail.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ConnectError =
+  | SslNotSupportedByServer
+  | CertificateUntrusted
+  | CertificateExpired
+  | CertificateHostMismatch
+  | TlsProtocolRejected
+  | AuthenticationFailed
+  | ConnectionRejected
+  | DatabaseNotFound
+  | TooManyConnections
+  | ConnectionRefused
+  | ConnectTimeout
+  | TlsMaterialInvalid
+  | ConnectionLost
+
+/**
+ * Every failure of this package, connecting or running.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type DbError = ConnectError | InsecureServer | PoolExhausted | FailoverTimeout

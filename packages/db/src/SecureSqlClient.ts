@@ -1,0 +1,56 @@
+/**
+ * The PostgreSQL client of a Takumi service: an `@effect/sql-pg` `PgClient` (and `SqlClient`)
+ * over a `pg.Pool` that this module builds itself, so that
+ *
+ * - TLS options come from the settings only (CA / certificate / key files or inline PEM,
+ *   `rejectUnauthorized`, minimum version TLS 1.2 by default, strong ciphers only, the expected
+ *   server name) and neither a URL `sslmode` nor a `PG*` environment variable can change them;
+ * - the password is read from the `SecretsBackend` for every new connection, and a 28P01 on a
+ *   new connection re-reads the secret and retries once (rotation without restart);
+ * - startup tests one connection within the connect timeout and verifies the TLS posture on the
+ *   socket and in `pg_stat_ssl`, refusing in production (`InsecureServer`) and warning elsewhere;
+ * - every connect failure is one of the typed errors of `DbError`, with its remedy;
+ * - pool and client `error` events are handled and logged, so an idle connection dying never
+ *   takes the process down.
+ *
+ * @since 0.1.0
+ */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { DbConfig } from "@takumi/config"
+import type { SecretError, SecretsBackend } from "@takumi/secrets"
+import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
+import { makeVerifiedPool } from "./internal/startup.js"
+
+/**
+ * Everything that can stop the client from starting: a typed connection error, a refused
+ * security posture (production), or the password secret not being available.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartupError = ConnectError | PoolExhausted | InsecureServer | SecretError
+
+/**
+ * The default layer: requires `DbConfig` and `SecretsBackend`, provides `PgClient` and
+ * `SqlClient`. Building it runs the whole startup sequence; it fails with a `StartupError`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<
+  PgClient.PgClient | SqlClient.SqlClient,
+  StartupError,
+  DbConfig | SecretsBackend
+> = Layer.unwrapScoped(
+  Effect.gen(function*() {
+    const settings = yield* DbConfig
+    const { pool } = yield* makeVerifiedPool(settings, { host: settings.host, port: settings.port })
+    // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
+    // lifetime is this layer's scope, where `makeVerifiedPool` registered its `end()`.
+    return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
+      .pipe(Layer.orDie)
+  })
+)

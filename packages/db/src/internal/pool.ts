@@ -1,0 +1,208 @@
+/**
+ * Building a `pg.Pool` for one target (the primary, or a read replica): every connection option
+ * set explicitly from the settings, the password from the secrets backend, one retry with a
+ * re-read secret on 28P01, and error listeners so that no idle or checked-out connection dying
+ * can crash the process.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import type * as Tls from "node:tls"
+import * as Pg from "pg"
+import type { DbSettings } from "@takumi/config"
+import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
+import type { Credentials } from "./credentials.js"
+
+/**
+ * When the settings carry no usable connect timeout (zero, negative, infinite) this one applies:
+ * `pg` treats 0 as "wait forever", and acquiring a connection must never wait forever.
+ * 2000 ms is the requirements' default for `DB_CONNECTION_TIMEOUT`.
+ */
+export const fallbackConnectTimeoutMillis = 2000
+
+/** The connect timeout in whole milliseconds, never 0 (which `pg` reads as "no timeout"). */
+export const connectTimeoutMillis = (settings: DbSettings): number => {
+  const millis = Duration.toMillis(settings.connectTimeout)
+  return Number.isFinite(millis) && millis >= 1 ? Math.ceil(millis) : fallbackConnectTimeoutMillis
+}
+
+const idleTimeoutMillis = (settings: DbSettings): number => {
+  const millis = Duration.toMillis(settings.idleTimeout)
+  // 0 would keep idle connections forever; pg's own default is 10 s, the requirements' 30 s
+  return Number.isFinite(millis) && millis >= 1 ? Math.ceil(millis) : 30_000
+}
+
+/** Everything needed to build a pool for one server. */
+export interface PoolOptions {
+  readonly settings: DbSettings
+  /** the server: the primary's `settings.host`/`port`, or a replica's */
+  readonly host: string
+  readonly port: number
+  /** from `makeTlsOptions` */
+  readonly ssl: Tls.ConnectionOptions | false
+  readonly credentials: Credentials
+}
+
+/** The target of a pool, as the error classification needs it. */
+export const targetOf = (options: Pick<PoolOptions, "settings" | "host" | "port">): ConnectTarget => ({
+  host: options.host,
+  port: options.port,
+  user: options.settings.user,
+  database: options.settings.database,
+  connectTimeoutMillis: connectTimeoutMillis(options.settings),
+  poolMax: options.settings.pool.max
+})
+
+/**
+ * The `pg` configuration. Every field `pg` would otherwise take from a `PG*` environment
+ * variable is set to a non-empty value here (pg's fallback triggers on any falsy value), and
+ * there is no `connectionString`, whose `sslmode` would replace the whole `ssl` object.
+ */
+export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly replication: string } => {
+  const { settings } = options
+  return {
+    host: options.host,
+    port: options.port,
+    database: settings.database,
+    user: settings.user,
+    password: options.credentials.password,
+    ssl: options.ssl,
+    // `PGSSLNEGOTIATION=direct` must not change how TLS starts
+    sslnegotiation: "postgres",
+    application_name: settings.applicationName,
+    fallback_application_name: settings.applicationName,
+    client_encoding: "UTF8",
+    // PGOPTIONS would otherwise inject server settings (search_path, role, ...) into every session
+    options: "-c client_encoding=UTF8",
+    // pg reads PGREPLICATION too; a replication connection is never what this pool wants
+    replication: "false",
+    connectionTimeoutMillis: connectTimeoutMillis(settings),
+    idleTimeoutMillis: idleTimeoutMillis(settings),
+    min: settings.pool.min,
+    max: settings.pool.max,
+    keepAlive: true,
+    allowExitOnIdle: false
+  }
+}
+
+type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
+
+/**
+ * A `pg.Pool` whose `connect` retries once, after invalidating the cached secret, when a new
+ * connection is refused with 28P01: the password was rotated and the cached value is stale.
+ * `pool.query` and `@effect/sql-pg` both acquire through `connect`, so every path is covered.
+ * Connections already open are never touched: PostgreSQL keeps them authenticated.
+ */
+const makePoolClass = (credentials: Credentials, target: ConnectTarget) =>
+  class SecurePool extends Pg.Pool {
+    override connect(): Promise<Pg.PoolClient>
+    override connect(callback: ConnectCallback): void
+    override connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
+      if (callback === undefined) {
+        return new Promise<Pg.PoolClient>((resolve, reject) => {
+          this.connect((err, client) => {
+            if (err !== undefined) reject(err)
+            else if (client !== undefined) resolve(client)
+            else reject(classifyRuntimeError("pg returned no client", target))
+          })
+        })
+      }
+      super.connect((err, client, done) => {
+        if (err !== undefined && err !== null && isAuthenticationFailure(err) && !this.ending) {
+          credentials.invalidate().then(
+            () => super.connect(callback),
+            () => callback(err, undefined, done)
+          )
+          return
+        }
+        callback(err, client, done)
+      })
+    }
+  }
+
+/**
+ * Builds the pool, scoped: closing the scope ends it (waiting at most 5 s for checked-out
+ * connections). No connection is opened here; the first `connect` does that.
+ */
+export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const target = targetOf(options)
+    const annotations = { host: target.host, port: target.port, database: target.database }
+    const SecurePool = makePoolClass(options.credentials, target)
+
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => new SecurePool(poolConfig(options))),
+      (pool) =>
+        Effect.promise(() => pool.end()).pipe(
+          Effect.interruptible,
+          Effect.timeoutOption("5 seconds"),
+          Effect.flatMap((ended) =>
+            ended._tag === "None"
+              ? Effect.logWarning("PostgreSQL pool did not end within 5 s: connections are still checked out")
+              : Effect.void
+          ),
+          Effect.annotateLogs(annotations)
+        )
+    )
+
+    // An idle client dying (server restart, terminated backend, network reset): pg-pool has
+    // already removed it and will open a new one on demand. Without this listener Node would
+    // throw the error and end the process.
+    pool.on("error", (err) => {
+      runFork(
+        Effect.logWarning("Idle PostgreSQL connection lost; the pool replaces it on demand", classifyRuntimeError(err, target))
+          .pipe(Effect.annotateLogs(annotations))
+      )
+    })
+
+    // A checked-out client has no pool listener while it is out; give it one for that time.
+    const onCheckedOutError = (err: Error) => {
+      runFork(
+        Effect.logWarning("PostgreSQL connection in use failed", classifyRuntimeError(err, target))
+          .pipe(Effect.annotateLogs(annotations))
+      )
+    }
+    pool.on("acquire", (client) => {
+      client.on("error", onCheckedOutError)
+    })
+    pool.on("release", (_err, client) => {
+      client.off("error", onCheckedOutError)
+    })
+
+    return pool
+  })
+
+/**
+ * Checks one connection out of the pool, scoped: closing the scope releases it. The wait is
+ * bounded by the pool's connect timeout; a connection that arrives after the waiter was
+ * interrupted is released straight away, so nothing leaks.
+ */
+export const acquireClient = (
+  pool: Pg.Pool,
+  target: ConnectTarget
+): Effect.Effect<Pg.PoolClient, AcquireError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly client: Pg.PoolClient; readonly release: (err?: Error) => void }, AcquireError>(
+      (resume) => {
+        let abandoned = false
+        pool.connect((err, client, release) => {
+          if (abandoned) {
+            if (client !== undefined) release()
+            return
+          }
+          if (err !== undefined && err !== null) resume(Effect.fail(classifyConnectError(err, target)))
+          else if (client !== undefined) resume(Effect.succeed({ client, release }))
+          else resume(Effect.fail(classifyRuntimeError("pg returned no client", target)))
+        })
+        return Effect.sync(() => {
+          abandoned = true
+        })
+      }
+    ),
+    ({ release }) => Effect.sync(() => release())
+  ).pipe(Effect.map(({ client }) => client))

@@ -1,0 +1,183 @@
+/**
+ * The startup check of the security posture: what the TLS socket negotiated (protocol, cipher,
+ * peer certificate), what the server itself reports for our backend in `pg_stat_ssl`, whether
+ * the role is a superuser and whether the password is a well-known default.
+ *
+ * @internal
+ */
+import * as Array from "effect/Array"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Tls from "node:tls"
+import type * as Pg from "pg"
+import type { DbSettings } from "@takumi/config"
+import { InsecureServer, type PostureFinding, postureFix } from "../DbError.js"
+import { classifyRuntimeError, type ConnectTarget } from "./classify.js"
+import type { Credentials } from "./credentials.js"
+import { isModernProtocol, isStrongCipher } from "./tlsOptions.js"
+
+/** What the client side of the TLS socket saw. */
+export interface SocketTls {
+  readonly protocol: string | null
+  readonly cipher: string
+  readonly certificate: Option.Option<{
+    readonly subject: string
+    readonly selfSigned: boolean
+    /** RSA key size; none for EC keys (whose `bits` are a curve size) */
+    readonly rsaBits: Option.Option<number>
+    readonly validTo: Option.Option<Date>
+  }>
+}
+
+/** What the server reports about our own backend. */
+export interface ServerView {
+  readonly ssl: boolean
+  readonly version: string | null
+  readonly cipher: string | null
+  readonly superuser: boolean
+}
+
+/** Everything the startup check looks at. */
+export interface Posture {
+  readonly socket: Option.Option<SocketTls>
+  readonly server: ServerView
+  readonly wellKnownPassword: boolean
+}
+
+const formatName = (name: Tls.Certificate | undefined): string =>
+  name === undefined ? "" : Object.entries(name).map(([k, v]) => `${k}=${String(v)}`).join(", ")
+
+const inspectSocket = (client: Pg.PoolClient): Option.Option<SocketTls> => {
+  const socket = client.connection.stream
+  if (!(socket instanceof Tls.TLSSocket)) return Option.none()
+  const cert = socket.getPeerCertificate(true)
+  const hasCert = Object.keys(cert).length > 0
+  const validTo = hasCert ? new Date(cert.valid_to) : undefined
+  return Option.some({
+    protocol: socket.getProtocol(),
+    cipher: socket.getCipher().name,
+    certificate: hasCert
+      ? Option.some({
+        subject: formatName(cert.subject),
+        // issued by itself: same name as issuer and subject, and (when the chain is known) the
+        // issuer is the very same certificate
+        selfSigned: formatName(cert.issuer) === formatName(cert.subject) &&
+          (cert.issuerCertificate === undefined || cert.issuerCertificate.fingerprint256 === cert.fingerprint256),
+        rsaBits: cert.modulus !== undefined && cert.bits !== undefined ? Option.some(cert.bits) : Option.none(),
+        validTo: validTo !== undefined && !Number.isNaN(validTo.getTime()) ? Option.some(validTo) : Option.none()
+      })
+      : Option.none()
+  })
+}
+
+interface ServerRow {
+  readonly ssl: boolean | null
+  readonly version: string | null
+  readonly cipher: string | null
+  readonly rolsuper: boolean | null
+}
+
+const postureQuery = `SELECT s.ssl, s.version, s.cipher, r.rolsuper
+FROM pg_stat_ssl s CROSS JOIN pg_roles r
+WHERE s.pid = pg_backend_pid() AND r.rolname = current_user`
+
+/** Reads the posture of one freshly opened connection. */
+export const inspect = (
+  client: Pg.PoolClient,
+  target: ConnectTarget,
+  credentials: Credentials
+): Effect.Effect<Posture, ReturnType<typeof classifyRuntimeError>> =>
+  Effect.gen(function*() {
+    const socket = inspectSocket(client)
+    const result = yield* Effect.tryPromise({
+      try: () => client.query<ServerRow>(postureQuery),
+      catch: (cause) => classifyRuntimeError(cause, target)
+    })
+    const row = result.rows[0]
+    return {
+      socket,
+      server: {
+        ssl: row?.ssl === true,
+        version: row?.version ?? null,
+        cipher: row?.cipher ?? null,
+        superuser: row?.rolsuper === true
+      },
+      wellKnownPassword: credentials.lastPasswordWasWellKnown() === true
+    }
+  })
+
+/** The policy violations in a posture, in a stable order. */
+export const findings = (posture: Posture): Array<PostureFinding> => {
+  const out: Array<PostureFinding> = []
+  const { server, socket } = posture
+  if (Option.isNone(socket) || !server.ssl) {
+    out.push({
+      rule: "TlsNotNegotiated",
+      detail: `the connection is not encrypted (socket: ${Option.isSome(socket) ? "TLS" : "plain TCP"}, ` +
+        `pg_stat_ssl.ssl: ${server.ssl})`
+    })
+  }
+  const protocols = Array.dedupe([
+    ...(Option.isSome(socket) && socket.value.protocol !== null ? [socket.value.protocol] : []),
+    ...(server.ssl && server.version !== null ? [server.version] : [])
+  ])
+  const old = protocols.filter((p) => !isModernProtocol(p))
+  if (old.length > 0) out.push({ rule: "ProtocolTooOld", detail: `negotiated ${old.join(", ")}` })
+  const ciphers = Array.dedupe([
+    ...(Option.isSome(socket) ? [socket.value.cipher] : []),
+    ...(server.ssl && server.cipher !== null ? [server.cipher] : [])
+  ])
+  const weak = ciphers.filter((c) => !isStrongCipher(c))
+  if (weak.length > 0) out.push({ rule: "WeakCipher", detail: `negotiated cipher ${weak.join(", ")}` })
+  if (server.superuser) out.push({ rule: "SuperuserRole", detail: "the database role is a superuser (rolsuper)" })
+  if (posture.wellKnownPassword) {
+    out.push({ rule: "DefaultPassword", detail: "the password is a well-known default or equals the user name" })
+  }
+  const cert = Option.flatMap(socket, (s) => s.certificate)
+  if (Option.isSome(cert)) {
+    if (cert.value.selfSigned) {
+      out.push({ rule: "SelfSignedCertificate", detail: `the server certificate (${cert.value.subject}) is self-signed` })
+    }
+    if (Option.isSome(cert.value.rsaBits) && cert.value.rsaBits.value < 2048) {
+      out.push({ rule: "WeakRsaKey", detail: `the server certificate has a ${cert.value.rsaBits.value}-bit RSA key` })
+    }
+  }
+  return out
+}
+
+/**
+ * Applies the policy to a posture: production fails with `InsecureServer` naming every finding;
+ * other environments log each finding as a warning. A server certificate expiring within
+ * `alerts.certificateExpiry` is always a warning (an alert, not a refusal).
+ */
+export const enforce = (
+  posture: Posture,
+  settings: DbSettings,
+  target: ConnectTarget
+): Effect.Effect<void, InsecureServer> =>
+  Effect.gen(function*() {
+    const annotations = { host: target.host, port: target.port }
+    const cert = Option.flatMap(posture.socket, (s) => s.certificate)
+    const validTo = Option.flatMap(cert, (c) => c.validTo)
+    if (Option.isSome(validTo)) {
+      const now = yield* Clock.currentTimeMillis
+      const left = validTo.value.getTime() - now
+      if (left < Duration.toMillis(settings.alerts.certificateExpiry)) {
+        const days = Math.floor(left / 86_400_000)
+        yield* Effect.logWarning(
+          `The PostgreSQL server certificate expires on ${validTo.value.toISOString()} (in ${days} days): renew it`
+        ).pipe(Effect.annotateLogs({ ...annotations, alert: "CertificateExpiring", validTo: validTo.value.toISOString() }))
+      }
+    }
+    const found = findings(posture)
+    if (!Array.isNonEmptyArray(found)) return
+    if (settings.environment === "production") {
+      return yield* new InsecureServer({ host: target.host, port: target.port, findings: found })
+    }
+    yield* Effect.forEach(found, (f) =>
+      Effect.logWarning(
+        `Insecure PostgreSQL setup (refused in production): ${f.detail} — fix: ${postureFix[f.rule]}`
+      ).pipe(Effect.annotateLogs({ ...annotations, rule: f.rule })), { discard: true })
+  })
