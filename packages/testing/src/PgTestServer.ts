@@ -1,0 +1,615 @@
+/**
+ * A throwaway PostgreSQL server for tests: copied from an initdb template into a temp folder,
+ * started on a free loopback port as the `postgres` user, configurable live (TLS, certificates,
+ * pg_hba rules, TLS versions, ciphers) and gone when its scope closes. The server dies with the
+ * process that started it, even when that process is SIGKILLed.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as FsP from "node:fs/promises"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Pg from "pg"
+import { findBinDir } from "./internal/pgBinaries.js"
+import { type HbaRuleLike, renderConf, renderHba, type TlsVersion } from "./internal/pgConfig.js"
+import * as Process from "./internal/pgProcess.js"
+import * as Socket from "./internal/pgSocket.js"
+import * as Template from "./internal/pgTemplate.js"
+import { describeCause, failure, PgTestServerError } from "./internal/pgTestServerError.js"
+import type { CertificateFiles } from "./TestPki.js"
+
+export {
+  /**
+   * @since 0.1.0
+   * @category errors
+   */
+  PgTestServerError
+}
+
+/**
+ * Server configuration. Everything except `maxConnections` can change live with `reload`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerSettings {
+  /** TLS on or off; defaults to on when a certificate is given. */
+  readonly ssl?: boolean
+  /** Server certificate and key, copied into the data folder (key owned by postgres, 0600). */
+  readonly certificate?: CertificateFiles
+  /** PEM of the CA that signs client certificates (`ssl_ca_file`), for mutual TLS. */
+  readonly ca?: string
+  /**
+   * Replaces the TCP lines of pg_hba.conf. The unix-socket lines for the superuser are always
+   * kept. Default: {@link defaultHba}.
+   */
+  readonly hba?: ReadonlyArray<HbaRule>
+  /** `ssl_min_protocol_version`; PostgreSQL's default is TLSv1.2. */
+  readonly minTlsVersion?: TlsVersion
+  /** `ssl_max_protocol_version`; none by default. */
+  readonly maxTlsVersion?: TlsVersion
+  /** `ssl_ciphers`; a TLS 1.1-only server on OpenSSL 3 needs `DEFAULT:@SECLEVEL=0`. */
+  readonly ciphers?: string
+  /** `max_connections`: restart-only, so it applies on start and restart (a reload only records it). */
+  readonly maxConnections?: number
+  /** Anything else for postgresql.conf, e.g. `{ log_connections: "on" }`. */
+  readonly extraConf?: Readonly<Record<string, string>>
+}
+
+interface HbaRuleFields {
+  /** Database column; `all` by default. */
+  readonly database?: string
+  /** User column; `all` by default. */
+  readonly user?: string
+  /** Address column; `127.0.0.1/32` by default (the server listens on 127.0.0.1 only). */
+  readonly address?: string
+}
+
+/**
+ * One TCP line of pg_hba.conf.
+ *
+ * PostgreSQL 15 accepts `cert` only with `clientcert=verify-full` (implied when omitted), and
+ * `scram-sha-256` with `clientcert=verify-ca` checks the chain but not the CN.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HbaRule =
+  | HbaRuleFields & {
+    readonly type: "hostssl"
+    readonly method: "scram-sha-256" | "cert" | "trust" | "reject"
+    readonly clientCert?: "verify-ca" | "verify-full"
+  }
+  | HbaRuleFields & { readonly type: "hostnossl"; readonly method: "reject" | "scram-sha-256" | "trust" }
+  | HbaRuleFields & { readonly type: "host"; readonly method: "scram-sha-256" | "trust" | "reject" }
+
+/**
+ * A running test server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PgTestServer {
+  readonly host: "127.0.0.1"
+  readonly port: number
+  readonly dataDir: string
+  readonly socketDir: string
+  readonly binDir: string
+  /** postgres.log in the data folder: the server's stderr, including FATALs at start. */
+  readonly logFile: string
+  /** The superuser, reachable over the unix socket in `socketDir` without a password. */
+  readonly superuser: { readonly user: "postgres"; readonly database: "postgres" }
+  /** The postmaster's process id while it runs. */
+  readonly pid: Effect.Effect<Option.Option<number>>
+  /** The settings in force (as last given to make / reload). */
+  readonly settings: Effect.Effect<ServerSettings>
+  /** Runs SQL as the superuser over the unix socket, on a fresh connection. */
+  readonly query: (
+    sql: string,
+    params?: ReadonlyArray<unknown>
+  ) => Effect.Effect<ReadonlyArray<Record<string, unknown>>, PgTestServerError>
+  /** CREATE ROLE; `login` defaults to true, the password is stored as SCRAM-SHA-256. */
+  readonly createRole: (options: {
+    readonly name: string
+    readonly password?: string | Redacted.Redacted<string>
+    readonly superuser?: boolean
+    readonly login?: boolean
+  }) => Effect.Effect<void, PgTestServerError>
+  readonly createDatabase: (name: string, owner?: string) => Effect.Effect<void, PgTestServerError>
+  /**
+   * Merges `settings` into the current ones, rewrites postgresql.conf, pg_hba.conf and the
+   * certificate files, runs `pg_reload_conf()` and returns once new connections see the result.
+   * Fails (leaving the old configuration running) when PostgreSQL reports an invalid setting or
+   * pg_hba line.
+   */
+  readonly reload: (settings: Partial<ServerSettings>) => Effect.Effect<void, PgTestServerError>
+  /** Fast shutdown and start again on the same port, optionally staying down for `downFor`. */
+  readonly restart: (options?: { readonly downFor?: Duration.DurationInput }) => Effect.Effect<void, PgTestServerError>
+  /** Fast shutdown, keeping the data folder and port: the server can `resume`. */
+  readonly pause: Effect.Effect<void, PgTestServerError>
+  /** Starts a paused server again on the same port and waits until it accepts connections. */
+  readonly resume: Effect.Effect<void, PgTestServerError>
+  /** Alias of `resume`. */
+  readonly start: Effect.Effect<void, PgTestServerError>
+  /** Shuts the server down for good and deletes its temp folder (also done when the scope closes). */
+  readonly stop: Effect.Effect<void, PgTestServerError>
+}
+
+/**
+ * The TCP rules used when none are given: SCRAM for everyone, over TLS when TLS is on.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defaultHba = (ssl: boolean): ReadonlyArray<HbaRule> => [
+  ssl ? { type: "hostssl", method: "scram-sha-256" } : { type: "host", method: "scram-sha-256" }
+]
+
+/**
+ * The variable in which the vitest global setup announces the initdb template folder to workers.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const TEMPLATE_ENV: string = Template.TEMPLATE_ENV
+
+/**
+ * Runs initdb once into a temp folder (removed when the scope closes) and returns the data
+ * folder to announce in {@link TEMPLATE_ENV}. For the test runner's global setup.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTemplate: Effect.Effect<string, PgTestServerError, Scope.Scope> = Effect.map(
+  Effect.acquireRelease(Template.createTemplate, Template.removeTemplate),
+  (template) => template.dataDir
+)
+
+// Servers are real processes: every wait below is on the wall clock, so the harness also works
+// inside `it.effect` / `it.scoped`, whose TestClock would otherwise freeze it.
+const liveClock = Clock.make()
+const live = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => Effect.withClock(effect, liveClock)
+
+const attempt = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, PgTestServerError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => failure(operation, describeCause(cause)) })
+
+const freePort: Effect.Effect<number, PgTestServerError> = Effect.async<number, PgTestServerError>((resume) => {
+  const server = Net.createServer()
+  server.once("error", (error) => resume(Effect.fail(failure("start", `no free port: ${describeCause(error)}`))))
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+interface Layout {
+  readonly base: string
+  readonly dataDir: string
+  readonly socketDir: string
+  readonly logFile: string
+  readonly binDir: string
+  readonly user: Process.ServerUser
+  readonly standby: boolean
+}
+
+const resolveSsl = (settings: ServerSettings): boolean => settings.ssl ?? settings.certificate !== undefined
+
+const confEntries = (layout: Layout, port: number, settings: ServerSettings): Array<readonly [string, string]> => {
+  const ssl = resolveSsl(settings)
+  const entries: Array<readonly [string, string]> = [
+    ["port", String(port)],
+    ["listen_addresses", "127.0.0.1"],
+    ["unix_socket_directories", layout.socketDir],
+    ["ssl", ssl ? "on" : "off"],
+    ["ssl_ca_file", settings.ca === undefined ? "" : "ca.crt"],
+    ["ssl_min_protocol_version", settings.minTlsVersion ?? "TLSv1.2"],
+    ["ssl_max_protocol_version", settings.maxTlsVersion ?? ""],
+    ["ssl_ciphers", settings.ciphers ?? "HIGH:MEDIUM:+3DES:!aNULL"]
+  ]
+  if (settings.certificate !== undefined) {
+    entries.push(["ssl_cert_file", "server.crt"], ["ssl_key_file", "server.key"])
+  }
+  if (settings.maxConnections !== undefined) {
+    entries.push(["max_connections", String(settings.maxConnections)])
+  }
+  if (layout.standby) {
+    // Re-stream quickly after the primary comes back (the default waits 5 s between attempts).
+    entries.push(["hot_standby", "on"], ["wal_retrieve_retry_interval", "200ms"])
+  }
+  for (const [key, value] of Object.entries(settings.extraConf ?? {})) {
+    entries.push([key, value])
+  }
+  return entries
+}
+
+const writePrivate = (layout: Layout, name: string, content: string, mode: number) =>
+  Effect.gen(function*() {
+    const file = Path.join(layout.dataDir, name)
+    yield* attempt("writeConfig", async () => {
+      await FsP.rm(file, { force: true })
+      await FsP.writeFile(file, content, { mode })
+      await FsP.chmod(file, mode)
+    })
+    yield* Process.chownToServer(layout.user, file)
+  })
+
+const writeConfiguration = (layout: Layout, port: number, settings: ServerSettings) =>
+  Effect.gen(function*() {
+    const ssl = resolveSsl(settings)
+    if (ssl && settings.certificate === undefined) {
+      return yield* Effect.fail(
+        failure("writeConfig", "ssl is on but no certificate was given; pass `certificate: pki.server` (TestPki)")
+      )
+    }
+    if (settings.certificate !== undefined) {
+      yield* writePrivate(layout, "server.crt", settings.certificate.certPem, 0o644)
+      // PostgreSQL refuses a key readable by group or others when it owns it.
+      yield* writePrivate(layout, "server.key", settings.certificate.keyPem, 0o600)
+    }
+    if (settings.ca !== undefined) {
+      yield* writePrivate(layout, "ca.crt", settings.ca, 0o644)
+    }
+    yield* writePrivate(layout, "takumi.conf", renderConf(confEntries(layout, port, settings)), 0o644)
+    const rules: ReadonlyArray<HbaRuleLike> = settings.hba ?? defaultHba(ssl)
+    yield* writePrivate(layout, "pg_hba.conf", renderHba(rules), 0o600)
+  })
+
+const logSize = (logFile: string): Effect.Effect<number> =>
+  Effect.promise(() => FsP.stat(logFile).then((stat) => stat.size, () => 0))
+
+const logSince = (logFile: string, offset: number): Effect.Effect<string> =>
+  Effect.promise(() =>
+    FsP.readFile(logFile).then(
+      (buffer) => buffer.subarray(offset).toString("utf8").trimEnd().split("\n").slice(-25).join("\n"),
+      () => ""
+    )
+  )
+
+const READY_TIMEOUT = Duration.seconds(30)
+
+const awaitExit = (postmaster: Process.Postmaster) => Deferred.await(postmaster.exited)
+
+const shutdown = (postmaster: Process.Postmaster): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (yield* Deferred.isDone(postmaster.exited)) return
+    // SIGINT is PostgreSQL's "fast" shutdown: open sessions are terminated (57P01), no waiting.
+    postmaster.signal("SIGINT")
+    const exited = yield* awaitExit(postmaster).pipe(Effect.timeout("15 seconds"), Effect.option)
+    if (Option.isNone(exited)) {
+      postmaster.signal("SIGKILL")
+      yield* awaitExit(postmaster)
+    }
+  })
+
+/** Spawns the postmaster and waits until the superuser can connect over the socket. */
+const launch = (layout: Layout, port: number): Effect.Effect<Process.Postmaster, PgTestServerError> =>
+  Effect.gen(function*() {
+    const offset = yield* logSize(layout.logFile)
+    const postmaster = yield* Process.spawnPostmaster({
+      user: layout.user,
+      binDir: layout.binDir,
+      dataDir: layout.dataDir,
+      logFile: layout.logFile
+    })
+    const address = { socketDir: layout.socketDir, port }
+    const ready = Socket.query(address, "select 1", [], "start").pipe(
+      Effect.retry(Schedule.spaced("20 millis")),
+      Effect.timeoutFail({
+        duration: READY_TIMEOUT,
+        onTimeout: () => failure("start", `server not ready after ${Duration.format(READY_TIMEOUT)}`)
+      })
+    )
+    const died = Effect.flatMap(awaitExit(postmaster), (outcome) =>
+      Effect.fail(failure("start", `postgres exited during start-up (${outcome})`)))
+    return yield* Effect.raceFirst(ready, died).pipe(
+      Effect.as(postmaster),
+      Effect.catchAll((error) =>
+        Effect.gen(function*() {
+          yield* shutdown(postmaster)
+          const log = yield* logSince(layout.logFile, offset)
+          return yield* Effect.fail(
+            new PgTestServerError({
+              operation: error.operation,
+              message: `${error.message}\nlog ${layout.logFile}:\n${log}`
+            })
+          )
+        })
+      )
+    )
+  })
+
+const isBindFailure = (error: PgTestServerError): boolean =>
+  /could not bind|could not create any TCP\/IP sockets|Address already in use/.test(error.message)
+
+interface State {
+  settings: ServerSettings
+  postmaster: Process.Postmaster | undefined
+  removed: boolean
+}
+
+const quoteIdent = (name: string): string => Pg.escapeIdentifier(name)
+
+const build = (
+  layout: Layout,
+  initialSettings: ServerSettings
+): Effect.Effect<PgTestServer, PgTestServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const state: State = { settings: initialSettings, postmaster: undefined, removed: false }
+    const lock = yield* Effect.makeSemaphore(1)
+    const serialized = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => live(lock.withPermits(1)(effect))
+
+    const stopNow = Effect.gen(function*() {
+      if (state.removed) return
+      if (state.postmaster !== undefined) yield* shutdown(state.postmaster)
+      state.postmaster = undefined
+      state.removed = true
+      yield* attempt("stop", () => FsP.rm(layout.base, { recursive: true, force: true }))
+    })
+    yield* Effect.addFinalizer(() =>
+      live(lock.withPermits(1)(stopNow)).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`PgTestServer cleanup: ${error.message}`))
+      )
+    )
+
+    // Pick a free port, retrying when another process grabs it between probe and bind.
+    let port = 0
+    let started: Process.Postmaster | undefined
+    for (let attemptNo = 1; started === undefined; attemptNo++) {
+      port = yield* freePort
+      yield* writeConfiguration(layout, port, state.settings)
+      const result = yield* Effect.either(launch(layout, port))
+      if (result._tag === "Right") {
+        started = result.right
+      } else if (!isBindFailure(result.left) || attemptNo >= 5) {
+        return yield* Effect.fail(result.left)
+      }
+    }
+    state.postmaster = started
+    const finalPort = port
+    const address = { socketDir: layout.socketDir, port: finalPort }
+
+    const ensureUsable = (operation: string) =>
+      state.removed
+        ? Effect.fail(failure(operation, "the server was stopped; make a new one"))
+        : Effect.void
+
+    const resume = serialized(Effect.gen(function*() {
+      yield* ensureUsable("resume")
+      if (state.postmaster !== undefined && !(yield* Deferred.isDone(state.postmaster.exited))) return
+      yield* writeConfiguration(layout, finalPort, state.settings)
+      state.postmaster = yield* launch(layout, finalPort)
+    }))
+
+    const pause = serialized(Effect.gen(function*() {
+      yield* ensureUsable("pause")
+      if (state.postmaster !== undefined) yield* shutdown(state.postmaster)
+      state.postmaster = undefined
+    }))
+
+    const loadTime = Effect.map(
+      Socket.query(address, "select pg_conf_load_time()::text as t", [], "reload"),
+      (rows) => String(rows[0]?.["t"])
+    )
+
+    const reportInvalid = Effect.gen(function*() {
+      const settingErrors = yield* Socket.query(
+        address,
+        // "setting could not be applied" only means restart-only (max_connections): fine.
+        "select name, sourcefile, sourceline, error from pg_file_settings " +
+          "where error is not null and error <> 'setting could not be applied'",
+        [],
+        "reload"
+      )
+      const hbaErrors = yield* Socket.query(
+        address,
+        "select line_number, error from pg_hba_file_rules where error is not null",
+        [],
+        "reload"
+      )
+      const problems = [
+        ...settingErrors.map((row) =>
+          `postgresql setting ${String(row["name"])} (${String(row["sourcefile"])}:${String(row["sourceline"])}): ${
+            String(row["error"])
+          }`
+        ),
+        ...hbaErrors.map((row) => `pg_hba.conf line ${String(row["line_number"])}: ${String(row["error"])}`)
+      ]
+      if (problems.length > 0) {
+        return yield* Effect.fail(failure("reload", `PostgreSQL rejected the configuration:\n${problems.join("\n")}`))
+      }
+    })
+
+    const reload = (partial: Partial<ServerSettings>) =>
+      serialized(Effect.gen(function*() {
+        yield* ensureUsable("reload")
+        const previous = state.settings
+        const next: ServerSettings = { ...previous, ...partial }
+        const running = state.postmaster !== undefined
+        yield* writeConfiguration(layout, finalPort, next)
+        state.settings = next
+        if (!running) return
+        const invalid = yield* Effect.either(reportInvalid)
+        if (invalid._tag === "Left") {
+          // Put the files back so a later restart does not trip over them.
+          state.settings = previous
+          yield* writeConfiguration(layout, finalPort, previous)
+          return yield* Effect.fail(invalid.left)
+        }
+        const before = yield* loadTime
+        yield* Socket.query(address, "select pg_reload_conf()", [], "reload")
+        // The postmaster re-reads the files (and rebuilds its TLS context) on SIGHUP; backends
+        // forked afterwards report the new load time, so a changed value means "applied".
+        yield* loadTime.pipe(
+          Effect.filterOrFail(
+            (after) => after !== before,
+            () => failure("reload", "configuration not reloaded yet")
+          ),
+          Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("10 seconds")))
+        )
+      }))
+
+    const restart = (options?: { readonly downFor?: Duration.DurationInput }) =>
+      serialized(Effect.gen(function*() {
+        yield* ensureUsable("restart")
+        if (state.postmaster !== undefined) yield* shutdown(state.postmaster)
+        state.postmaster = undefined
+        if (options?.downFor !== undefined) yield* Effect.sleep(options.downFor)
+        yield* writeConfiguration(layout, finalPort, state.settings)
+        state.postmaster = yield* launch(layout, finalPort)
+      }))
+
+    const query = (sql: string, params?: ReadonlyArray<unknown>) =>
+      live(Effect.zipRight(ensureUsable("query"), Socket.query(address, sql, params ?? [])))
+
+    const server: PgTestServer = {
+      host: "127.0.0.1",
+      port: finalPort,
+      dataDir: layout.dataDir,
+      socketDir: layout.socketDir,
+      binDir: layout.binDir,
+      logFile: layout.logFile,
+      superuser: { user: "postgres", database: "postgres" },
+      pid: Effect.sync(() => Option.fromNullable(state.postmaster?.pid)),
+      settings: Effect.sync(() => state.settings),
+      query,
+      createRole: (options) => {
+        const password = options.password === undefined
+          ? "PASSWORD NULL"
+          : `PASSWORD ${Pg.escapeLiteral(Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password)}`
+        const flags = [
+          options.login === false ? "NOLOGIN" : "LOGIN",
+          options.superuser === true ? "SUPERUSER" : "NOSUPERUSER",
+          password
+        ].join(" ")
+        return query(`CREATE ROLE ${quoteIdent(options.name)} WITH ${flags}`).pipe(
+          Effect.mapError((error) =>
+            // Never echo the password back in an error message.
+            new PgTestServerError({ operation: "createRole", message: error.message.split(" in: ")[0] ?? error.message })
+          ),
+          Effect.asVoid
+        )
+      },
+      createDatabase: (name, owner) =>
+        query(`CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? "" : ` OWNER ${quoteIdent(owner)}`}`).pipe(
+          Effect.asVoid
+        ),
+      reload,
+      restart,
+      pause,
+      resume,
+      start: resume,
+      stop: serialized(stopNow)
+    }
+    return server
+  })
+
+const makeBase = (operation: string, user: Process.ServerUser) =>
+  Effect.gen(function*() {
+    const base = yield* attempt(operation, () => FsP.mkdtemp(Path.join(Os.tmpdir(), "takumi-pg-")))
+    const socketDir = Path.join(base, "socket")
+    yield* attempt(operation, () => FsP.mkdir(socketDir, { mode: 0o700 }))
+    // Every parent of the data folder must be traversable by postgres: /tmp is, /root is not.
+    yield* Process.chownToServer(user, base)
+    yield* Process.chownToServer(user, socketDir)
+    return { base, socketDir, dataDir: Path.join(base, "data") }
+  })
+
+/**
+ * Starts a server from the initdb template on a free port of 127.0.0.1. The server, its
+ * processes and its temp folder are removed when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (settings: ServerSettings = {}): Effect.Effect<PgTestServer, PgTestServerError, Scope.Scope> =>
+  live(Effect.gen(function*() {
+    const binDir = yield* findBinDir
+    const user = yield* Process.serverUser
+    const template = yield* Template.templateDataDir
+    const { base, dataDir, socketDir } = yield* makeBase("make", user)
+    const cleanup = Effect.promise(() => FsP.rm(base, { recursive: true, force: true }))
+    yield* Process.run("copyTemplate", user, "/bin/cp", ["-a", template, dataDir]).pipe(Effect.tapError(() => cleanup))
+    const layout: Layout = { base, dataDir, socketDir, logFile: Path.join(dataDir, "postgres.log"), binDir, user, standby: false }
+    return yield* build(layout, settings)
+  }))
+
+/**
+ * Starts a streaming hot standby of `primary` (pg_basebackup -R over the primary's unix
+ * socket): read-only, following the primary's WAL. Settings default to the primary's (same
+ * certificate, TLS and hba); returns once the standby streams from the primary.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeStandby = (
+  primary: PgTestServer,
+  settings?: ServerSettings
+): Effect.Effect<PgTestServer, PgTestServerError, Scope.Scope> =>
+  live(Effect.gen(function*() {
+    const user = yield* Process.serverUser
+    const standbySettings = settings ?? (yield* primary.settings)
+    const { base, dataDir, socketDir } = yield* makeBase("makeStandby", user)
+    const cleanup = Effect.promise(() => FsP.rm(base, { recursive: true, force: true }))
+    yield* Process.run("makeStandby", user, Path.join(primary.binDir, "pg_basebackup"), [
+      "-D",
+      dataDir,
+      "-h",
+      primary.socketDir,
+      "-p",
+      String(primary.port),
+      "-U",
+      "postgres",
+      "--write-recovery-conf",
+      "--wal-method=stream",
+      "--checkpoint=fast",
+      "--no-sync"
+    ]).pipe(Effect.tapError(() => cleanup))
+    const logFile = Path.join(dataDir, "postgres.log")
+    // The copy carries the primary's log; start the standby's own.
+    yield* attempt("makeStandby", () => FsP.writeFile(logFile, ""))
+    yield* Process.chownToServer(user, logFile)
+    const layout: Layout = { base, dataDir, socketDir, logFile, binDir: primary.binDir, user, standby: true }
+    const standby = yield* build(layout, standbySettings)
+    yield* standby.query("select status from pg_stat_wal_receiver").pipe(
+      Effect.filterOrFail(
+        (rows) => rows[0]?.["status"] === "streaming",
+        () => failure("makeStandby", "the standby is not streaming from the primary yet")
+      ),
+      Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("30 seconds"))),
+      Effect.catchAll((error) =>
+        Effect.flatMap(Process.logTail(logFile), (log) =>
+          Effect.fail(failure("makeStandby", `${error.message}\nlog ${logFile}:\n${log}`)))
+      )
+    )
+    return standby
+  }))
+
+/**
+ * Promise flavour of {@link make} for plain vitest and scripts: `close()` stops the server and
+ * deletes its folder.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start = (
+  settings?: ServerSettings
+): Promise<PgTestServer & { readonly close: () => Promise<void> }> =>
+  Effect.runPromise(Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const server = yield* make(settings).pipe(
+      Scope.extend(scope),
+      Effect.onError(() => Scope.close(scope, Exit.void))
+    )
+    return { ...server, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+  }))
