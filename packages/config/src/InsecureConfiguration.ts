@@ -1,0 +1,53 @@
+/**
+ * The error the security policy refuses a configuration with.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * The security rules, each named so callers and operators can tell which one fired.
+ *
+ * - `tls-required`: TLS to the database is off.
+ * - `certificate-validation`: the server certificate is not verified.
+ * - `tls-min-version`: the minimum TLS version is below TLSv1.2.
+ * - `secrets-backend-env`: the password comes from environment variables, not a vault.
+ * - `password-in-environment`: a database password is set in the environment (`DB_PASSWORD` or
+ *   the password part of `DATABASE_URL`).
+ * - `dotenv-password`: a `.env` file in the working directory holds `DB_PASSWORD`.
+ * - `secret-path-environment`: `SECRETS_PREFIX` or `VAULT_PATH` names another environment.
+ * - `secrets-transport-tls`: the secrets backend is reached over plain `http://`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Rule = Schema.Literal(
+  "tls-required",
+  "certificate-validation",
+  "tls-min-version",
+  "secrets-backend-env",
+  "password-in-environment",
+  "dotenv-password",
+  "secret-path-environment",
+  "secrets-transport-tls"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Rule = typeof Rule.Type
+
+/**
+ * The configuration is valid but not safe for its environment: the program refuses to start.
+ * `rule` names the rule, `variable` the variable to change, `message` says how to fix it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InsecureConfiguration extends Schema.TaggedError<InsecureConfiguration>()("InsecureConfiguration", {
+  rule: Rule,
+  variable: Schema.String,
+  environment: Schema.Literal("development", "test", "staging", "production"),
+  message: Schema.String
+}) {}

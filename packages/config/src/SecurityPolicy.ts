@@ -1,0 +1,271 @@
+/**
+ * The security policy: what each environment refuses and what it merely warns about.
+ *
+ * | rule | production | staging | development / test |
+ * |---|---|---|---|
+ * | `tls-required` | refuse | refuse | warn |
+ * | `certificate-validation` | refuse | refuse | warn |
+ * | `tls-min-version` | refuse | refuse | warn |
+ * | `secrets-backend-env` | refuse | warn | warn |
+ * | `password-in-environment` | refuse | warn when the backend ignores it | warn when the backend ignores it |
+ * | `dotenv-password` | refuse | warn | allowed (the file is loaded) |
+ * | `secret-path-environment` | refuse | refuse | refuse |
+ * | `secrets-transport-tls` | refuse | refuse | warn |
+ *
+ * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
+ * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
+ * credential handling only warns so a staging stack can still run from environment variables.
+ * Reading another environment's secrets is refused everywhere: the requirements never allow
+ * sharing credentials across environments, and a laptop holding production credentials is worse
+ * than a production host holding test ones.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { DbSettings, Environment } from "./DbSettings.js"
+import { InsecureConfiguration, type Rule } from "./InsecureConfiguration.js"
+
+/**
+ * What the settings value alone cannot tell: where the password came from and what was seen of a
+ * `.env` file. `DbConfig.layer` fills this in; `DbConfig.layerFrom(settings)` has none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EnvironmentFacts {
+  /** the variable the password was read from, when one was set */
+  readonly passwordVariable?: "DB_PASSWORD" | "DATABASE_URL"
+  /** the `.env` file found in the working directory, if any */
+  readonly dotEnv?: {
+    readonly path: string
+    /** whether it was loaded (development and test only) */
+    readonly loaded: boolean
+    /** whether it sets `DB_PASSWORD` */
+    readonly holdsPassword: boolean
+  }
+}
+
+/**
+ * One result of the policy: a refusal (the program must not start) or a warning (a relaxation
+ * the environment allows, logged once at startup).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Finding {
+  readonly rule: Rule
+  readonly severity: "refuse" | "warn"
+  readonly variable: string
+  readonly message: string
+}
+
+const otherEnvironmentNames: { readonly [E in Environment]: ReadonlyArray<string> } = {
+  development: ["development", "dev"],
+  test: ["test", "testing"],
+  staging: ["staging", "stage", "stg"],
+  production: ["production", "prod", "prd"]
+}
+
+const environments: ReadonlyArray<Environment> = ["development", "test", "staging", "production"]
+
+/**
+ * The environment a secret path names, other than `own`, if any. The path is split into
+ * segments at `/` and `:` (Vault paths, Secrets Manager names and ARNs) and each segment into
+ * words at `-`, `_` and `.`, so `takumi/staging/`, `secret/takumi-dev` and
+ * `arn:...:secret:prod/db` all count.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const foreignEnvironmentIn = (path: string, own: Environment): Option.Option<Environment> => {
+  const words = path.toLowerCase().split(/[/:]/).flatMap((segment) => segment.split(/[-_.]/))
+  for (const environment of environments) {
+    if (environment === own) continue
+    if (otherEnvironmentNames[environment].some((name) => words.includes(name))) {
+      return Option.some(environment)
+    }
+  }
+  return Option.none()
+}
+
+const hardensWire = (environment: Environment): boolean => environment === "production" || environment === "staging"
+
+const tlsVersionRank = { "TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3 } as const
+
+/**
+ * Every finding for the settings, refusals and warnings alike, in a fixed order. Pure: the CLI's
+ * `doctor` prints them all; {@link check} logs the warnings and fails on the first refusal.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): ReadonlyArray<Finding> => {
+  const env = settings.environment
+  const findings: Array<Finding> = []
+  const add = (rule: Rule, severity: Finding["severity"], variable: string, message: string) =>
+    findings.push({ rule, severity, variable, message })
+  const tls = settings.tls
+
+  if (!tls.enabled) {
+    if (hardensWire(env)) {
+      add(
+        "tls-required",
+        "refuse",
+        "DB_SSL",
+        `CRITICAL SECURITY ERROR: Database SSL/TLS is REQUIRED in ${env}. Set DB_SSL=true ` +
+          `(and remove sslmode=disable from DATABASE_URL if it is set).`
+      )
+    } else {
+      add(
+        "tls-required",
+        "warn",
+        "DB_SSL",
+        `Database TLS is off (DB_SSL=false): connections to ${settings.host} are unencrypted. ` +
+          `Allowed in ${env} only; staging and production refuse it.`
+      )
+    }
+  } else {
+    if (!tls.rejectUnauthorized) {
+      add(
+        "certificate-validation",
+        hardensWire(env) ? "refuse" : "warn",
+        "DB_SSL_REJECT_UNAUTHORIZED",
+        hardensWire(env)
+          ? `Database certificate validation is REQUIRED in ${env}. Set DB_SSL_REJECT_UNAUTHORIZED=true ` +
+            `(or use sslmode=verify-full in DATABASE_URL) and give the server's CA in DB_SSL_CA if it is not a public CA.`
+          : `Database server certificate is not verified (DB_SSL_REJECT_UNAUTHORIZED=false or sslmode=require): ` +
+            `anyone on the path can impersonate ${settings.host}. Allowed in ${env} only.`
+      )
+    }
+    if (tlsVersionRank[tls.minVersion] < tlsVersionRank["TLSv1.2"]) {
+      add(
+        "tls-min-version",
+        hardensWire(env) ? "refuse" : "warn",
+        "DB_SSL_MIN_VERSION",
+        hardensWire(env)
+          ? `TLS 1.2 or higher is REQUIRED in ${env}, but DB_SSL_MIN_VERSION=${tls.minVersion}. ` +
+            `Set DB_SSL_MIN_VERSION=TLSv1.2 (or TLSv1.3) and upgrade the server if it cannot negotiate it.`
+          : `DB_SSL_MIN_VERSION=${tls.minVersion} allows TLS versions below 1.2. Allowed in ${env} only.`
+      )
+    }
+  }
+
+  const backend = settings.secrets.backend
+  if (backend === "env") {
+    add(
+      "secrets-backend-env",
+      env === "production" ? "refuse" : "warn",
+      "SECRETS_BACKEND",
+      env === "production"
+        ? `Database credentials MUST come from a secrets manager in production, but SECRETS_BACKEND=env. ` +
+          `Set SECRETS_BACKEND=aws-secrets-manager (with AWS_REGION) or SECRETS_BACKEND=vault ` +
+          `(with VAULT_ADDR, VAULT_TOKEN, VAULT_PATH) and remove DB_PASSWORD.`
+        : `The database password is read from environment variables (SECRETS_BACKEND=env). ` +
+          `Allowed in ${env}; production refuses it.`
+    )
+  }
+
+  if (Option.isSome(settings.password)) {
+    const variable = facts.passwordVariable ?? "DB_PASSWORD"
+    const where = variable === "DATABASE_URL" ? "the password part of DATABASE_URL" : "DB_PASSWORD"
+    if (env === "production") {
+      add(
+        "password-in-environment",
+        "refuse",
+        variable,
+        `Plaintext database credentials are PROHIBITED in production, but ${where} is set. ` +
+          `Remove it and store the password in the secrets manager (SECRETS_BACKEND=aws-secrets-manager or vault).`
+      )
+    } else if (backend !== "env") {
+      add(
+        "password-in-environment",
+        "warn",
+        variable,
+        `${where} is set but SECRETS_BACKEND=${backend} does not read it; remove it.`
+      )
+    }
+  }
+
+  if (facts.dotEnv !== undefined && facts.dotEnv.holdsPassword && !facts.dotEnv.loaded) {
+    add(
+      "dotenv-password",
+      env === "production" ? "refuse" : "warn",
+      "DB_PASSWORD",
+      `${facts.dotEnv.path} holds DB_PASSWORD: raw .env files with plaintext passwords are PROHIBITED in ` +
+        `${env === "production" ? "production" : "deployed environments"}. Delete the file from the deployment ` +
+        `and keep the password in the secrets manager.`
+    )
+  }
+
+  const paths: Array<readonly [string, string]> = [["SECRETS_PREFIX", settings.secrets.prefix]]
+  if (Option.isSome(settings.secrets.vault)) paths.push(["VAULT_PATH", settings.secrets.vault.value.path])
+  for (const [variable, path] of paths) {
+    const foreign = foreignEnvironmentIn(path, env)
+    if (Option.isSome(foreign)) {
+      add(
+        "secret-path-environment",
+        "refuse",
+        variable,
+        `${variable}=${path} names the ${foreign.value} environment but NODE_ENV=${env}: credentials are never ` +
+          `shared across environments. Point ${variable} at this environment's secrets (e.g. takumi/${env}/).`
+      )
+    }
+  }
+
+  const endpoints: Array<readonly [string, string]> = []
+  if (Option.isSome(settings.secrets.vault)) endpoints.push(["VAULT_ADDR", settings.secrets.vault.value.address])
+  if (Option.isSome(settings.secrets.aws) && Option.isSome(settings.secrets.aws.value.endpoint)) {
+    endpoints.push(["AWS_ENDPOINT_URL_SECRETS_MANAGER", settings.secrets.aws.value.endpoint.value])
+  }
+  for (const [variable, address] of endpoints) {
+    if (address.toLowerCase().startsWith("http://")) {
+      add(
+        "secrets-transport-tls",
+        hardensWire(env) ? "refuse" : "warn",
+        variable,
+        hardensWire(env)
+          ? `${variable} uses plain http:// in ${env}: the secrets backend's token and the database password ` +
+            `would cross the network unencrypted. Use an https:// address.`
+          : `${variable} uses plain http://; secrets cross the network unencrypted. Allowed in ${env} only.`
+      )
+    }
+  }
+  return findings
+}
+
+/**
+ * Enforces the policy: logs one warning per relaxation the environment allows and fails with an
+ * `InsecureConfiguration` naming the first refused rule (the message counts any further ones;
+ * `evaluate` lists them all).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const check = (
+  settings: DbSettings,
+  facts: EnvironmentFacts = {}
+): Effect.Effect<void, InsecureConfiguration> =>
+  Effect.gen(function*() {
+    const findings = evaluate(settings, facts)
+    for (const finding of findings) {
+      if (finding.severity === "warn") {
+        yield* Effect.logWarning(finding.message).pipe(
+          Effect.annotateLogs({ rule: finding.rule, variable: finding.variable, environment: settings.environment })
+        )
+      }
+    }
+    const refusals = findings.filter((finding) => finding.severity === "refuse")
+    const [first, ...more] = refusals
+    if (first !== undefined) {
+      const others = more.length === 0
+        ? ""
+        : ` (${more.length} more refused: ${more.map((finding) => `${finding.rule} on ${finding.variable}`).join(", ")})`
+      return yield* new InsecureConfiguration({
+        rule: first.rule,
+        variable: first.variable,
+        environment: settings.environment,
+        message: first.message + others
+      })
+    }
+  })

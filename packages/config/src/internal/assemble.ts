@@ -1,0 +1,223 @@
+/**
+ * Decoded variables -> one `DbSettings`: defaults, `DATABASE_URL` reconciliation and the rules
+ * that involve more than one variable.
+ *
+ * @internal
+ */
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import type { ConfigIssue } from "../ConfigError.js"
+import type { DbSettings, Environment, SecretsBackendKind } from "../DbSettings.js"
+import * as Defaults from "../Defaults.js"
+import * as PoolSizing from "../PoolSizing.js"
+import type { SslMode } from "./databaseUrl.js"
+import { type VariableName, type Variables, variableInfo } from "./variables.js"
+
+/** @internal */
+export interface Assembled {
+  readonly settings: DbSettings
+  readonly passwordVariable: Option.Option<"DB_PASSWORD" | "DATABASE_URL">
+}
+
+/**
+ * What each `sslmode` means for us. `require` is libpq's "encrypt but do not verify the server":
+ * TLS on with `rejectUnauthorized=false`, which the policy refuses in staging and production.
+ * `verify-ca` and `verify-full` both turn verification on; Node's TLS always checks the host name
+ * as well, so `verify-ca` is held to `verify-full` (stricter, never weaker, than libpq).
+ */
+const sslModeTls: { readonly [M in SslMode]: { readonly enabled: boolean; readonly rejectUnauthorized: boolean } } = {
+  "disable": { enabled: false, rejectUnauthorized: true },
+  "require": { enabled: true, rejectUnauthorized: false },
+  "verify-ca": { enabled: true, rejectUnauthorized: true },
+  "verify-full": { enabled: true, rejectUnauthorized: true }
+}
+
+/** @internal */
+export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<ConfigIssue>> => {
+  const issues: Array<ConfigIssue> = []
+  const report = (variable: VariableName, message: string, expected: string = variableInfo[variable].expected) =>
+    issues.push({ variable, expected, message: `${variable}: ${message}` })
+
+  if (Option.isNone(v.NODE_ENV)) {
+    report("NODE_ENV", `required (${variableInfo.NODE_ENV.expected}); set it in the process environment`)
+    return Either.left(issues)
+  }
+  const environment: Environment = v.NODE_ENV.value
+  const url = v.DATABASE_URL
+
+  const host = Option.orElse(v.DB_HOST, () => Option.map(url, (parts) => parts.host))
+  if (Option.isNone(host)) report("DB_HOST", `required (${variableInfo.DB_HOST.expected}); set DB_HOST or DATABASE_URL`)
+  const port = Option.getOrElse(
+    Option.orElse(v.DB_PORT, () => Option.flatMap(url, (parts) => parts.port)),
+    () => Defaults.port
+  )
+  const user = Option.orElse(v.DB_USER, () => Option.flatMap(url, (parts) => parts.user))
+  if (Option.isNone(user)) report("DB_USER", `required (${variableInfo.DB_USER.expected}); set DB_USER or DATABASE_URL`)
+  // Like libpq, the database defaults to the user's name; `pg` would otherwise fall back to PGDATABASE.
+  const database = Option.orElse(v.DB_NAME, () => Option.orElse(Option.flatMap(url, (parts) => parts.database), () => user))
+
+  const urlPassword = Option.flatMap(url, (parts) => parts.password)
+  let password: Option.Option<Redacted.Redacted<string>> = v.DB_PASSWORD
+  let passwordVariable: Option.Option<"DB_PASSWORD" | "DATABASE_URL"> = Option.map(v.DB_PASSWORD, () => "DB_PASSWORD")
+  if (Option.isSome(urlPassword)) {
+    if (Option.isSome(v.DB_PASSWORD)) {
+      report(
+        "DB_PASSWORD",
+        "DB_PASSWORD and the password in DATABASE_URL are both set; keep only one",
+        "a password in only one place"
+      )
+    } else {
+      password = urlPassword
+      passwordVariable = Option.some("DATABASE_URL")
+    }
+  }
+
+  // TLS: DATABASE_URL's sslmode and the DB_SSL* variables must agree; neither overrides the other.
+  const sslmode = Option.flatMap(url, (parts) => parts.sslmode)
+  let enabled = Option.getOrElse(v.DB_SSL, () => true)
+  let rejectUnauthorized = Option.getOrElse(v.DB_SSL_REJECT_UNAUTHORIZED, () => true)
+  if (Option.isSome(sslmode)) {
+    const mode = sslmode.value
+    const implied = sslModeTls[mode]
+    const conflict = (variable: VariableName, what: string) =>
+      report(
+        variable,
+        `${what} contradicts sslmode=${mode} in DATABASE_URL; remove one of them or make them agree`,
+        `agreement with sslmode=${mode} in DATABASE_URL`
+      )
+    if (Option.isSome(v.DB_SSL) && v.DB_SSL.value !== implied.enabled) conflict("DB_SSL", `DB_SSL=${v.DB_SSL.value}`)
+    if (implied.enabled) {
+      if (Option.isSome(v.DB_SSL_REJECT_UNAUTHORIZED) && v.DB_SSL_REJECT_UNAUTHORIZED.value !== implied.rejectUnauthorized) {
+        conflict("DB_SSL_REJECT_UNAUTHORIZED", `DB_SSL_REJECT_UNAUTHORIZED=${v.DB_SSL_REJECT_UNAUTHORIZED.value}`)
+      }
+    } else {
+      const tlsOnly: ReadonlyArray<readonly [VariableName, boolean]> = [
+        ["DB_SSL_REJECT_UNAUTHORIZED", Option.isSome(v.DB_SSL_REJECT_UNAUTHORIZED)],
+        ["DB_SSL_CA", Option.isSome(v.DB_SSL_CA)],
+        ["DB_SSL_CERT", Option.isSome(v.DB_SSL_CERT)],
+        ["DB_SSL_KEY", Option.isSome(v.DB_SSL_KEY)],
+        ["DB_SSL_KEY_PASSPHRASE", Option.isSome(v.DB_SSL_KEY_PASSPHRASE)],
+        ["DB_SSL_MIN_VERSION", Option.isSome(v.DB_SSL_MIN_VERSION)]
+      ]
+      for (const [variable, set] of tlsOnly) if (set) conflict(variable, `setting ${variable} (a TLS option)`)
+    }
+    enabled = implied.enabled
+    rejectUnauthorized = implied.rejectUnauthorized
+  }
+  if (Option.isSome(v.DB_SSL_CERT) !== Option.isSome(v.DB_SSL_KEY)) {
+    const missing: VariableName = Option.isSome(v.DB_SSL_CERT) ? "DB_SSL_KEY" : "DB_SSL_CERT"
+    report(missing, "DB_SSL_CERT and DB_SSL_KEY go together (client certificate and its key); set both or neither")
+  }
+  if (Option.isSome(v.DB_SSL_KEY_PASSPHRASE) && Option.isNone(v.DB_SSL_KEY)) {
+    report("DB_SSL_KEY", "DB_SSL_KEY_PASSPHRASE is set but there is no DB_SSL_KEY to decrypt")
+  }
+
+  const preset = PoolSizing.preset(environment)
+  const min = Option.getOrElse(v.DB_POOL_MIN, () => preset.min)
+  const max = Option.getOrElse(v.DB_POOL_MAX, () => preset.max)
+  if (min > max) {
+    const [variable, detail]: readonly [VariableName, string] = Option.isSome(v.DB_POOL_MIN)
+      ? ["DB_POOL_MIN", Option.isSome(v.DB_POOL_MAX) ? "" : ` (the ${environment} default)`]
+      : ["DB_POOL_MAX", ` (DB_POOL_MIN defaults to ${preset.min} in ${environment}; set it too)`]
+    report(variable, `DB_POOL_MIN=${min} is greater than DB_POOL_MAX=${max}${detail}`, "DB_POOL_MIN <= DB_POOL_MAX")
+  }
+
+  if (Option.isSome(v.DB_READ_REPLICA_PORT) && Option.isNone(v.DB_READ_REPLICA_HOST)) {
+    report("DB_READ_REPLICA_HOST", "DB_READ_REPLICA_PORT is set without DB_READ_REPLICA_HOST; set both or neither")
+  }
+
+  // SECRETS_BACKEND defaults to env where the requirements allow env variables (development,
+  // test); deployed environments must say where credentials come from.
+  let backend: SecretsBackendKind = "env"
+  if (Option.isSome(v.SECRETS_BACKEND)) backend = v.SECRETS_BACKEND.value
+  else if (environment === "staging" || environment === "production") {
+    report("SECRETS_BACKEND", `required in ${environment} (aws-secrets-manager or vault)`)
+  }
+  const requiredFor = (variable: VariableName, value: Option.Option<unknown>) => {
+    if (Option.isNone(value)) {
+      report(variable, `required when SECRETS_BACKEND=${backend} (${variableInfo[variable].expected})`)
+    }
+  }
+  if (backend === "aws-secrets-manager") requiredFor("AWS_REGION", v.AWS_REGION)
+  if (backend === "vault") {
+    requiredFor("VAULT_ADDR", v.VAULT_ADDR)
+    requiredFor("VAULT_TOKEN", v.VAULT_TOKEN)
+    requiredFor("VAULT_PATH", v.VAULT_PATH)
+  }
+  // In production the env backend is refused by the policy, which says more than "missing".
+  if (backend === "env" && environment !== "production" && Option.isNone(password)) {
+    report("DB_PASSWORD", "required when SECRETS_BACKEND=env (or give the password in DATABASE_URL)")
+  }
+
+  if (
+    issues.length > 0 || Option.isNone(host) || Option.isNone(user) || Option.isNone(database)
+  ) {
+    return Either.left(issues)
+  }
+
+  const aws = backend === "aws-secrets-manager" && Option.isSome(v.AWS_REGION)
+    ? Option.some({
+      region: v.AWS_REGION.value,
+      endpoint: v.AWS_ENDPOINT_URL_SECRETS_MANAGER,
+      maxAttempts: Option.getOrElse(v.AWS_MAX_ATTEMPTS, () => Defaults.awsMaxAttempts)
+    })
+    : Option.none()
+  const vault = backend === "vault" && Option.isSome(v.VAULT_ADDR) && Option.isSome(v.VAULT_TOKEN) &&
+      Option.isSome(v.VAULT_PATH)
+    ? Option.some({
+      address: v.VAULT_ADDR.value,
+      token: v.VAULT_TOKEN.value,
+      path: v.VAULT_PATH.value,
+      namespace: v.VAULT_NAMESPACE,
+      caCert: v.VAULT_CACERT
+    })
+    : Option.none()
+
+  const settings: DbSettings = {
+    environment,
+    host: host.value,
+    port,
+    database: database.value,
+    user: user.value,
+    password,
+    applicationName: Option.getOrElse(v.DB_APPLICATION_NAME, () => Defaults.applicationName),
+    tls: {
+      enabled,
+      rejectUnauthorized,
+      ca: v.DB_SSL_CA,
+      cert: v.DB_SSL_CERT,
+      key: v.DB_SSL_KEY,
+      keyPassphrase: v.DB_SSL_KEY_PASSPHRASE,
+      minVersion: Option.getOrElse(v.DB_SSL_MIN_VERSION, () => Defaults.tlsMinVersion)
+    },
+    pool: { min, max },
+    connectTimeout: Option.getOrElse(v.DB_CONNECTION_TIMEOUT, () => Defaults.connectTimeout),
+    idleTimeout: Option.getOrElse(v.DB_IDLE_TIMEOUT, () => Defaults.idleTimeout),
+    readReplica: Option.map(v.DB_READ_REPLICA_HOST, (replicaHost) => ({
+      host: replicaHost,
+      port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => port)
+    })),
+    failoverTimeout: Option.getOrElse(v.DB_FAILOVER_TIMEOUT, () => Defaults.failoverTimeout),
+    secrets: {
+      backend,
+      cacheTtl: Option.getOrElse(v.SECRETS_CACHE_TTL, () => Defaults.secretsCacheTtl),
+      maxStale: Option.getOrElse(v.SECRETS_MAX_STALE, () => Defaults.secretsMaxStale),
+      requestTimeout: Option.getOrElse(v.SECRETS_REQUEST_TIMEOUT, () => Defaults.secretsRequestTimeout),
+      prefix: Option.getOrElse(v.SECRETS_PREFIX, () => Defaults.secretsPrefix(environment)),
+      aws,
+      vault
+    },
+    alerts: {
+      failedAuthThreshold: Option.getOrElse(
+        v.DB_ALERT_FAILED_AUTH_THRESHOLD,
+        () => Defaults.alerts.failedAuthThreshold
+      ),
+      failedAuthWindow: Option.getOrElse(v.DB_ALERT_FAILED_AUTH_WINDOW, () => Defaults.alerts.failedAuthWindow),
+      poolUsageRatio: Option.getOrElse(v.DB_ALERT_POOL_USAGE, () => Defaults.alerts.poolUsageRatio),
+      slowQuery: Option.getOrElse(v.DB_ALERT_SLOW_QUERY, () => Defaults.alerts.slowQuery),
+      certificateExpiry: Option.getOrElse(v.DB_ALERT_CERT_EXPIRY_DAYS, () => Defaults.alerts.certificateExpiry)
+    }
+  }
+  return Either.right({ settings, passwordVariable })
+}

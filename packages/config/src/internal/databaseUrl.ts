@@ -1,0 +1,129 @@
+/**
+ * `DATABASE_URL`: postgres:// or postgresql:// connection URLs.
+ *
+ * The URL may carry a password, so the whole value is read `Redacted` and no message written
+ * here ever repeats any part of it other than a well-formed query parameter name.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+
+/**
+ * The `sslmode` values we accept. libpq's `allow` and `prefer` (use TLS only if the server offers
+ * it) are refused: a downgrade an attacker can trigger is not a setting we want to honour.
+ *
+ * @internal
+ */
+export const SslMode = Schema.Literal("disable", "require", "verify-ca", "verify-full")
+
+/** @internal */
+export type SslMode = typeof SslMode.Type
+
+/** @internal */
+export const DatabaseUrlParts = Schema.Struct({
+  host: Schema.String,
+  port: Schema.OptionFromSelf(Schema.Number),
+  user: Schema.OptionFromSelf(Schema.String),
+  database: Schema.OptionFromSelf(Schema.String),
+  password: Schema.OptionFromSelf(Schema.RedactedFromSelf(Schema.String)),
+  sslmode: Schema.OptionFromSelf(SslMode)
+})
+
+/** @internal */
+export type DatabaseUrlParts = typeof DatabaseUrlParts.Type
+
+const hints: Record<string, string> = {
+  sslrootcert: "DB_SSL_CA",
+  sslcert: "DB_SSL_CERT",
+  sslkey: "DB_SSL_KEY",
+  sslpassword: "DB_SSL_KEY_PASSPHRASE",
+  application_name: "DB_APPLICATION_NAME",
+  connect_timeout: "DB_CONNECTION_TIMEOUT",
+  password: "the secrets backend",
+  user: "DB_USER",
+  host: "DB_HOST",
+  port: "DB_PORT",
+  dbname: "DB_NAME"
+}
+
+const decodeComponent = (value: string): Option.Option<string> =>
+  Either.getRight(Either.try(() => decodeURIComponent(value)))
+
+const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
+  const value = raw.trim()
+  if (!/^postgres(?:ql)?:\/\//i.test(value)) {
+    return Either.left("the scheme must be postgres:// or postgresql://")
+  }
+  if (!URL.canParse(value)) {
+    return Either.left("not a valid URL (percent-encode special characters in the user name and password)")
+  }
+  const url = new URL(value)
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
+  if (host === "") return Either.left("the URL has no host")
+  if (!/^[A-Za-z0-9][A-Za-z0-9._%:-]*$/.test(host)) {
+    return Either.left("the host is not a host name or IP address (multi-host URLs are not supported)")
+  }
+  let port: Option.Option<number> = Option.none()
+  if (url.port !== "") {
+    const n = Number(url.port)
+    if (!Number.isInteger(n) || n < 1 || n > 65535) return Either.left("the port must be an integer from 1 to 65535")
+    port = Option.some(n)
+  }
+  const user = decodeComponent(url.username)
+  if (Option.isNone(user)) return Either.left("the user name has malformed percent-encoding")
+  const password = decodeComponent(url.password)
+  if (Option.isNone(password)) return Either.left("the password has malformed percent-encoding")
+  const path = url.pathname.replace(/^\//, "")
+  const database = decodeComponent(path)
+  if (Option.isNone(database)) return Either.left("the database name has malformed percent-encoding")
+  if (database.value.includes("/")) return Either.left("the database name must be a single path segment")
+  let sslmode: Option.Option<SslMode> = Option.none()
+  for (const [key, parameter] of url.searchParams) {
+    if (key === "sslmode") {
+      if (parameter === "disable" || parameter === "require" || parameter === "verify-ca" || parameter === "verify-full") {
+        sslmode = Option.some(parameter)
+      } else if (parameter === "prefer" || parameter === "allow") {
+        return Either.left(
+          `sslmode=${parameter} (TLS only if the server offers it) is not supported: ` +
+            `use verify-full, verify-ca, require, or disable (development only)`
+        )
+      } else {
+        return Either.left("sslmode must be one of disable, require, verify-ca, verify-full")
+      }
+    } else {
+      const name = /^[a-z_]{1,32}$/.test(key) ? `"${key}"` : "a query parameter"
+      const hint = hints[key]
+      return Either.left(
+        `${name} is not supported in DATABASE_URL${hint === undefined ? "" : `; use ${hint} instead`}`
+      )
+    }
+  }
+  return Either.right({
+    host,
+    port,
+    user: Option.liftPredicate(user.value, (s) => s !== ""),
+    database: Option.liftPredicate(database.value, (s) => s !== ""),
+    password: Option.map(Option.liftPredicate(password.value, (s) => s !== ""), Redacted.make),
+    sslmode
+  })
+}
+
+/**
+ * `DATABASE_URL` (read `Redacted`) -> its parts.
+ *
+ * @internal
+ */
+export const DatabaseUrl = Schema.transformOrFail(Schema.RedactedFromSelf(Schema.String), DatabaseUrlParts, {
+  strict: true,
+  decode: (input, _, ast) =>
+    Either.match(parse(Redacted.value(input)), {
+      onLeft: (reason) => Effect.fail(new ParseResult.Type(ast, input, reason)),
+      onRight: (parts) => Effect.succeed(parts)
+    }),
+  encode: (parts, _, ast) => Effect.fail(new ParseResult.Forbidden(ast, parts, "DATABASE_URL is decode-only"))
+})

@@ -1,0 +1,183 @@
+/**
+ * Schemas for single environment variables (string in, typed value out).
+ *
+ * Messages authored here explain *why* a value was refused and never repeat the value: the
+ * caller decides whether the value may be echoed (never for secret variables).
+ *
+ * @internal
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as AST from "effect/SchemaAST"
+import type { PemSource } from "../DbSettings.js"
+
+/** @internal */
+export const Environment = Schema.Literal("development", "test", "staging", "production")
+
+/** @internal */
+export const SecretsBackendKind = Schema.Literal("aws-secrets-manager", "vault", "env")
+
+/** @internal */
+export const TlsVersion = Schema.Literal("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+/**
+ * true / false / 1 / 0 in any letter case, and nothing else: "yes", "on" or an empty value are
+ * refused rather than guessed (a typo must not quietly turn TLS verification off).
+ *
+ * @internal
+ */
+export const BooleanFromEnv = Schema.transformOrFail(Schema.String, Schema.Boolean, {
+  strict: true,
+  decode: (input, _, ast) => {
+    const lower = input.toLowerCase()
+    if (lower === "true" || lower === "1") return ParseResult.succeed(true)
+    if (lower === "false" || lower === "0") return ParseResult.succeed(false)
+    return ParseResult.fail(new ParseResult.Type(ast, input, "not one of true, false, 1, 0"))
+  },
+  encode: (value) => ParseResult.succeed(value ? "true" : "false")
+})
+
+/** Decimal digits only: no exponent, hex, whitespace or empty string sneaks through `Number()`. */
+const IntegerFromString = Schema.compose(
+  Schema.String.pipe(Schema.pattern(/^[+-]?\d{1,15}$/)),
+  Schema.NumberFromString
+).pipe(Schema.int())
+
+/** @internal */
+export const intBetween = (min: number, max: number) => IntegerFromString.pipe(Schema.between(min, max))
+
+/** @internal */
+export const Port = intBetween(1, 65535)
+
+/**
+ * Node timers overflow above 2^31-1 ms (about 24.8 days) and then fire at once, so longer
+ * durations are refused rather than silently turned into "immediately".
+ *
+ * @internal
+ */
+export const maxTimerMillis = 2_147_483_647
+
+/** @internal */
+export const Millis = intBetween(1, maxTimerMillis).pipe(Schema.compose(Schema.DurationFromMillis))
+
+/** @internal */
+export const Days = intBetween(1, 3650).pipe(
+  Schema.compose(
+    Schema.transform(Schema.Number, Schema.DurationFromSelf, {
+      strict: true,
+      decode: (days) => Duration.days(days),
+      encode: (duration) => Math.round(Duration.toHours(duration) / 24)
+    })
+  )
+)
+
+/** A fraction in (0, 1]. */
+export const Ratio = Schema.compose(
+  Schema.String.pipe(Schema.pattern(/^(?:0?\.\d{1,6}|[01](?:\.\d{1,6})?)$/)),
+  Schema.NumberFromString
+).pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1))
+
+/** A DNS name, an IP address or (development) a Unix socket directory. */
+export const Host = Schema.String.pipe(Schema.pattern(/^(?:\/\S*|[A-Za-z0-9](?:[A-Za-z0-9._%:-]{0,252}))$/))
+
+/** @internal */
+export const NonBlank = Schema.String.pipe(Schema.pattern(/^\S+$/))
+
+/** @internal */
+export const PathLike = Schema.String.pipe(Schema.pattern(/^[^\s/]\S*$/))
+
+/** PostgreSQL keeps 63 bytes of `application_name`; printable ASCII keeps it readable in logs. */
+export const ApplicationName = Schema.String.pipe(Schema.pattern(/^[\x20-\x7e]{1,63}$/))
+
+/** @internal */
+export const AwsRegion = Schema.String.pipe(Schema.pattern(/^[a-z]{2}(?:-[a-z0-9]+)+$/))
+
+/** @internal */
+export const HttpUrl = Schema.String.pipe(
+  Schema.filter((input) => /^https?:\/\/[^\s/]/i.test(input) && URL.canParse(input))
+)
+
+/** A secret that must not be empty, kept `Redacted`. */
+export const Secret = Schema.RedactedFromSelf(Schema.String.pipe(Schema.minLength(1)))
+
+/** A secret token that must not be empty nor contain whitespace (a header value). */
+export const SecretToken = Schema.RedactedFromSelf(NonBlank)
+
+const PemSourceSchema = Schema.Union(
+  Schema.TaggedStruct("File", { path: Schema.String }),
+  Schema.TaggedStruct("Inline", { pem: Schema.RedactedFromSelf(Schema.String) })
+)
+
+const looksLikePem = (value: string): boolean => value.trimStart().startsWith("-----BEGIN")
+
+/**
+ * Inline PEM pasted into a single-line variable often arrives with literal `\n` escapes; restore
+ * the line breaks so the TLS stack can parse it.
+ */
+const normalizePem = (value: string): string =>
+  value.includes("\n") ? value.trim() : value.trim().replace(/\\n/g, "\n")
+
+const checkPemFile = (path: string, actual: unknown, ast: AST.AST) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const refuse = (reason: string) => new ParseResult.Type(ast, actual, reason)
+    const info = yield* fs.stat(path).pipe(
+      Effect.mapError((error) =>
+        refuse(
+          error._tag === "SystemError" && error.reason === "NotFound"
+            ? "no such file"
+            : error._tag === "SystemError" && error.reason === "PermissionDenied"
+            ? "the file cannot be accessed (permission denied)"
+            : "the file cannot be examined"
+        )
+      )
+    )
+    if (info.type !== "File") {
+      return yield* Effect.fail(
+        refuse(info.type === "Directory" ? "is a directory, not a PEM file" : "is not a regular file")
+      )
+    }
+    yield* fs.access(path, { readable: true }).pipe(Effect.mapError(() => refuse("the file is not readable")))
+    const content = yield* fs.readFileString(path).pipe(Effect.mapError(() => refuse("the file cannot be read")))
+    if (!content.includes("-----BEGIN")) {
+      return yield* Effect.fail(
+        refuse("the file holds no PEM document (no -----BEGIN line; convert DER with `openssl x509 -inform der`)")
+      )
+    }
+    const source: PemSource = { _tag: "File", path }
+    return source
+  })
+
+const decodePem = (value: string, actual: unknown, ast: AST.AST) => {
+  if (looksLikePem(value)) {
+    const pem = normalizePem(value)
+    if (!/-----END [A-Z0-9 ]+-----/.test(pem)) {
+      return Effect.fail(new ParseResult.Type(ast, actual, "inline PEM without its -----END line"))
+    }
+    const source: PemSource = { _tag: "Inline", pem: Redacted.make(pem) }
+    return Effect.succeed(source)
+  }
+  if (value.trim() === "") {
+    return Effect.fail(new ParseResult.Type(ast, actual, "empty"))
+  }
+  return checkPemFile(value, actual, ast)
+}
+
+/** A certificate: a readable PEM file's path, or inline PEM. */
+export const PemFromString = Schema.transformOrFail(Schema.String, PemSourceSchema, {
+  strict: true,
+  decode: (input, _, ast) => decodePem(input, input, ast),
+  encode: (source) => ParseResult.succeed(source._tag === "File" ? source.path : Redacted.value(source.pem))
+})
+
+/** A private key (kept `Redacted` from the start): a readable PEM file's path, or inline PEM. */
+export const PemFromRedacted = Schema.transformOrFail(Schema.RedactedFromSelf(Schema.String), PemSourceSchema, {
+  strict: true,
+  decode: (input, _, ast) => decodePem(Redacted.value(input), input, ast),
+  encode: (source) =>
+    ParseResult.succeed(source._tag === "File" ? Redacted.make(source.path) : source.pem)
+})

@@ -1,0 +1,180 @@
+/**
+ * Reading the environment: the active `ConfigProvider` (the process environment unless a test
+ * sets another), a `.env` file in development and test, decoding and assembling. This is the one
+ * place that touches environment-like sources.
+ *
+ * @internal
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider"
+import * as Arr from "effect/Array"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { ConfigError, type ConfigIssue } from "../ConfigError.js"
+import type { DbSettings } from "../DbSettings.js"
+import type { EnvironmentFacts } from "../SecurityPolicy.js"
+import { assemble } from "./assemble.js"
+import { Environment } from "./fields.js"
+import { type VariableName, variableInfo, variableNames, Variables } from "./variables.js"
+
+/** @internal */
+export interface LoadOptions {
+  /** the dotenv file to consider; `false` ignores dotenv files altogether (default `.env`) */
+  readonly dotEnv?: string | false
+}
+
+/** @internal */
+export interface Loaded {
+  readonly settings: DbSettings
+  readonly facts: EnvironmentFacts
+}
+
+type Raw = Readonly<Record<string, string | Redacted.Redacted<string>>>
+
+const readOne = (name: VariableName) => {
+  const config: Config.Config<string | Redacted.Redacted<string>> = variableInfo[name].secret
+    ? Config.redacted(name)
+    : Config.string(name)
+  return Config.option(config).pipe(
+    Effect.map((value) => Option.map(value, (present) => [name, present] as const)),
+    Effect.mapError((): ConfigIssue => ({
+      variable: name,
+      expected: variableInfo[name].expected,
+      message: `${name}: could not be read from the configuration source`
+    })),
+    Effect.either
+  )
+}
+
+/** Every known variable present in the active ConfigProvider. */
+const readRaw: Effect.Effect<Raw, ConfigError> = Effect.forEach(variableNames, readOne).pipe(
+  Effect.flatMap((results) => {
+    const [failures, found] = Arr.partitionMap(results, (result) => result)
+    const [first, ...rest] = failures
+    if (first !== undefined) return Effect.fail(ConfigError.fromIssues(first, ...rest))
+    const raw: Record<string, string | Redacted.Redacted<string>> = {}
+    for (const entry of found) if (Option.isSome(entry)) raw[entry.value[0]] = entry.value[1]
+    return Effect.succeed(raw)
+  })
+)
+
+const toVariableName = (key: PropertyKey | undefined): Option.Option<VariableName> =>
+  Option.fromNullable(variableNames.find((name) => name === key))
+
+/**
+ * The message for a value that did not decode. The value is echoed only for variables that
+ * cannot hold a secret, and never when it looks like PEM or is long; a schema's own reason is
+ * shown only for schemas that write their reasons without the value.
+ */
+const describe = (name: VariableName, raw: Raw, reason: string): ConfigIssue => {
+  const info = variableInfo[name]
+  const value = raw[name]
+  const received = !info.secret && typeof value === "string" && !value.includes("-----") && value.length <= 200
+    ? `, received ${JSON.stringify(value)}`
+    : ""
+  const secretText = value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
+  const safeReason = info.explains && !(info.secret && secretText !== "" && reason.includes(secretText))
+  return {
+    variable: name,
+    expected: info.expected,
+    message: `${name}: expected ${info.expected}${received}${safeReason ? ` (${reason})` : ""}`
+  }
+}
+
+const issuesOf = (error: ParseResult.ParseError, raw: Raw): ReadonlyArray<ConfigIssue> => {
+  const seen = new Set<VariableName>()
+  const issues: Array<ConfigIssue> = []
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
+    const name = toVariableName(issue.path[0])
+    if (Option.isNone(name) || seen.has(name.value)) continue
+    seen.add(name.value)
+    issues.push(describe(name.value, raw, issue.message))
+  }
+  return issues
+}
+
+const dotEnvIssue = (path: string): ConfigIssue => ({
+  variable: path,
+  expected: "a readable dotenv file (KEY=value lines)",
+  message: `${path}: exists but cannot be read as a dotenv file; fix its permissions or remove it`
+})
+
+/** The dotenv file as a ConfigProvider, `None` when there is no such file. */
+const dotEnvProvider = (path: string) =>
+  PlatformConfigProvider.fromDotEnv(path).pipe(
+    Effect.map(Option.some),
+    Effect.catchAll((error) =>
+      error._tag === "SystemError" && error.reason === "NotFound"
+        ? Effect.succeed(Option.none<ConfigProvider.ConfigProvider>())
+        : Effect.fail(ConfigError.fromIssues(dotEnvIssue(path)))
+    )
+  )
+
+/** @internal */
+export const load = (
+  options: LoadOptions = {}
+): Effect.Effect<Loaded, ConfigError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const dotEnvPath = options.dotEnv === undefined ? ".env" : options.dotEnv
+    const base = yield* Effect.configProviderWith(Effect.succeed)
+    let raw = yield* readRaw
+    const environment = Option.flatMap(
+      Option.fromNullable(raw.NODE_ENV),
+      Schema.decodeUnknownOption(Environment)
+    )
+    let dotEnv: EnvironmentFacts["dotEnv"] = undefined
+    if (Option.isSome(environment) && dotEnvPath !== false) {
+      const provider = yield* dotEnvProvider(dotEnvPath)
+      if (Option.isSome(provider)) {
+        const password = yield* Effect.withConfigProvider(
+          Config.option(Config.redacted("DB_PASSWORD")),
+          provider.value
+        ).pipe(Effect.orElseSucceed(() => Option.none()))
+        if (environment.value === "development" || environment.value === "test") {
+          // Variables set in the environment win over the file.
+          raw = yield* Effect.withConfigProvider(readRaw, ConfigProvider.orElse(base, () => provider.value))
+          dotEnv = { path: dotEnvPath, loaded: true, holdsPassword: Option.isSome(password) }
+          yield* Effect.logDebug(`Loaded ${dotEnvPath} (variables set in the environment take precedence)`)
+        } else {
+          dotEnv = { path: dotEnvPath, loaded: false, holdsPassword: Option.isSome(password) }
+          yield* Effect.logWarning(
+            `${dotEnvPath} found but not loaded: .env files are read in development and test only, ` +
+              `NODE_ENV=${environment.value}. Remove it from the deployment.`
+          )
+        }
+      }
+    }
+    const decoded = yield* Schema.decodeUnknown(Variables, { errors: "all", onExcessProperty: "ignore" })(raw).pipe(
+      Effect.either
+    )
+    const missingEnvironment: ReadonlyArray<ConfigIssue> = raw.NODE_ENV === undefined
+      ? [{
+        variable: "NODE_ENV",
+        expected: variableInfo.NODE_ENV.expected,
+        message: `NODE_ENV: required (${variableInfo.NODE_ENV.expected}); set it in the process environment`
+      }]
+      : []
+    const assembled = Either.flatMap(
+      Either.mapLeft(decoded, (error) => [...missingEnvironment, ...issuesOf(error, raw)]),
+      assemble
+    )
+    if (Either.isLeft(assembled)) {
+      const [first, ...rest] = assembled.left
+      return yield* first === undefined
+        ? Effect.die("DbConfig: decoding failed without an issue")
+        : Effect.fail(ConfigError.fromIssues(first, ...rest))
+    }
+    const facts: EnvironmentFacts = {
+      ...(Option.isSome(assembled.right.passwordVariable)
+        ? { passwordVariable: assembled.right.passwordVariable.value }
+        : {}),
+      ...(dotEnv === undefined ? {} : { dotEnv })
+    }
+    return { settings: assembled.right.settings, facts }
+  })
