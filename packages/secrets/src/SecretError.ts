@@ -10,6 +10,12 @@ import * as Schema from "effect/Schema"
 export const BackendName = Schema.Literal("aws-secrets-manager", "vault", "env", "test")
 
 /**
+ * @since 0.1.0
+ * @category models
+ */
+export type BackendName = typeof BackendName.Type
+
+/**
  * The secret does not exist at the backend (or the key is not a field of it).
  *
  * @since 0.1.0

@@ -1,0 +1,141 @@
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { type BackendName, type SecretError, SecretsBackendUnavailable } from "../SecretError.js"
+
+/** @internal */
+export interface CacheOptions {
+  readonly backend: BackendName
+  readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+  readonly ttl: Duration.DurationInput
+  readonly maxStale: Duration.DurationInput
+}
+
+/** @internal */
+export interface CachedBackend {
+  readonly get: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+  readonly invalidate: (key: string) => Effect.Effect<void>
+}
+
+type Lookup = Deferred.Deferred<Redacted.Redacted<string>, SecretError>
+
+/**
+ * One key's state. `value`/`expiresAt` are the last good read; `lookup` is the read in flight
+ * (at most one per key: that is the single flight). A lookup only writes back if it is still
+ * the entry's lookup, so an `invalidate` during a read makes that read's result unused.
+ */
+interface Entry {
+  readonly value: Redacted.Redacted<string> | undefined
+  readonly expiresAt: number
+  readonly lookup: Lookup | undefined
+}
+
+/**
+ * The cache is a plain `Map` touched only inside synchronous sections (`Effect.sync` /
+ * `Effect.suspend`): JavaScript runs one fiber step at a time, so each check-and-set is atomic
+ * without a `Ref`, and a cache hit costs one map lookup and one clock read.
+ *
+ * @internal
+ */
+export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const ttl = Duration.toMillis(Duration.decode(options.ttl))
+    const maxStale = Duration.toMillis(Duration.decode(options.maxStale))
+    const entries = new Map<string, Entry>()
+    let closed = false
+
+    const closedError = (key: string) =>
+      new SecretsBackendUnavailable({
+        backend: options.backend,
+        key,
+        message:
+          `The ${options.backend} secrets cache was shut down (the scope of its layer closed) before ${key} was read. ` +
+          "Fix: use the SecretsBackend only while the layer that provides it is alive."
+      })
+
+    // Reads still in flight are interrupted with the scope; their waiters get a typed failure
+    // instead of waiting forever.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        for (const [key, entry] of entries) {
+          if (entry.lookup !== undefined) Deferred.unsafeDone(entry.lookup, Exit.fail(closedError(key)))
+        }
+        entries.clear()
+      })
+    )
+
+    const settle = (key: string, lookup: Lookup) =>
+      Effect.flatMap(Effect.exit(options.lookup(key)), (exit) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const current = entries.get(key)
+          const owns = current !== undefined && current.lookup === lookup
+          if (Exit.isSuccess(exit)) {
+            if (owns) entries.set(key, { value: exit.value, expiresAt: now + ttl, lookup: undefined })
+            return Deferred.succeed(lookup, exit.value)
+          }
+          const failure = Cause.failureOption(exit.cause)
+          if (
+            owns &&
+            current.value !== undefined &&
+            Option.isSome(failure) &&
+            failure.value._tag === "SecretsBackendUnavailable" &&
+            now < current.expiresAt + maxStale
+          ) {
+            const stale = current.value
+            entries.set(key, { value: stale, expiresAt: current.expiresAt, lookup: undefined })
+            return Effect.logWarning(
+              "secrets backend unavailable: serving the last value read for an expired secret until the backend answers or maxStale ends"
+            ).pipe(
+              Effect.annotateLogs({
+                backend: options.backend,
+                key,
+                expiredForMs: now - current.expiresAt,
+                maxStaleMs: maxStale,
+                cause: failure.value.message
+              }),
+              Effect.zipRight(Deferred.succeed(lookup, stale))
+            )
+          }
+          // Not served stale: not found / access denied / malformed fail closed, and an
+          // unavailable backend past the stale window fails too. Nothing failed is kept.
+          if (owns) entries.delete(key)
+          return Deferred.done(lookup, exit)
+        })
+      )
+
+    const get = (key: string): Effect.Effect<Redacted.Redacted<string>, SecretError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.fiberIdWith((fiberId) => {
+            if (closed) return Effect.fail(closedError(key))
+            const entry = entries.get(key)
+            if (entry !== undefined && entry.value !== undefined && now < entry.expiresAt) {
+              return Effect.succeed(entry.value)
+            }
+            if (entry !== undefined && entry.lookup !== undefined) {
+              return restore(Deferred.await(entry.lookup))
+            }
+            const lookup: Lookup = Deferred.unsafeMake(fiberId)
+            entries.set(key, { value: entry?.value, expiresAt: entry?.expiresAt ?? 0, lookup })
+            // The read runs in the cache's own scope: a caller that is interrupted stops
+            // waiting, but the read goes on for everyone else waiting on the same key.
+            return Effect.zipRight(
+              Effect.forkIn(Effect.interruptible(settle(key, lookup)), scope),
+              restore(Deferred.await(lookup))
+            )
+          })
+        )
+      )
+
+    const invalidate = (key: string): Effect.Effect<void> => Effect.sync(() => void entries.delete(key))
+
+    return { get, invalidate }
+  })

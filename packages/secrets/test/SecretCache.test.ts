@@ -1,0 +1,214 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as SecretCache from "../src/SecretCache.js"
+import { SecretAccessDenied, type SecretError, SecretNotFound, SecretsBackendUnavailable } from "../src/SecretError.js"
+import { captureLogs } from "./fixtures.js"
+
+/** A lookup whose answer the test sets, counting every call. */
+const fakeBackend = Effect.gen(function*() {
+  const calls = yield* Ref.make(0)
+  const answer = yield* Ref.make<Effect.Effect<Redacted.Redacted<string>, SecretError>>(
+    Effect.succeed(Redacted.make("first"))
+  )
+  const lookup = (_key: string) => Effect.zipRight(Ref.update(calls, (n) => n + 1), Effect.flatten(Ref.get(answer)))
+  const answerWith = (value: string) => Ref.set(answer, Effect.succeed(Redacted.make(value)))
+  const failWith = (error: SecretError) => Ref.set(answer, Effect.fail(error))
+  return { calls, answer, lookup, answerWith, failWith }
+})
+
+const unavailable = new SecretsBackendUnavailable({ backend: "vault", key: "DB_PASSWORD", message: "Vault is sealed" })
+const denied = new SecretAccessDenied({ backend: "vault", key: "DB_PASSWORD", message: "permission denied" })
+const notFound = new SecretNotFound({ backend: "vault", key: "DB_PASSWORD", message: "no such secret" })
+
+const makeCache = (lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>) =>
+  SecretCache.make({ backend: "vault", lookup, ttl: "5 minutes", maxStale: "10 minutes" })
+
+const value = (effect: Effect.Effect<Redacted.Redacted<string>, SecretError>) => Effect.map(effect, Redacted.value)
+
+describe("SecretCache", () => {
+  it.scoped("serves a value from memory until the TTL has passed, then reads the backend again", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("first")
+      yield* backend.answerWith("second")
+      yield* TestClock.adjust("4 minutes")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("first")
+      expect(yield* Ref.get(backend.calls)).toBe(1)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("second")
+      expect(yield* Ref.get(backend.calls)).toBe(2)
+    }))
+
+  it.scoped("makes exactly one backend call for 1000 concurrent gets of a cold key", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const gate = yield* Deferred.make<void>()
+      const entered = yield* Ref.make(0)
+      yield* Ref.set(backend.answer, Effect.as(Deferred.await(gate), Redacted.make("shared")))
+      const cache = yield* makeCache(backend.lookup)
+      const callers = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 1000 }),
+          () => Effect.zipRight(Ref.update(entered, (n) => n + 1), value(cache.get("DB_PASSWORD"))),
+          { concurrency: "unbounded" }
+        )
+      )
+      // Keep the gate shut until every caller has asked, so all 1000 are waiting together.
+      while ((yield* Ref.get(entered)) < 1000) yield* Effect.yieldNow()
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      const results = yield* Fiber.join(callers)
+      expect(results.length).toBe(1000)
+      expect(results.every((v) => v === "shared")).toBe(true)
+      expect(yield* Ref.get(backend.calls)).toBe(1)
+    }))
+
+  it.scoped("reads the backend again after invalidate(key), and only for that key", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.get("DB_USER")
+      yield* backend.answerWith("rotated")
+      yield* cache.invalidate("DB_PASSWORD")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("rotated")
+      expect(yield* value(cache.get("DB_USER"))).toBe("first")
+      expect(yield* Ref.get(backend.calls)).toBe(3)
+    }))
+
+  it.scoped("does not cache failures: the next get reads the backend again", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      yield* backend.failWith(unavailable)
+      const cache = yield* makeCache(backend.lookup)
+      const first = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(first) && first.left._tag).toBe("SecretsBackendUnavailable")
+      yield* backend.answerWith("recovered")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("recovered")
+      expect(yield* Ref.get(backend.calls)).toBe(2)
+    }))
+
+  it.scoped("serves the expired value with a warning while the backend is unavailable, for at most maxStale", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* backend.failWith(unavailable)
+      yield* TestClock.adjust("5 minutes")
+      expect(yield* value(cache.get("DB_PASSWORD").pipe(Effect.provide(logs.layer)))).toBe("first")
+      const warnings = logs.lines.filter((line) => line.includes("level=WARN"))
+      expect(warnings.length).toBe(1)
+      expect(warnings[0]).toContain("key=DB_PASSWORD")
+      expect(warnings[0]).not.toContain("first")
+      yield* TestClock.adjust("9 minutes")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("first")
+      yield* TestClock.adjust("1 minute")
+      const afterWindow = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(afterWindow) && afterWindow.left._tag).toBe("SecretsBackendUnavailable")
+      expect(yield* Ref.get(backend.calls)).toBe(4)
+    }))
+
+  it.scoped("fails closed when the secret is revoked (access denied) and never serves it stale afterwards", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* backend.failWith(denied)
+      yield* TestClock.adjust("5 minutes")
+      const revoked = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(revoked) && revoked.left._tag).toBe("SecretAccessDenied")
+      yield* backend.failWith(unavailable)
+      const afterwards = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(afterwards) && afterwards.left._tag).toBe("SecretsBackendUnavailable")
+    }))
+
+  it.scoped("fails closed when the secret is deleted (not found) even inside the stale window", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* backend.failWith(notFound)
+      yield* TestClock.adjust("6 minutes")
+      const deleted = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(deleted) && deleted.left._tag).toBe("SecretNotFound")
+    }))
+
+  it.scoped("keeps reading for the other callers when one waiting caller is interrupted", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const gate = yield* Deferred.make<void>()
+      yield* Ref.set(backend.answer, Effect.as(Deferred.await(gate), Redacted.make("shared")))
+      const cache = yield* makeCache(backend.lookup)
+      const first = yield* Effect.fork(value(cache.get("DB_PASSWORD")))
+      const second = yield* Effect.fork(value(cache.get("DB_PASSWORD")))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(first)
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(second)).toBe("shared")
+      expect(yield* Ref.get(backend.calls)).toBe(1)
+    }))
+
+  it.scoped("finishes and caches the read even when its only caller is interrupted", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const gate = yield* Deferred.make<void>()
+      yield* Ref.set(backend.answer, Effect.as(Deferred.await(gate), Redacted.make("kept")))
+      const cache = yield* makeCache(backend.lookup)
+      const only = yield* Effect.fork(cache.get("DB_PASSWORD"))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(only)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Ref.set(backend.answer, Effect.succeed(Redacted.make("not read")))
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("kept")
+      expect(yield* Ref.get(backend.calls)).toBe(1)
+    }))
+
+  it.scoped("does not cache a read that was in flight when the key was invalidated", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const gate = yield* Deferred.make<void>()
+      yield* Ref.set(backend.answer, Effect.as(Deferred.await(gate), Redacted.make("before rotation")))
+      const cache = yield* makeCache(backend.lookup)
+      const inFlight = yield* Effect.fork(value(cache.get("DB_PASSWORD")))
+      yield* Effect.yieldNow()
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(inFlight)).toBe("before rotation")
+      yield* backend.answerWith("after rotation")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("after rotation")
+    }))
+
+  it.effect("interrupts reads in flight when its scope closes and fails their waiters as unavailable", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const started = yield* Deferred.make<void>()
+      const interrupted = yield* Deferred.make<void>()
+      yield* Ref.set(
+        backend.answer,
+        Effect.zipRight(
+          Deferred.succeed(started, undefined),
+          Effect.onInterrupt(Effect.never, () => Deferred.succeed(interrupted, undefined))
+        )
+      )
+      const scope = yield* Scope.make()
+      const cache = yield* Scope.extend(makeCache(backend.lookup), scope)
+      const waiter = yield* Effect.fork(Effect.either(cache.get("DB_PASSWORD")))
+      yield* Deferred.await(started)
+      yield* Scope.close(scope, Exit.void)
+      yield* Deferred.await(interrupted)
+      const result = yield* Fiber.join(waiter)
+      expect(Either.isLeft(result) && result.left._tag).toBe("SecretsBackendUnavailable")
+      const later = yield* Effect.either(cache.get("DB_PASSWORD"))
+      expect(Either.isLeft(later) && later.left._tag).toBe("SecretsBackendUnavailable")
+    }))
+})
