@@ -360,10 +360,13 @@ export class TlsMaterialInvalid extends Schema.TaggedError<TlsMaterialInvalid>()
 export class PoolExhausted extends Schema.TaggedError<PoolExhausted>()("PoolExhausted", {
   ...Target,
   max: Schema.Number,
-  timeoutMillis: Schema.Number
+  timeoutMillis: Schema.Number,
+  /** callers queued for a connection when this one gave up, itself included (pg-pool `waitingCount`) */
+  waiting: Schema.optional(Schema.Number)
 }) {
   override get message(): string {
-    return `All ${this.max} connections to ${where(this)} stayed busy for ${this.timeoutMillis} ms. ` +
+    const waiting = this.waiting === undefined ? "" : ` (${this.waiting} callers were waiting)`
+    return `All ${this.max} connections to ${where(this)} stayed busy for ${this.timeoutMillis} ms${waiting}. ` +
       "Investigate slow queries or long transactions, or increase DB_POOL_MAX (within the server's max_connections)."
   }
 }
