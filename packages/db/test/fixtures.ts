@@ -1,0 +1,140 @@
+/**
+ * Test helpers for @takumi/db: hand-built settings, an in-memory secrets backend that behaves
+ * like a cache in front of a store (so rotation and invalidation can be observed), and a
+ * logger that captures every line.
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
+import * as List from "effect/List"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import { DbConfig, type DbSettings, type PemSource } from "@takumi/config"
+import { SecretNotFound, SecretsBackend } from "@takumi/secrets"
+import type { TestPki } from "@takumi/testing"
+import { inspect } from "node:util"
+
+/** A file-backed PEM source. */
+export const file = (path: string): Option.Option<PemSource> => Option.some({ _tag: "File", path })
+
+/** Settings for a local test server: TLS on with the test CA, development, pool 1..4. */
+export const makeSettings = (
+  server: { readonly host: string; readonly port: number },
+  pki: TestPki.TestPki,
+  overrides: Partial<Omit<DbSettings, "tls">> & { readonly tls?: Partial<DbSettings["tls"]> } = {}
+): DbSettings => {
+  const { tls, ...rest } = overrides
+  return {
+    environment: "development",
+    host: server.host,
+    port: server.port,
+    database: "app",
+    user: "app",
+    password: Option.none(),
+    applicationName: "takumi-db-test",
+    pool: { min: 0, max: 4 },
+    connectTimeout: Duration.millis(2000),
+    idleTimeout: Duration.seconds(30),
+    readReplica: Option.none(),
+    failoverTimeout: Duration.seconds(5),
+    secrets: {
+      backend: "env",
+      cacheTtl: Duration.minutes(5),
+      maxStale: Duration.minutes(10),
+      requestTimeout: Duration.seconds(3),
+      prefix: "takumi/test/",
+      aws: Option.none(),
+      vault: Option.none()
+    },
+    alerts: {
+      failedAuthThreshold: 5,
+      failedAuthWindow: Duration.minutes(5),
+      poolUsageRatio: 0.9,
+      slowQuery: Duration.seconds(5),
+      certificateExpiry: Duration.days(30)
+    },
+    ...rest,
+    tls: {
+      enabled: true,
+      rejectUnauthorized: true,
+      ca: file(pki.ca.certPath),
+      cert: Option.none(),
+      key: Option.none(),
+      keyPassphrase: Option.none(),
+      minVersion: "TLSv1.2",
+      ...tls
+    }
+  }
+}
+
+/**
+ * An in-memory secrets backend shaped like the real one: `get` serves a cached value until
+ * `invalidate` drops it; `rotate` changes only the store (as a rotation at AWS or Vault does).
+ */
+export interface FakeSecrets {
+  readonly layer: Layer.Layer<SecretsBackend>
+  readonly rotate: (key: string, value: string) => Effect.Effect<void>
+  readonly gets: Effect.Effect<number>
+  readonly invalidations: Effect.Effect<number>
+}
+
+export const makeFakeSecrets = (entries: Record<string, string>): Effect.Effect<FakeSecrets> =>
+  Effect.gen(function*() {
+    const store = yield* Ref.make(new Map(Object.entries(entries)))
+    const cache = yield* Ref.make(new Map<string, string>())
+    const gets = yield* Ref.make(0)
+    const invalidations = yield* Ref.make(0)
+    const get = (key: string) =>
+      Effect.gen(function*() {
+        yield* Ref.update(gets, (n) => n + 1)
+        const cached = (yield* Ref.get(cache)).get(key)
+        const value = cached ?? (yield* Ref.get(store)).get(key)
+        if (value === undefined) {
+          return yield* new SecretNotFound({ backend: "test", key, message: `no secret ${key}` })
+        }
+        yield* Ref.update(cache, (m) => new Map(m).set(key, value))
+        return Redacted.make(value)
+      })
+    const invalidate = (key: string) =>
+      Ref.update(invalidations, (n) => n + 1).pipe(
+        Effect.zipRight(Ref.update(cache, (m) => {
+          const next = new Map(m)
+          next.delete(key)
+          return next
+        }))
+      )
+    return {
+      layer: Layer.succeed(SecretsBackend, { get, invalidate }),
+      rotate: (key, value) => Ref.update(store, (m) => new Map(m).set(key, value)),
+      gets: Ref.get(gets),
+      invalidations: Ref.get(invalidations)
+    }
+  })
+
+/** One captured log line. */
+export interface LogLine {
+  readonly level: string
+  readonly text: string
+}
+
+/** A logger that keeps every line: message parts and annotations via `inspect`, the cause via `Cause.pretty`. */
+export const makeLogCapture = Effect.gen(function*() {
+  const lines = yield* Ref.make(List.empty<LogLine>())
+  const logger = Logger.make(({ annotations, cause, logLevel, message }) => {
+    const parts = (Array.isArray(message) ? message : [message]).map((m) => typeof m === "string" ? m : inspect(m))
+    for (const [key, value] of HashMap.toEntries(annotations)) parts.push(`${key}=${inspect(value)}`)
+    if (!Cause.isEmpty(cause)) parts.push(Cause.pretty(cause))
+    Effect.runSync(Ref.update(lines, List.prepend({ level: logLevel.label, text: parts.join(" ") })))
+  })
+  return {
+    layer: Logger.replace(Logger.defaultLogger, logger),
+    lines: Effect.map(Ref.get(lines), (l) => List.toArray(List.reverse(l)))
+  }
+})
+
+/** The layer of settings. */
+export const configLayer = (settings: DbSettings): Layer.Layer<DbConfig> => Layer.succeed(DbConfig, settings)
