@@ -1,0 +1,107 @@
+/**
+ * A protocol-level test double of AWS Secrets Manager: a local HTTP server on 127.0.0.1 that
+ * speaks the AWS JSON 1.1 `GetSecretValue` operation well enough for the real
+ * `@aws-sdk/client-secrets-manager` client pointed at it with `endpoint`. It is not AWS: it does
+ * not verify SigV4 signatures, knows one operation, and keeps its secrets in memory.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Http from "./internal/httpDouble.js"
+import * as internal from "./internal/secretsManagerDouble.js"
+
+/**
+ * A failure the double answers with instead of the secret: each AWS error in its JSON error
+ * format (`__type` + `message`; HTTP 400, or 500 for `InternalServiceError`), or `hang` to
+ * accept the request and never answer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SecretsManagerFault = internal.Fault
+
+/**
+ * One request the double received.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SecretsManagerRequest = internal.RecordedRequest
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SecretsManagerDouble {
+  /** `http://127.0.0.1:<port>`: pass as the client's `endpoint`. */
+  readonly endpoint: string
+  /** The region used in ARNs (any region works for the client; the double ignores it). */
+  readonly region: string
+  /** Stores a new AWSCURRENT version with a `SecretString` (the previous one becomes AWSPREVIOUS); returns its VersionId. */
+  readonly putSecretString: (name: string, value: string) => Effect.Effect<string>
+  /** Stores a new AWSCURRENT version with a `SecretBinary` (sent base64 encoded); returns its VersionId. */
+  readonly putSecretBinary: (name: string, value: Uint8Array) => Effect.Effect<string>
+  /** Stores a version labelled AWSPENDING (rotation step one); AWSCURRENT is unchanged. */
+  readonly putPending: (name: string, value: string) => Effect.Effect<string>
+  /** Moves AWSCURRENT to the AWSPENDING version (rotation finished); false when nothing is pending. */
+  readonly promotePending: (name: string) => Effect.Effect<boolean>
+  /** Forgets a secret: later reads get `ResourceNotFoundException`. */
+  readonly deleteSecret: (name: string) => Effect.Effect<void>
+  /** Answers every request for `secretId` (or every request, without one) with `fault`. */
+  readonly fault: (fault: SecretsManagerFault, secretId?: string) => Effect.Effect<void>
+  /** Removes every fault. */
+  readonly clearFaults: Effect.Effect<void>
+  /** Every request received so far, oldest first. */
+  readonly requests: Effect.Effect<ReadonlyArray<SecretsManagerRequest>>
+  /** How many requests were received (for one secret id, when given). */
+  readonly requestCount: (secretId?: string) => Effect.Effect<number>
+}
+
+/**
+ * The double could not start.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SecretsManagerDoubleError extends Schema.TaggedError<SecretsManagerDoubleError>()(
+  "SecretsManagerDoubleError",
+  { message: Schema.String }
+) {}
+
+/**
+ * Starts the Secrets Manager double; it stops when the scope closes (hanging requests are cut).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: { readonly region?: string } = {}
+): Effect.Effect<SecretsManagerDouble, SecretsManagerDoubleError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const region = options.region ?? "us-east-1"
+    const state = new internal.SecretsManagerState(region, () => clock.unsafeCurrentTimeMillis())
+    const server = yield* Http.listen({ handle: state.handle }).pipe(
+      Effect.mapError((message) => new SecretsManagerDoubleError({ message: `SecretsManagerDouble: ${message}` }))
+    )
+    return {
+      endpoint: server.url,
+      region,
+      putSecretString: (name, value) => Effect.sync(() => state.put(name, { string: value }, "AWSCURRENT")),
+      putSecretBinary: (name, value) => Effect.sync(() => state.put(name, { binary: value }, "AWSCURRENT")),
+      putPending: (name, value) => Effect.sync(() => state.put(name, { string: value }, "AWSPENDING")),
+      promotePending: (name) => Effect.sync(() => state.promotePending(name)),
+      deleteSecret: (name) => Effect.sync(() => void state.secrets.delete(name)),
+      fault: (fault, secretId) => Effect.sync(() => void state.faults.set(secretId, fault)),
+      clearFaults: Effect.sync(() => state.faults.clear()),
+      requests: Effect.sync(() => [...state.requests]),
+      requestCount: (secretId) =>
+        Effect.sync(() =>
+          secretId === undefined
+            ? state.requests.length
+            : state.requests.filter((request) => request.secretId === secretId).length
+        )
+    }
+  })

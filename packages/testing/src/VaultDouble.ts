@@ -1,0 +1,98 @@
+/**
+ * A protocol-level test double of HashiCorp Vault's KV v2 secrets engine: a local HTTP(S)
+ * server on 127.0.0.1 that answers `GET /v1/<mount>/data/<path>` with Vault's documented JSON
+ * envelope, for the real `node-vault` client. It is not Vault: one token, no policies beyond
+ * "right token or 403", in-memory storage, single-segment mounts.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Http from "./internal/httpDouble.js"
+import * as internal from "./internal/vaultDouble.js"
+
+/**
+ * A failure the double answers with: `forbidden` (403 `permission denied`), `not-found`
+ * (404 `{"errors":[]}`), `internal-error` (500), `sealed` (503 `Vault is sealed`), `hang`
+ * (accept and never answer) or `reset` (destroy the connection).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultFault = internal.Fault
+
+/**
+ * One request the double received.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultRequest = internal.RecordedRequest
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface VaultDouble {
+  /** `https://127.0.0.1:<port>` (or `http://` without TLS): the `VAULT_ADDR`. */
+  readonly address: string
+  /** Writes a new version of `path` (mount first: `secret/takumi/production`); returns the version number. */
+  readonly put: (path: string, data: Readonly<Record<string, unknown>>) => Effect.Effect<number>
+  /** Forgets every version of `path`: later reads get 404. */
+  readonly remove: (path: string) => Effect.Effect<void>
+  /** Changes the token the double accepts (the old one then gets 403, like a revoked token). */
+  readonly setToken: (token: string) => Effect.Effect<void>
+  /** Answers every request for `path` (or every request, without one) with `fault`. */
+  readonly fault: (fault: VaultFault, path?: string) => Effect.Effect<void>
+  /** Removes every fault. */
+  readonly clearFaults: Effect.Effect<void>
+  /** Every request received so far, oldest first, headers included. */
+  readonly requests: Effect.Effect<ReadonlyArray<VaultRequest>>
+  /** How many requests were received (for one logical path, when given). */
+  readonly requestCount: (path?: string) => Effect.Effect<number>
+}
+
+/**
+ * The double could not start.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VaultDoubleError extends Schema.TaggedError<VaultDoubleError>()("VaultDoubleError", {
+  message: Schema.String
+}) {}
+
+/**
+ * Starts the Vault double; it stops when the scope closes (hanging requests are cut).
+ * Requests must carry `X-Vault-Token: <token>` and, when `namespace` is given,
+ * `X-Vault-Namespace: <namespace>`; otherwise the answer is 403 `permission denied`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: {
+  readonly token: string
+  readonly namespace?: string
+  readonly tls?: { readonly certPem: string; readonly keyPem: string }
+}): Effect.Effect<VaultDouble, VaultDoubleError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const state = new internal.VaultState(options.token, options.namespace, () => clock.unsafeCurrentTimeMillis())
+    const server = yield* Http.listen({ tls: options.tls, handle: state.handle }).pipe(
+      Effect.mapError((message) => new VaultDoubleError({ message: `VaultDouble: ${message}` }))
+    )
+    return {
+      address: server.url,
+      put: (path, data) => Effect.sync(() => state.put(path, data)),
+      remove: (path) => Effect.sync(() => void state.secrets.delete(path)),
+      setToken: (token) => Effect.sync(() => void (state.token = token)),
+      fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
+      clearFaults: Effect.sync(() => state.faults.clear()),
+      requests: Effect.sync(() => [...state.requests]),
+      requestCount: (path) =>
+        Effect.sync(() =>
+          path === undefined ? state.requests.length : state.requests.filter((request) => request.path === path).length
+        )
+    }
+  })

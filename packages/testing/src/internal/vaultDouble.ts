@@ -1,0 +1,123 @@
+import * as Http from "./httpDouble.js"
+
+/** @internal */
+export type Fault = "forbidden" | "not-found" | "internal-error" | "sealed" | "hang" | "reset"
+
+/** @internal */
+export interface RecordedRequest {
+  readonly method: string
+  /** The logical KV path, e.g. `secret/takumi/production` (mount first), when the URL names one. */
+  readonly path: string | undefined
+  readonly url: string
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+}
+
+interface Version {
+  readonly data: Readonly<Record<string, unknown>>
+  readonly created: number
+}
+
+const errors = (status: number, messages: ReadonlyArray<string>): Http.HttpDoubleAnswer =>
+  Http.json(status, { errors: messages })
+
+const faultAnswer = (fault: Fault): Http.HttpDoubleAnswer => {
+  switch (fault) {
+    case "forbidden":
+      return errors(403, ["permission denied"])
+    case "not-found":
+      return errors(404, [])
+    case "internal-error":
+      return errors(500, ["internal error"])
+    case "sealed":
+      return errors(503, ["Vault is sealed"])
+    case "hang":
+      return { _tag: "Hang" }
+    case "reset":
+      return { _tag: "Reset" }
+  }
+}
+
+/** `/v1/<mount>/data/<path>` -> `<mount>/<path>`; KV v2 mounts are one segment here. */
+const logicalPath = (url: URL): string | undefined => {
+  const match = /^\/v1\/([^/]+)\/data\/(.+)$/.exec(url.pathname)
+  return match === null ? undefined : `${match[1]}/${match[2]}`
+}
+
+/**
+ * The state of the Vault double: KV v2 secrets with versions, the accepted token and
+ * namespace, faults, and every request it saw.
+ *
+ * @internal
+ */
+export class VaultState {
+  readonly secrets = new Map<string, Array<Version>>()
+  readonly faults = new Map<string | undefined, Fault>()
+  readonly requests: Array<RecordedRequest> = []
+
+  constructor(
+    public token: string,
+    readonly namespace: string | undefined,
+    readonly now: () => number
+  ) {}
+
+  put(path: string, data: Readonly<Record<string, unknown>>): number {
+    const versions = this.secrets.get(path) ?? []
+    versions.push({ data: { ...data }, created: this.now() })
+    this.secrets.set(path, versions)
+    return versions.length
+  }
+
+  private metadata(version: Version, number: number) {
+    return {
+      created_time: new Date(version.created).toISOString(),
+      custom_metadata: null,
+      deletion_time: "",
+      destroyed: false,
+      version: number
+    }
+  }
+
+  handle = (request: Http.HttpDoubleRequest): Http.HttpDoubleAnswer => {
+    const url = new URL(request.path, "http://127.0.0.1")
+    const path = logicalPath(url)
+    this.requests.push({ method: request.method, path, url: request.path, headers: { ...request.headers } })
+    const fault = (path === undefined ? undefined : this.faults.get(path)) ?? this.faults.get(undefined)
+    if (fault !== undefined) return faultAnswer(fault)
+    if (request.headers["x-vault-token"] !== this.token) return errors(403, ["permission denied"])
+    if (this.namespace !== undefined && request.headers["x-vault-namespace"] !== this.namespace) {
+      return errors(403, ["permission denied"])
+    }
+    if (path === undefined) return errors(404, [])
+    if (request.method === "GET") {
+      const versions = this.secrets.get(path)
+      const wanted = Number(url.searchParams.get("version") ?? versions?.length ?? 0)
+      const version = versions?.[wanted - 1]
+      if (version === undefined) return errors(404, [])
+      return Http.json(200, {
+        request_id: "00000000-0000-4000-8000-000000000000",
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data: { data: version.data, metadata: this.metadata(version, wanted) },
+        wrap_info: null,
+        warnings: null,
+        auth: null
+      })
+    }
+    if (request.method === "POST" || request.method === "PUT") {
+      let body: unknown
+      try {
+        body = JSON.parse(request.body.toString("utf8"))
+      } catch {
+        return errors(400, ["failed to parse JSON input"])
+      }
+      const data = typeof body === "object" && body !== null && "data" in body ? body.data : undefined
+      if (typeof data !== "object" || data === null) return errors(400, ["no data provided"])
+      const number = this.put(path, Object.fromEntries(Object.entries(data)))
+      const versions = this.secrets.get(path) ?? []
+      const version = versions[number - 1]
+      return version === undefined ? errors(500, ["internal error"]) : Http.json(200, { data: this.metadata(version, number) })
+    }
+    return errors(405, ["unsupported operation"])
+  }
+}
