@@ -22,3 +22,17 @@ export * as PgTestServer from "./PgTestServer.js"
  * @since 0.1.0
  */
 export * as BlackholeServer from "./BlackholeServer.js"
+
+/**
+ * A protocol-level double of Vault's KV v2 engine (not Vault) for the real `node-vault` client.
+ *
+ * @since 0.1.0
+ */
+export * as VaultDouble from "./VaultDouble.js"
+
+/**
+ * A protocol-level double of AWS Secrets Manager's `GetSecretValue` (not AWS) for the real AWS SDK client.
+ *
+ * @since 0.1.0
+ */
+export * as SecretsManagerDouble from "./SecretsManagerDouble.js"
