@@ -1,0 +1,501 @@
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { ConfigError, DbConfig, InsecureConfiguration, testSettings } from "../src/index.js"
+import { decode, devBase, prodBase, withLogs } from "./fixtures.js"
+
+const fail = <A, E>(effect: Effect.Effect<A, E>) => Effect.flip(effect)
+
+const issueVariables = (error: ConfigError | InsecureConfiguration): ReadonlyArray<string> =>
+  error._tag === "ConfigError" ? error.issues.map((issue) => issue.variable) : [error.variable]
+
+const pem = (label: string, body = "MIIBszCCAVmgAwIBAgIUQk") => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`
+
+/** A scoped temporary directory with the given files written into it. */
+const tempFiles = (files: Readonly<Record<string, string>>) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const dir = yield* fs.makeTempDirectoryScoped({ prefix: "takumi-config-" })
+    for (const [name, content] of Object.entries(files)) yield* fs.writeFileString(`${dir}/${name}`, content)
+    return dir
+  }).pipe(Effect.provide(NodeFileSystem.layer))
+
+describe("DbConfig.layer", () => {
+  describe("decoding", () => {
+    it.effect("decodes a minimal development environment and fills every default from the requirements", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode(devBase)
+        expect(settings.environment).toBe("development")
+        expect(settings.host).toBe("localhost")
+        expect(settings.port).toBe(5432)
+        expect(settings.user).toBe("app")
+        expect(settings.database).toBe("app")
+        expect(Option.map(settings.password, Redacted.value)).toEqual(Option.some("dev-password-123"))
+        expect(settings.applicationName).toBe("takumi-db")
+        expect(settings.tls).toMatchObject({ enabled: true, rejectUnauthorized: true, minVersion: "TLSv1.2" })
+        expect(settings.pool).toEqual({ min: 2, max: 5 })
+        expect(Duration.toMillis(settings.connectTimeout)).toBe(2000)
+        expect(Duration.toMillis(settings.idleTimeout)).toBe(30_000)
+        expect(Duration.toMillis(settings.failoverTimeout)).toBe(5000)
+        expect(Option.isNone(settings.readReplica)).toBe(true)
+        expect(settings.secrets.backend).toBe("env")
+        expect(Duration.toMillis(settings.secrets.cacheTtl)).toBe(5 * 60_000)
+        expect(Duration.toMillis(settings.secrets.maxStale)).toBe(10 * 60_000)
+        expect(Duration.toMillis(settings.secrets.requestTimeout)).toBe(3000)
+        expect(settings.secrets.prefix).toBe("takumi/development/")
+        expect(settings.alerts.failedAuthThreshold).toBe(5)
+        expect(Duration.toMillis(settings.alerts.failedAuthWindow)).toBe(5 * 60_000)
+        expect(settings.alerts.poolUsageRatio).toBe(0.9)
+        expect(Duration.toMillis(settings.alerts.slowQuery)).toBe(5000)
+        expect(Duration.toDays(settings.alerts.certificateExpiry)).toBe(30)
+      }))
+
+    it.effect.each([
+      ["development", devBase, { min: 2, max: 5 }],
+      ["test", { ...devBase, NODE_ENV: "test" }, { min: 1, max: 3 }],
+      ["staging", { ...prodBase, NODE_ENV: "staging" }, { min: 5, max: 20 }],
+      ["production", prodBase, { min: 10, max: 50 }]
+    ] as const)("uses the %s pool preset when DB_POOL_MIN and DB_POOL_MAX are unset", ([, variables, pool]) =>
+      Effect.gen(function*() {
+        const settings = yield* decode(variables)
+        expect(settings.pool).toEqual(pool)
+      }))
+
+    it.effect("decodes every variable of a full production configuration with a Vault backend", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          NODE_ENV: "production",
+          DB_HOST: "primary.db.internal",
+          DB_PORT: "6432",
+          DB_NAME: "takumi",
+          DB_USER: "takumi_app",
+          DB_APPLICATION_NAME: "orders-api",
+          DB_SSL: "TRUE",
+          DB_SSL_REJECT_UNAUTHORIZED: "1",
+          DB_SSL_MIN_VERSION: "TLSv1.3",
+          DB_POOL_MIN: "4",
+          DB_POOL_MAX: "40",
+          DB_CONNECTION_TIMEOUT: "1500",
+          DB_IDLE_TIMEOUT: "10000",
+          DB_READ_REPLICA_HOST: "replica.db.internal",
+          DB_FAILOVER_TIMEOUT: "2500",
+          SECRETS_BACKEND: "vault",
+          SECRETS_CACHE_TTL: "60000",
+          SECRETS_MAX_STALE: "120000",
+          SECRETS_REQUEST_TIMEOUT: "2000",
+          VAULT_ADDR: "https://vault.example.com:8200",
+          VAULT_TOKEN: "s.productiontoken",
+          VAULT_PATH: "secret/takumi/production",
+          VAULT_NAMESPACE: "team-a",
+          DB_ALERT_FAILED_AUTH_THRESHOLD: "3",
+          DB_ALERT_FAILED_AUTH_WINDOW: "60000",
+          DB_ALERT_POOL_USAGE: "0.75",
+          DB_ALERT_SLOW_QUERY: "2000",
+          DB_ALERT_CERT_EXPIRY_DAYS: "14"
+        })
+        expect(settings).toMatchObject({
+          host: "primary.db.internal",
+          port: 6432,
+          database: "takumi",
+          user: "takumi_app",
+          applicationName: "orders-api",
+          pool: { min: 4, max: 40 },
+          tls: { enabled: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }
+        })
+        expect(settings.readReplica).toEqual(Option.some({ host: "replica.db.internal", port: 6432 }))
+        expect(Duration.toMillis(settings.connectTimeout)).toBe(1500)
+        expect(Duration.toMillis(settings.idleTimeout)).toBe(10_000)
+        expect(Duration.toMillis(settings.failoverTimeout)).toBe(2500)
+        expect(Duration.toMillis(settings.secrets.cacheTtl)).toBe(60_000)
+        expect(Duration.toMillis(settings.secrets.maxStale)).toBe(120_000)
+        expect(Duration.toMillis(settings.secrets.requestTimeout)).toBe(2000)
+        const vault = Option.getOrThrow(settings.secrets.vault)
+        expect(vault.address).toBe("https://vault.example.com:8200")
+        expect(Redacted.value(vault.token)).toBe("s.productiontoken")
+        expect(vault.path).toBe("secret/takumi/production")
+        expect(vault.namespace).toEqual(Option.some("team-a"))
+        expect(Option.isNone(settings.secrets.aws)).toBe(true)
+        expect(settings.alerts.failedAuthThreshold).toBe(3)
+        expect(Duration.toMillis(settings.alerts.failedAuthWindow)).toBe(60_000)
+        expect(settings.alerts.poolUsageRatio).toBe(0.75)
+        expect(Duration.toMillis(settings.alerts.slowQuery)).toBe(2000)
+        expect(Duration.toDays(settings.alerts.certificateExpiry)).toBe(14)
+      }))
+
+    it.effect("decodes the AWS backend with its region, endpoint and attempt budget", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          ...prodBase,
+          AWS_ENDPOINT_URL_SECRETS_MANAGER: "https://vpce-123.secretsmanager.us-east-1.vpce.amazonaws.com",
+          AWS_MAX_ATTEMPTS: "5"
+        })
+        expect(settings.secrets.aws).toEqual(
+          Option.some({
+            region: "us-east-1",
+            endpoint: Option.some("https://vpce-123.secretsmanager.us-east-1.vpce.amazonaws.com"),
+            maxAttempts: 5
+          })
+        )
+        expect(settings.secrets.prefix).toBe("takumi/production/")
+      }))
+
+    it.effect.each(["true", "TRUE", "True", "1", "false", "FALSE", "False", "0"])(
+      "accepts %s as a boolean in DB_SSL and DB_SSL_REJECT_UNAUTHORIZED alike",
+      (spelling) =>
+        Effect.gen(function*() {
+          const expected = spelling.toLowerCase() === "true" || spelling === "1"
+          const settings = yield* decode({ ...devBase, DB_SSL: spelling, DB_SSL_REJECT_UNAUTHORIZED: spelling })
+          expect(settings.tls.enabled).toBe(expected)
+          expect(settings.tls.rejectUnauthorized).toBe(expected)
+        })
+    )
+
+    it.effect.each(["yes", "on", "off", "", "2", "truee", " true"])(
+      "refuses %j as a boolean, naming the variable",
+      (spelling) =>
+        Effect.gen(function*() {
+          const error = yield* fail(decode({ ...devBase, DB_SSL_REJECT_UNAUTHORIZED: spelling }))
+          expect(error._tag).toBe("ConfigError")
+          expect(issueVariables(error)).toEqual(["DB_SSL_REJECT_UNAUTHORIZED"])
+          expect(error.message).toContain("true, false, 1 or 0")
+        })
+    )
+
+    it.effect("reports every invalid variable at once, each with the form it expects", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(
+          decode({ ...devBase, DB_PORT: "abc", DB_POOL_MAX: "-3", DB_IDLE_TIMEOUT: "soon", DB_SSL: "yes" })
+        )
+        expect(error._tag).toBe("ConfigError")
+        if (error._tag !== "ConfigError") return
+        expect(error.issues.map((issue) => issue.variable).sort()).toEqual(
+          ["DB_IDLE_TIMEOUT", "DB_POOL_MAX", "DB_PORT", "DB_SSL"]
+        )
+        expect(error.variable).toBe(error.issues[0]?.variable)
+        expect(error.message).toContain("4 configuration variables are invalid")
+        expect(error.message).toContain(`DB_PORT: expected an integer port from 1 to 65535, received "abc"`)
+      }))
+  })
+
+  describe("bad input", () => {
+    const cases: ReadonlyArray<readonly [string, Readonly<Record<string, string>>, string]> = [
+      ["port 0", { ...devBase, DB_PORT: "0" }, "DB_PORT"],
+      ["port 70000", { ...devBase, DB_PORT: "70000" }, "DB_PORT"],
+      ["port abc", { ...devBase, DB_PORT: "abc" }, "DB_PORT"],
+      ["port with an exponent", { ...devBase, DB_PORT: "5e3" }, "DB_PORT"],
+      ["empty port", { ...devBase, DB_PORT: "" }, "DB_PORT"],
+      ["replica port 0", { ...devBase, DB_READ_REPLICA_HOST: "r", DB_READ_REPLICA_PORT: "0" }, "DB_READ_REPLICA_PORT"],
+      ["a replica port without a replica host", { ...devBase, DB_READ_REPLICA_PORT: "5433" }, "DB_READ_REPLICA_HOST"],
+      ["negative pool minimum", { ...devBase, DB_POOL_MIN: "-1" }, "DB_POOL_MIN"],
+      ["non-integer pool maximum", { ...devBase, DB_POOL_MAX: "2.5" }, "DB_POOL_MAX"],
+      ["pool maximum 0", { ...devBase, DB_POOL_MAX: "0" }, "DB_POOL_MAX"],
+      ["pool min > max", { ...devBase, DB_POOL_MIN: "8", DB_POOL_MAX: "4" }, "DB_POOL_MIN"],
+      ["pool max below the preset min", { ...prodBase, DB_POOL_MAX: "5" }, "DB_POOL_MAX"],
+      ["unknown NODE_ENV", { ...devBase, NODE_ENV: "prod" }, "NODE_ENV"],
+      ["NODE_ENV in capitals", { ...devBase, NODE_ENV: "PRODUCTION" }, "NODE_ENV"],
+      ["missing NODE_ENV", { DB_HOST: "h", DB_USER: "u", DB_PASSWORD: "p" }, "NODE_ENV"],
+      ["unknown SECRETS_BACKEND", { ...devBase, SECRETS_BACKEND: "keychain" }, "SECRETS_BACKEND"],
+      ["no SECRETS_BACKEND in production", { ...prodBase, SECRETS_BACKEND: "" }, "SECRETS_BACKEND"],
+      ["aws without AWS_REGION", { ...devBase, SECRETS_BACKEND: "aws-secrets-manager" }, "AWS_REGION"],
+      ["aws with a malformed region", { ...prodBase, AWS_REGION: "US East" }, "AWS_REGION"],
+      ["vault without VAULT_ADDR", { ...devBase, SECRETS_BACKEND: "vault", VAULT_TOKEN: "t", VAULT_PATH: "secret/takumi/development" }, "VAULT_ADDR"],
+      ["vault without VAULT_TOKEN", { ...devBase, SECRETS_BACKEND: "vault", VAULT_ADDR: "https://v:8200", VAULT_PATH: "secret/takumi/development" }, "VAULT_TOKEN"],
+      ["vault without VAULT_PATH", { ...devBase, SECRETS_BACKEND: "vault", VAULT_ADDR: "https://v:8200", VAULT_TOKEN: "t" }, "VAULT_PATH"],
+      ["VAULT_ADDR that is not a URL", { ...devBase, SECRETS_BACKEND: "vault", VAULT_ADDR: "vault:8200", VAULT_TOKEN: "t", VAULT_PATH: "secret/x" }, "VAULT_ADDR"],
+      ["env backend without DB_PASSWORD", { NODE_ENV: "test", DB_HOST: "h", DB_USER: "u" }, "DB_PASSWORD"],
+      ["empty DB_PASSWORD", { ...devBase, DB_PASSWORD: "" }, "DB_PASSWORD"],
+      ["missing DB_HOST", { NODE_ENV: "development", DB_USER: "u", DB_PASSWORD: "p" }, "DB_HOST"],
+      ["missing DB_USER", { NODE_ENV: "development", DB_HOST: "h", DB_PASSWORD: "p" }, "DB_USER"],
+      ["a host with a space", { ...devBase, DB_HOST: "db example" }, "DB_HOST"],
+      ["connect timeout 0", { ...devBase, DB_CONNECTION_TIMEOUT: "0" }, "DB_CONNECTION_TIMEOUT"],
+      ["connect timeout past the timer limit", { ...devBase, DB_CONNECTION_TIMEOUT: "2147483648" }, "DB_CONNECTION_TIMEOUT"],
+      ["idle timeout in seconds with a unit", { ...devBase, DB_IDLE_TIMEOUT: "30s" }, "DB_IDLE_TIMEOUT"],
+      ["negative failover timeout", { ...devBase, DB_FAILOVER_TIMEOUT: "-5000" }, "DB_FAILOVER_TIMEOUT"],
+      ["cache TTL as a fraction", { ...devBase, SECRETS_CACHE_TTL: "0.5" }, "SECRETS_CACHE_TTL"],
+      ["unknown TLS version", { ...devBase, DB_SSL_MIN_VERSION: "TLSv1.4" }, "DB_SSL_MIN_VERSION"],
+      ["pool usage alert as a percentage", { ...devBase, DB_ALERT_POOL_USAGE: "90" }, "DB_ALERT_POOL_USAGE"],
+      ["pool usage alert 0", { ...devBase, DB_ALERT_POOL_USAGE: "0" }, "DB_ALERT_POOL_USAGE"],
+      ["certificate expiry alert 0 days", { ...devBase, DB_ALERT_CERT_EXPIRY_DAYS: "0" }, "DB_ALERT_CERT_EXPIRY_DAYS"],
+      ["application name longer than 63 characters", { ...devBase, DB_APPLICATION_NAME: "x".repeat(64) }, "DB_APPLICATION_NAME"],
+      ["AWS attempts 0", { ...prodBase, AWS_MAX_ATTEMPTS: "0" }, "AWS_MAX_ATTEMPTS"],
+      ["a certificate path that does not exist", { ...devBase, DB_SSL_CA: "/nonexistent/takumi/ca.pem" }, "DB_SSL_CA"],
+      ["a certificate path that is a directory", { ...devBase, DB_SSL_CA: "/tmp" }, "DB_SSL_CA"],
+      ["a Vault CA path that does not exist", { ...devBase, VAULT_CACERT: "/nonexistent/vault-ca.pem" }, "VAULT_CACERT"],
+      ["inline PEM without its END line", { ...devBase, DB_SSL_CA: "-----BEGIN CERTIFICATE-----\nMIIB" }, "DB_SSL_CA"],
+      ["a URL with another scheme", { ...devBase, DATABASE_URL: "mysql://u@h/db" }, "DATABASE_URL"],
+      ["a URL that is not a URL", { ...devBase, DATABASE_URL: "postgres://u:p@/:what" }, "DATABASE_URL"],
+      ["a URL without a host", { ...devBase, DATABASE_URL: "postgres:///db" }, "DATABASE_URL"],
+      ["a URL with port 0", { ...devBase, DATABASE_URL: "postgres://u@h:0/db" }, "DATABASE_URL"],
+      ["a URL with port 70000", { ...devBase, DATABASE_URL: "postgres://u@h:70000/db" }, "DATABASE_URL"],
+      ["a URL with two hosts", { ...devBase, DATABASE_URL: "postgres://u@h1,h2/db" }, "DATABASE_URL"],
+      ["a URL with sslmode=prefer", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslmode=prefer" }, "DATABASE_URL"],
+      ["a URL with an unknown sslmode", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslmode=strict" }, "DATABASE_URL"],
+      ["a URL with an unsupported parameter", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslrootcert=/ca.pem" }, "DATABASE_URL"],
+      ["a URL with malformed percent-encoding", { ...devBase, DATABASE_URL: "postgres://u:%E0%A4%A@h/db" }, "DATABASE_URL"]
+    ]
+
+    it.effect.each(cases)("refuses %s with a ConfigError naming the variable", ([, variables, variable]) =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode(variables))
+        expect(error._tag).toBe("ConfigError")
+        if (error._tag !== "ConfigError") return
+        expect(error.issues.map((issue) => issue.variable)).toContain(variable)
+        const issue = error.issues.find((candidate) => candidate.variable === variable)
+        expect(issue?.expected.length).toBeGreaterThan(0)
+        expect(issue?.message.startsWith(`${variable}: `)).toBe(true)
+      }))
+  })
+
+  describe("certificates", () => {
+    it.scoped("accepts a readable PEM file path as a File source", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ "ca.pem": pem("CERTIFICATE"), "client.pem": pem("CERTIFICATE"), "client.key": pem("PRIVATE KEY") })
+        const settings = yield* decode({
+          ...devBase,
+          DB_SSL_CA: `${dir}/ca.pem`,
+          DB_SSL_CERT: `${dir}/client.pem`,
+          DB_SSL_KEY: `${dir}/client.key`
+        })
+        expect(settings.tls.ca).toEqual(Option.some({ _tag: "File", path: `${dir}/ca.pem` }))
+        expect(settings.tls.cert).toEqual(Option.some({ _tag: "File", path: `${dir}/client.pem` }))
+        expect(settings.tls.key).toEqual(Option.some({ _tag: "File", path: `${dir}/client.key` }))
+      }))
+
+    it.scoped("refuses a file that holds no PEM document", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ "ca.der": "0\x82\x01\x0a binary" })
+        const error = yield* fail(decode({ ...devBase, DB_SSL_CA: `${dir}/ca.der` }))
+        expect(issueVariables(error)).toEqual(["DB_SSL_CA"])
+        expect(error.message).toContain("no PEM document")
+      }))
+
+    it.effect("accepts inline PEM, restoring escaped line breaks, and keeps it Redacted", () =>
+      Effect.gen(function*() {
+        const escaped = "-----BEGIN CERTIFICATE-----\\nMIIBszCC\\n-----END CERTIFICATE-----"
+        const settings = yield* decode({ ...devBase, DB_SSL_CA: escaped })
+        const ca = Option.getOrThrow(settings.tls.ca)
+        expect(ca._tag).toBe("Inline")
+        if (ca._tag !== "Inline") return
+        expect(Redacted.value(ca.pem)).toBe("-----BEGIN CERTIFICATE-----\nMIIBszCC\n-----END CERTIFICATE-----")
+        expect(String(ca.pem)).toBe("<redacted>")
+      }))
+
+    it.effect("says why a certificate path was refused: missing or a directory", () =>
+      Effect.gen(function*() {
+        const missing = yield* fail(decode({ ...devBase, DB_SSL_CA: "/nonexistent/ca.pem" }))
+        expect(missing.message).toContain("no such file")
+        const directory = yield* fail(decode({ ...devBase, DB_SSL_CA: "/tmp" }))
+        expect(directory.message).toContain("is a directory")
+      }))
+
+    it.effect("refuses a client certificate without its key", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...devBase, DB_SSL_CERT: pem("CERTIFICATE") }))
+        expect(issueVariables(error)).toEqual(["DB_SSL_KEY"])
+      }))
+  })
+
+  describe("DATABASE_URL", () => {
+    it.effect("fills host, port, user and database from the URL", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          NODE_ENV: "test",
+          DATABASE_URL: "postgresql://orders%40svc@db.example.com:6543/orders?sslmode=verify-full",
+          DB_PASSWORD: "test-password"
+        })
+        expect(settings).toMatchObject({ host: "db.example.com", port: 6543, user: "orders@svc", database: "orders" })
+        expect(settings.tls).toMatchObject({ enabled: true, rejectUnauthorized: true })
+      }))
+
+    it.effect("keeps explicit DB_HOST, DB_PORT, DB_USER and DB_NAME over the URL's parts", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          ...devBase,
+          DATABASE_URL: "postgres://urluser@urlhost:7000/urldb",
+          DB_PORT: "5433",
+          DB_NAME: "explicit"
+        })
+        expect(settings).toMatchObject({ host: "localhost", port: 5433, user: "app", database: "explicit" })
+      }))
+
+    it.effect.each([
+      ["disable", { enabled: false }],
+      ["require", { enabled: true, rejectUnauthorized: false }],
+      ["verify-ca", { enabled: true, rejectUnauthorized: true }],
+      ["verify-full", { enabled: true, rejectUnauthorized: true }]
+    ] as const)("maps sslmode=%s onto the TLS settings", ([mode, tls]) =>
+      Effect.gen(function*() {
+        const settings = yield* decode({ ...devBase, DATABASE_URL: `postgres://h/db?sslmode=${mode}` })
+        expect(settings.tls).toMatchObject(tls)
+      }))
+
+    it.effect.each([
+      ["DB_SSL=false against verify-full", { DB_SSL: "false" }, "verify-full", "DB_SSL"],
+      ["DB_SSL=true against disable", { DB_SSL: "true" }, "disable", "DB_SSL"],
+      ["DB_SSL_REJECT_UNAUTHORIZED=false against verify-ca", { DB_SSL_REJECT_UNAUTHORIZED: "false" }, "verify-ca", "DB_SSL_REJECT_UNAUTHORIZED"],
+      ["DB_SSL_REJECT_UNAUTHORIZED=true against require", { DB_SSL_REJECT_UNAUTHORIZED: "true" }, "require", "DB_SSL_REJECT_UNAUTHORIZED"],
+      ["DB_SSL_MIN_VERSION against disable", { DB_SSL_MIN_VERSION: "TLSv1.3" }, "disable", "DB_SSL_MIN_VERSION"],
+      ["DB_SSL_CA against disable", { DB_SSL_CA: pem("CERTIFICATE") }, "disable", "DB_SSL_CA"]
+    ] as const)("refuses %s as a conflict, never overriding either", ([, extra, mode, variable]) =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...devBase, ...extra, DATABASE_URL: `postgres://h/db?sslmode=${mode}` }))
+        expect(error._tag).toBe("ConfigError")
+        expect(issueVariables(error)).toEqual([variable])
+        expect(error.message).toContain(`sslmode=${mode}`)
+      }))
+
+    it.effect("accepts DB_SSL variables that agree with the URL's sslmode", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          ...devBase,
+          DB_SSL: "1",
+          DB_SSL_REJECT_UNAUTHORIZED: "true",
+          DATABASE_URL: "postgres://h/db?sslmode=verify-full"
+        })
+        expect(settings.tls).toMatchObject({ enabled: true, rejectUnauthorized: true })
+      }))
+
+    it.effect("treats a password in the URL like DB_PASSWORD: Redacted, and enough for the env backend", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({ NODE_ENV: "development", DATABASE_URL: "postgres://app:s3cr%2Ft@localhost/app" })
+        expect(Option.map(settings.password, Redacted.value)).toEqual(Option.some("s3cr/t"))
+      }))
+
+    it.effect("refuses a password given both in DB_PASSWORD and in the URL", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...devBase, DATABASE_URL: "postgres://app:other@localhost/app" }))
+        expect(issueVariables(error)).toEqual(["DB_PASSWORD"])
+      }))
+
+    it.effect("refuses a password in the URL in production, naming DATABASE_URL", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...prodBase, DATABASE_URL: "postgres://app:pw@db.example.com/app" }))
+        expect(error).toBeInstanceOf(InsecureConfiguration)
+        expect(error).toMatchObject({ rule: "password-in-environment", variable: "DATABASE_URL" })
+      }))
+
+    it.effect("refuses sslmode=require in production: it encrypts without verifying the server", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...prodBase, DATABASE_URL: "postgres://db.example.com/app?sslmode=require" }))
+        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "certificate-validation" })
+      }))
+  })
+
+  describe(".env", () => {
+    it.scoped("loads .env in development, with variables from the environment taking precedence", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ ".env": "DB_HOST=file-host\nDB_USER=file-user\nDB_PASSWORD=file-password\nDB_PORT=6000\n" })
+        const settings = yield* decode({ NODE_ENV: "development", DB_HOST: "env-host" }, { dotEnv: `${dir}/.env` })
+        expect(settings).toMatchObject({ host: "env-host", user: "file-user", port: 6000 })
+        expect(Option.map(settings.password, Redacted.value)).toEqual(Option.some("file-password"))
+      }))
+
+    it.scoped("loads .env in test", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ ".env": "DB_HOST=file-host\nDB_USER=u\nDB_PASSWORD=p\n" })
+        const settings = yield* decode({ NODE_ENV: "test" }, { dotEnv: `${dir}/.env` })
+        expect(settings.host).toBe("file-host")
+      }))
+
+    it.effect("starts without a .env file in development", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode(devBase, { dotEnv: "/nonexistent/takumi/.env" })
+        expect(settings.host).toBe("localhost")
+      }))
+
+    it.scoped("does not load .env in production and warns that it was ignored", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ ".env": "DB_APPLICATION_NAME=from-file\n" })
+        const { exit, logs } = yield* withLogs(decode(prodBase, { dotEnv: `${dir}/.env` }))
+        expect(Exit.isSuccess(exit) && exit.value.applicationName).toBe("takumi-db")
+        const warnings = logs.filter((line) => line.level === "WARN")
+        expect(warnings).toHaveLength(1)
+        expect(warnings[0]?.message).toContain("not loaded")
+      }))
+
+    it.scoped("refuses to start in production when a .env file holds DB_PASSWORD", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ ".env": "DB_PASSWORD=leaked-production-password\n" })
+        const error = yield* fail(decode(prodBase, { dotEnv: `${dir}/.env` }))
+        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "dotenv-password", variable: "DB_PASSWORD" })
+        expect(error.message).not.toContain("leaked-production-password")
+      }))
+
+    it.scoped("only warns in staging when a .env file holds DB_PASSWORD", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ ".env": "DB_PASSWORD=staging-password\n" })
+        const { exit, logs } = yield* withLogs(decode({ ...prodBase, NODE_ENV: "staging" }, { dotEnv: `${dir}/.env` }))
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(logs.filter((line) => line.annotations.rule === "dotenv-password")).toHaveLength(1)
+      }))
+
+    it.scoped("refuses a .env path that cannot be read as a file", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({})
+        const error = yield* fail(decode(devBase, { dotEnv: dir }))
+        expect(error._tag).toBe("ConfigError")
+        expect(issueVariables(error)).toEqual([dir])
+      }))
+  })
+
+  describe("layerFrom and layerTest", () => {
+    it.effect("layerFrom provides a settings value that passes the policy", () =>
+      Effect.gen(function*() {
+        const settings = testSettings({ host: "db.internal" })
+        const provided = yield* DbConfig.pipe(Effect.provide(DbConfig.layerFrom(settings)))
+        expect(provided).toBe(settings)
+      }))
+
+    it.effect("layerFrom refuses a production settings value with TLS off", () =>
+      Effect.gen(function*() {
+        const settings = testSettings({
+          environment: "production",
+          tls: { enabled: false },
+          secrets: { backend: "vault" }
+        })
+        const error = yield* fail(DbConfig.pipe(Effect.provide(DbConfig.layerFrom(settings))))
+        expect(error).toMatchObject({ rule: "tls-required", variable: "DB_SSL" })
+        expect(error.message).toContain("Database SSL/TLS is REQUIRED in production. Set DB_SSL=true")
+      }))
+
+    it.effect("layerTest merges a partial into the test defaults field by field", () =>
+      Effect.gen(function*() {
+        const settings = yield* DbConfig.pipe(
+          Effect.provide(DbConfig.layerTest({ port: 15432, tls: { rejectUnauthorized: false }, pool: { max: 7 } }))
+        )
+        expect(settings).toMatchObject({
+          environment: "test",
+          host: "127.0.0.1",
+          port: 15432,
+          database: "postgres",
+          user: "postgres",
+          tls: { enabled: true, rejectUnauthorized: false, minVersion: "TLSv1.2" },
+          pool: { min: 1, max: 7 },
+          secrets: { backend: "env", prefix: "takumi/test/" }
+        })
+        expect(Option.isNone(settings.tls.ca)).toBe(true)
+      }))
+
+    it.effect("the default layer decodes the active ConfigProvider", () =>
+      Effect.gen(function*() {
+        const settings = yield* DbConfig.pipe(
+          Effect.provide(
+            DbConfig.layer.pipe(
+              Layer.provide(Layer.setConfigProvider(
+                ConfigProvider.fromMap(new Map(Object.entries({ ...devBase, DB_HOST: "from-provider" })))
+              ))
+            )
+          )
+        )
+        expect(settings.host).toBe("from-provider")
+      }))
+  })
+})
+

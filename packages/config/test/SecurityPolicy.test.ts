@@ -1,0 +1,214 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import {
+  type DbSettings,
+  type Environment,
+  InsecureConfiguration,
+  type Rule,
+  SecurityPolicy,
+  testSettings
+} from "../src/index.js"
+import { withLogs } from "./fixtures.js"
+
+/** Settings that pass the policy in every environment: TLS verified, AWS backend, own prefix. */
+const secure = (environment: Environment): DbSettings =>
+  testSettings({
+    environment,
+    host: "db.example.com",
+    secrets: {
+      backend: "aws-secrets-manager",
+      aws: Option.some({ region: "us-east-1", endpoint: Option.none(), maxAttempts: 3 })
+    }
+  })
+
+const other = (environment: Environment): Environment => environment === "production" ? "staging" : "production"
+
+type Expectation = "refuse" | "warn" | "pass"
+
+interface Case {
+  readonly rule: Rule
+  readonly variable: string
+  readonly settings: (environment: Environment) => DbSettings
+  readonly facts?: (environment: Environment) => SecurityPolicy.EnvironmentFacts
+  readonly expected: { readonly [E in Environment]: Expectation }
+}
+
+const vault = (environment: Environment, address: string, path: string) => ({
+  ...secure(environment).secrets,
+  backend: "vault" as const,
+  aws: Option.none(),
+  vault: Option.some({
+    address,
+    token: Redacted.make("s.token"),
+    path,
+    namespace: Option.none(),
+    caCert: Option.none()
+  })
+})
+
+const cases: ReadonlyArray<Case> = [
+  {
+    rule: "tls-required",
+    variable: "DB_SSL",
+    settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, enabled: false } }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "certificate-validation",
+    variable: "DB_SSL_REJECT_UNAUTHORIZED",
+    settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, rejectUnauthorized: false } }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "tls-min-version",
+    variable: "DB_SSL_MIN_VERSION",
+    settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, minVersion: "TLSv1.1" } }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "secrets-backend-env",
+    variable: "SECRETS_BACKEND",
+    settings: (env) => ({ ...secure(env), secrets: { ...secure(env).secrets, backend: "env", aws: Option.none() } }),
+    expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
+  },
+  {
+    rule: "password-in-environment",
+    variable: "DB_PASSWORD",
+    settings: (env) => ({ ...secure(env), password: Option.some(Redacted.make("pw")) }),
+    expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
+  },
+  {
+    rule: "dotenv-password",
+    variable: "DB_PASSWORD",
+    settings: secure,
+    // as DbConfig.layer reports it: loaded in development and test, never elsewhere
+    facts: (env) => ({
+      dotEnv: { path: ".env", loaded: env === "development" || env === "test", holdsPassword: true }
+    }),
+    expected: { production: "refuse", staging: "warn", development: "pass", test: "pass" }
+  },
+  {
+    rule: "secret-path-environment",
+    variable: "SECRETS_PREFIX",
+    settings: (env) => ({ ...secure(env), secrets: { ...secure(env).secrets, prefix: `takumi/${other(env)}/` } }),
+    expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
+  },
+  {
+    rule: "secret-path-environment",
+    variable: "VAULT_PATH",
+    settings: (env) => ({
+      ...secure(env),
+      secrets: vault(env, "https://vault.example.com:8200", `secret/takumi/${other(env)}`)
+    }),
+    expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
+  },
+  {
+    rule: "secrets-transport-tls",
+    variable: "VAULT_ADDR",
+    settings: (env) => ({ ...secure(env), secrets: vault(env, "http://vault.example.com:8200", `secret/takumi/${env}`) }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "secrets-transport-tls",
+    variable: "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    settings: (env) => ({
+      ...secure(env),
+      secrets: {
+        ...secure(env).secrets,
+        aws: Option.some({ region: "us-east-1", endpoint: Option.some("http://127.0.0.1:4566"), maxAttempts: 3 })
+      }
+    }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  }
+]
+
+const environments: ReadonlyArray<Environment> = ["production", "staging", "development", "test"]
+
+const table = cases.flatMap((c) =>
+  environments.map((environment) => [c.rule, c.variable, environment, c.expected[environment], c] as const)
+)
+
+describe("SecurityPolicy", () => {
+  it.effect.each(environments)("passes secure settings in %s without a warning", (environment) =>
+    Effect.gen(function*() {
+      const { exit, logs } = yield* withLogs(SecurityPolicy.check(secure(environment)))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(logs).toEqual([])
+    }))
+
+  it.effect.each(table)("rule %s (%s) in %s: %s", ([rule, variable, environment, expected, c]) =>
+    Effect.gen(function*() {
+      const settings = c.settings(environment)
+      const facts = c.facts?.(environment) ?? {}
+      const { exit, logs } = yield* withLogs(SecurityPolicy.check(settings, facts))
+      const warnings = logs.filter((line) => line.level === "WARN")
+      if (expected === "refuse") {
+        expect(Exit.isFailure(exit)).toBe(true)
+        const error = yield* Effect.flip(SecurityPolicy.check(settings, facts))
+        expect(error).toBeInstanceOf(InsecureConfiguration)
+        expect(error).toMatchObject({ rule, variable, environment })
+        expect(error.message).toContain(variable)
+      } else if (expected === "warn") {
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(warnings).toHaveLength(1)
+        expect(warnings[0]?.annotations).toMatchObject({ rule, variable })
+      } else {
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(warnings).toEqual([])
+      }
+    }))
+
+  it.effect("refuses TLS off in production with the requirements' message", () =>
+    Effect.gen(function*() {
+      const settings = { ...secure("production"), tls: { ...secure("production").tls, enabled: false } }
+      const error = yield* Effect.flip(SecurityPolicy.check(settings))
+      expect(error.message).toContain(
+        "CRITICAL SECURITY ERROR: Database SSL/TLS is REQUIRED in production. Set DB_SSL=true"
+      )
+    }))
+
+  it.effect("names the first refused rule and counts the others in the message", () =>
+    Effect.gen(function*() {
+      const base = secure("production")
+      const settings: DbSettings = {
+        ...base,
+        tls: { ...base.tls, enabled: false },
+        password: Option.some(Redacted.make("pw")),
+        secrets: { ...base.secrets, backend: "env", aws: Option.none() }
+      }
+      const error = yield* Effect.flip(SecurityPolicy.check(settings))
+      expect(error.rule).toBe("tls-required")
+      expect(error.message).toContain("2 more refused: secrets-backend-env on SECRETS_BACKEND, password-in-environment on DB_PASSWORD")
+      expect(SecurityPolicy.evaluate(settings).map((finding) => finding.rule)).toEqual([
+        "tls-required",
+        "secrets-backend-env",
+        "password-in-environment"
+      ])
+    }))
+
+  it("reports a password from DATABASE_URL under that variable", () => {
+    const settings = { ...secure("production"), password: Option.some(Redacted.make("pw")) }
+    const [finding] = SecurityPolicy.evaluate(settings, { passwordVariable: "DATABASE_URL" })
+    expect(finding).toMatchObject({ rule: "password-in-environment", variable: "DATABASE_URL", severity: "refuse" })
+  })
+
+  it("does not warn about DB_PASSWORD in development when the env backend reads it", () => {
+    const settings = testSettings({ environment: "development", password: Option.some(Redacted.make("pw")) })
+    expect(SecurityPolicy.evaluate(settings).map((finding) => finding.rule)).toEqual(["secrets-backend-env"])
+  })
+
+  it.each([
+    ["takumi/production/", "production", Option.none()],
+    ["takumi/staging/", "production", Option.some("staging")],
+    ["secret/takumi-dev/db", "production", Option.some("development")],
+    ["arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db", "staging", Option.some("production")],
+    ["secret/Takumi/TEST", "production", Option.some("test")],
+    ["takumi/contest/", "production", Option.none()],
+    ["secret/takumi/production", "test", Option.some("production")]
+  ] as const)("finds in %s, under NODE_ENV=%s, the foreign environment %s", (path, own, expected) => {
+    expect(SecurityPolicy.foreignEnvironmentIn(path, own)).toEqual(expected)
+  })
+})
