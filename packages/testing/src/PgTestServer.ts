@@ -21,7 +21,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Pg from "pg"
 import { findBinDir } from "./internal/pgBinaries.js"
-import { type HbaRuleLike, renderConf, renderHba, type TlsVersion } from "./internal/pgConfig.js"
+import { type HbaRuleLike, renderConf, renderHba } from "./internal/pgConfig.js"
 import * as Process from "./internal/pgProcess.js"
 import * as Socket from "./internal/pgSocket.js"
 import * as Template from "./internal/pgTemplate.js"
@@ -37,33 +37,43 @@ export {
 }
 
 /**
+ * A TLS protocol version as PostgreSQL names it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3"
+
+/**
  * Server configuration. Everything except `maxConnections` can change live with `reload`.
+ * A field set to `undefined` means PostgreSQL's / the harness's default, so
+ * `reload({ hba: undefined })` restores the default rules.
  *
  * @since 0.1.0
  * @category models
  */
 export interface ServerSettings {
   /** TLS on or off; defaults to on when a certificate is given. */
-  readonly ssl?: boolean
+  readonly ssl?: boolean | undefined
   /** Server certificate and key, copied into the data folder (key owned by postgres, 0600). */
-  readonly certificate?: CertificateFiles
+  readonly certificate?: CertificateFiles | undefined
   /** PEM of the CA that signs client certificates (`ssl_ca_file`), for mutual TLS. */
-  readonly ca?: string
+  readonly ca?: string | undefined
   /**
    * Replaces the TCP lines of pg_hba.conf. The unix-socket lines for the superuser are always
    * kept. Default: {@link defaultHba}.
    */
-  readonly hba?: ReadonlyArray<HbaRule>
+  readonly hba?: ReadonlyArray<HbaRule> | undefined
   /** `ssl_min_protocol_version`; PostgreSQL's default is TLSv1.2. */
-  readonly minTlsVersion?: TlsVersion
+  readonly minTlsVersion?: TlsVersion | undefined
   /** `ssl_max_protocol_version`; none by default. */
-  readonly maxTlsVersion?: TlsVersion
+  readonly maxTlsVersion?: TlsVersion | undefined
   /** `ssl_ciphers`; a TLS 1.1-only server on OpenSSL 3 needs `DEFAULT:@SECLEVEL=0`. */
-  readonly ciphers?: string
+  readonly ciphers?: string | undefined
   /** `max_connections`: restart-only, so it applies on start and restart (a reload only records it). */
-  readonly maxConnections?: number
+  readonly maxConnections?: number | undefined
   /** Anything else for postgresql.conf, e.g. `{ log_connections: "on" }`. */
-  readonly extraConf?: Readonly<Record<string, string>>
+  readonly extraConf?: Readonly<Record<string, string>> | undefined
 }
 
 interface HbaRuleFields {
@@ -198,6 +208,7 @@ interface Layout {
   readonly dataDir: string
   readonly socketDir: string
   readonly logFile: string
+  readonly opensslConf: string
   readonly binDir: string
   readonly user: Process.ServerUser
   readonly standby: boolean
@@ -300,7 +311,8 @@ const launch = (layout: Layout, port: number): Effect.Effect<Process.Postmaster,
       user: layout.user,
       binDir: layout.binDir,
       dataDir: layout.dataDir,
-      logFile: layout.logFile
+      logFile: layout.logFile,
+      opensslConf: layout.opensslConf
     })
     const address = { socketDir: layout.socketDir, port }
     const ready = Socket.query(address, "select 1", [], "start").pipe(
@@ -413,7 +425,10 @@ const build = (
       )
       const hbaErrors = yield* Socket.query(
         address,
-        "select line_number, error from pg_hba_file_rules where error is not null",
+        // PostgreSQL merely warns about hostssl lines while ssl is off (and judges by the ssl
+        // setting still running, which this very reload may change).
+        "select line_number, error from pg_hba_file_rules where error is not null " +
+          "and error <> 'hostssl record cannot match because SSL is disabled'",
         [],
         "reload"
       )
@@ -428,6 +443,20 @@ const build = (
       if (problems.length > 0) {
         return yield* Effect.fail(failure("reload", `PostgreSQL rejected the configuration:\n${problems.join("\n")}`))
       }
+    })
+
+    const signalReload = Effect.gen(function*() {
+      const before = yield* loadTime
+      yield* Socket.query(address, "select pg_reload_conf()", [], "reload")
+      // The postmaster re-reads the files (and rebuilds its TLS context) on SIGHUP; backends
+      // forked afterwards report the new load time, so a changed value means "applied".
+      yield* loadTime.pipe(
+        Effect.filterOrFail(
+          (after) => after !== before,
+          () => failure("reload", "configuration not reloaded yet")
+        ),
+        Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("10 seconds")))
+      )
     })
 
     const reload = (partial: Partial<ServerSettings>) =>
@@ -446,17 +475,21 @@ const build = (
           yield* writeConfiguration(layout, finalPort, previous)
           return yield* Effect.fail(invalid.left)
         }
-        const before = yield* loadTime
-        yield* Socket.query(address, "select pg_reload_conf()", [], "reload")
-        // The postmaster re-reads the files (and rebuilds its TLS context) on SIGHUP; backends
-        // forked afterwards report the new load time, so a changed value means "applied".
-        yield* loadTime.pipe(
-          Effect.filterOrFail(
-            (after) => after !== before,
-            () => failure("reload", "configuration not reloaded yet")
-          ),
-          Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo("10 seconds")))
-        )
+        const offset = yield* logSize(layout.logFile)
+        yield* signalReload
+        // PostgreSQL keeps the previous TLS context when the new certificate, key or CA cannot be
+        // loaded, and only says so in its log: turn that into a failure instead of a silent lie.
+        const log = yield* logSince(layout.logFile, offset)
+        if (log.includes("SSL configuration was not reloaded")) {
+          state.settings = previous
+          yield* writeConfiguration(layout, finalPort, previous)
+          yield* signalReload
+          return yield* Effect.fail(failure(
+            "reload",
+            `PostgreSQL could not load the new TLS files and kept the previous ones (a 1024-bit key, a key that ` +
+              `does not match the certificate, an unreadable file?):\n${log}`
+          ))
+        }
       }))
 
     const restart = (options?: { readonly downFor?: Duration.DurationInput }) =>
@@ -514,6 +547,21 @@ const build = (
     return server
   })
 
+/**
+ * The server's own OpenSSL configuration. Debian's system default (SECLEVEL=2, MinProtocol
+ * TLSv1.2) makes PostgreSQL refuse to *load* a 1024-bit key ("ee key too small") before
+ * `ssl_ciphers` can lower the level, so `TestPki.rsa1024` could never be served. Level 1 admits
+ * it; the protocol floor stays with `ssl_min_protocol_version` (TLSv1.2 unless a test lowers it).
+ */
+const OPENSSL_CONF = `openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+CipherString = DEFAULT:@SECLEVEL=1
+`
+
 const makeBase = (operation: string, user: Process.ServerUser) =>
   Effect.gen(function*() {
     const base = yield* attempt(operation, () => FsP.mkdtemp(Path.join(Os.tmpdir(), "takumi-pg-")))
@@ -522,7 +570,9 @@ const makeBase = (operation: string, user: Process.ServerUser) =>
     // Every parent of the data folder must be traversable by postgres: /tmp is, /root is not.
     yield* Process.chownToServer(user, base)
     yield* Process.chownToServer(user, socketDir)
-    return { base, socketDir, dataDir: Path.join(base, "data") }
+    const opensslConf = Path.join(base, "openssl.cnf")
+    yield* attempt(operation, () => FsP.writeFile(opensslConf, OPENSSL_CONF, { mode: 0o644 }))
+    return { base, socketDir, opensslConf, dataDir: Path.join(base, "data") }
   })
 
 /**
@@ -537,10 +587,19 @@ export const make = (settings: ServerSettings = {}): Effect.Effect<PgTestServer,
     const binDir = yield* findBinDir
     const user = yield* Process.serverUser
     const template = yield* Template.templateDataDir
-    const { base, dataDir, socketDir } = yield* makeBase("make", user)
+    const { base, dataDir, opensslConf, socketDir } = yield* makeBase("make", user)
     const cleanup = Effect.promise(() => FsP.rm(base, { recursive: true, force: true }))
     yield* Process.run("copyTemplate", user, "/bin/cp", ["-a", template, dataDir]).pipe(Effect.tapError(() => cleanup))
-    const layout: Layout = { base, dataDir, socketDir, logFile: Path.join(dataDir, "postgres.log"), binDir, user, standby: false }
+    const layout: Layout = {
+      base,
+      dataDir,
+      socketDir,
+      logFile: Path.join(dataDir, "postgres.log"),
+      opensslConf,
+      binDir,
+      user,
+      standby: false
+    }
     return yield* build(layout, settings)
   }))
 
@@ -559,7 +618,7 @@ export const makeStandby = (
   live(Effect.gen(function*() {
     const user = yield* Process.serverUser
     const standbySettings = settings ?? (yield* primary.settings)
-    const { base, dataDir, socketDir } = yield* makeBase("makeStandby", user)
+    const { base, dataDir, opensslConf, socketDir } = yield* makeBase("makeStandby", user)
     const cleanup = Effect.promise(() => FsP.rm(base, { recursive: true, force: true }))
     yield* Process.run("makeStandby", user, Path.join(primary.binDir, "pg_basebackup"), [
       "-D",
@@ -579,7 +638,16 @@ export const makeStandby = (
     // The copy carries the primary's log; start the standby's own.
     yield* attempt("makeStandby", () => FsP.writeFile(logFile, ""))
     yield* Process.chownToServer(user, logFile)
-    const layout: Layout = { base, dataDir, socketDir, logFile, binDir: primary.binDir, user, standby: true }
+    const layout: Layout = {
+      base,
+      dataDir,
+      socketDir,
+      logFile,
+      opensslConf,
+      binDir: primary.binDir,
+      user,
+      standby: true
+    }
     const standby = yield* build(layout, standbySettings)
     yield* standby.query("select status from pg_stat_wal_receiver").pipe(
       Effect.filterOrFail(

@@ -5,9 +5,6 @@
  */
 
 /** @internal */
-export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3"
-
-/** @internal */
 export interface HbaRuleLike {
   readonly type: "hostssl" | "hostnossl" | "host"
   readonly method: string

@@ -138,6 +138,8 @@ export const spawnPostmaster = (options: {
   readonly binDir: string
   readonly dataDir: string
   readonly logFile: string
+  /** An OpenSSL configuration file for the server (`OPENSSL_CONF`). */
+  readonly opensslConf?: string
 }): Effect.Effect<Postmaster, PgTestServerError> =>
   Effect.gen(function*() {
     const [command, argv] = yield* commandLine(options.user, Path.join(options.binDir, "postgres"), [
@@ -149,7 +151,11 @@ export const spawnPostmaster = (options: {
       try: () => {
         const fd = Fs.openSync(options.logFile, "a", 0o644)
         try {
-          return ChildProcess.spawn(command, argv, { stdio: ["ignore", fd, fd], env: childEnv, cwd: "/" })
+          return ChildProcess.spawn(command, argv, {
+            stdio: ["ignore", fd, fd],
+            env: options.opensslConf === undefined ? childEnv : { ...childEnv, OPENSSL_CONF: options.opensslConf },
+            cwd: "/"
+          })
         } finally {
           Fs.closeSync(fd)
         }
