@@ -14,8 +14,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Crypto from "node:crypto"
 import { inspect } from "node:util"
 import type { DbSettings } from "@takumi/config"
 import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
@@ -123,6 +125,32 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         }).pipe(Effect.provide(clientLayer(settings, secrets)))
         expect(dn).toContain("CN=app")
         assert.strictEqual(yield* secrets.gets, 0)
+      }))
+
+    it.effect("authenticates with an encrypted client key unlocked by DB_SSL_KEY_PASSPHRASE", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({
+          hba: [{ type: "hostssl", method: "cert", clientCert: "verify-full" }]
+        })
+        const client = yield* pki.client("app")
+        const passphrase = "client-key-Pa55phrase-3e9a"
+        const encrypted = Crypto.createPrivateKey(client.keyPem)
+          .export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase })
+          .toString()
+        const settings = makeSettings(server, pki, {
+          tls: {
+            cert: file(client.certPath),
+            key: Option.some({ _tag: "Inline", pem: Redacted.make(encrypted) }),
+            keyPassphrase: Option.some(Redacted.make(passphrase))
+          }
+        })
+        const secrets = yield* makeFakeSecrets({})
+        const user = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ usr: string }>`SELECT current_user AS usr`
+          return rows[0]?.usr
+        }).pipe(Effect.provide(clientLayer(settings, secrets)))
+        assert.strictEqual(user, "app")
       }))
 
     it.effect("refuses a mutual-TLS server without a client certificate: ConnectionRejected (28000)", () =>
