@@ -56,7 +56,7 @@ export const withLogs = <A, E>(effect: Effect.Effect<A, E>) =>
       for (const [key, value] of annotations) record[key] = value
       Effect.runSync(Ref.update(lines, (all) => [...all, { level: logLevel.label, message: text, annotations: record }]))
     })
-    const exit = yield* effect.pipe(Effect.provide(Logger.add(logger)), Effect.exit)
+    const exit = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)), Effect.exit)
     return { exit, logs: yield* Ref.get(lines) }
   })
 
