@@ -22,7 +22,11 @@ import * as Layer from "effect/Layer"
 import { DbConfig } from "@takumi/config"
 import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
+import type { DbHealth } from "./DbHealth.js"
+import { install as installResilience, withStartupWait } from "./internal/resilience.js"
 import { makeVerifiedPool } from "./internal/startup.js"
+import type { ReadReplica } from "./ReadReplica.js"
+import * as ReconnectSchedule from "./ReconnectSchedule.js"
 
 /**
  * Everything that can stop the client from starting: a typed connection error, a refused
@@ -35,22 +39,31 @@ export type StartupError = ConnectError | PoolExhausted | InsecureServer | Secre
 
 /**
  * The default layer: requires `DbConfig` and `SecretsBackend`, provides `PgClient` and
- * `SqlClient`. Building it runs the whole startup sequence; it fails with a `StartupError`.
+ * `SqlClient` (plus `DbHealth` and `ReadReplica`, see those modules; the reconnect policy is read
+ * from `ReconnectSchedule` when provided). Building it runs the whole startup sequence; it fails
+ * with a `StartupError`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer: Layer.Layer<
-  PgClient.PgClient | SqlClient.SqlClient,
+  PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica,
   StartupError,
   DbConfig | SecretsBackend
 > = Layer.unwrapScoped(
   Effect.gen(function*() {
     const settings = yield* DbConfig
-    const { pool } = yield* makeVerifiedPool(settings, { host: settings.host, port: settings.port })
+    // resilience (issue 6): optional bounded wait for a database that is still starting (off by default)
+    const policy = yield* ReconnectSchedule.policy
+    const { pool, target } = yield* withStartupWait(
+      policy,
+      makeVerifiedPool(settings, { host: settings.host, port: settings.port })
+    )
+    // resilience (issue 6): acquisition retries, PoolExhausted, health supervisor, read replica
+    const resilience = yield* installResilience({ settings, pool, target })
     // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
     // lifetime is this layer's scope, where `makeVerifiedPool` registered its `end()`.
     return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
-      .pipe(Layer.orDie)
+      .pipe(Layer.orDie, (client) => Layer.provideMerge(resilience.layer, client))
   })
 )

@@ -1,0 +1,84 @@
+/**
+ * Marking work as safe to run twice.
+ *
+ * Takumi DB retries on its own only what cannot have reached the server: opening or acquiring a
+ * connection. A statement whose connection was lost while it ran (server restart, terminated
+ * backend, network reset) may or may not have been executed and committed; running it again could
+ * apply it twice. It is therefore failed with its `SqlError`, unless the caller says it is
+ * idempotent with `Idempotent.retry` — then it is run again on the reconnect backoff, within the
+ * policy's budget.
+ *
+ * Transactions are never retried piecemeal: inside `withTransaction` the combinator does nothing
+ * (the connection, and with it the transaction, is gone; re-running one statement on a new
+ * connection would run it outside the transaction). Mark the whole transaction instead:
+ *
+ * ```ts
+ * // the whole transaction is re-run from BEGIN when its connection is lost
+ * Idempotent.retry(sql.withTransaction(transfer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { isConnectionLoss } from "./internal/classify.js"
+import * as ReconnectSchedule from "./ReconnectSchedule.js"
+
+/**
+ * pg's own words for a client whose connection is gone, and `@effect/sql-pg`'s message when the
+ * checked-out client emitted `error` while a statement ran.
+ */
+const lostMessages = /^(Connection terminated|Client has encountered a connection error|Client was closed|Connection error$)/
+
+/**
+ * True for a failure that means the connection was lost while (or before) the statement ran — the
+ * failures `retry` retries. Any other `SqlError` (a constraint violation, a syntax error, a
+ * serialization failure) is the statement's own result and is never retried.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isConnectionLost = (error: unknown): boolean => {
+  if (!(error instanceof SqlError)) return false
+  if (isConnectionLoss(error.cause)) return true
+  const message = error.cause instanceof Error ? error.cause.message : error.message
+  return lostMessages.test(message) || lostMessages.test(error.message)
+}
+
+/**
+ * True inside `withTransaction` (any client's).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const inTransaction: Effect.Effect<boolean> = Effect.map(
+  Effect.serviceOption(SqlClient.TransactionConnection),
+  Option.isSome
+)
+
+/**
+ * Re-runs `self` when its connection was lost, on the given policy's backoff and within its budget.
+ * Inside a transaction it runs `self` once, unchanged.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retryWith = (policy: ReconnectSchedule.ReconnectPolicy) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(inTransaction, (inside) =>
+    inside ? self : Effect.retry(self, {
+      schedule: ReconnectSchedule.retry(policy),
+      while: isConnectionLost
+    }))
+
+/**
+ * Marks `self` idempotent: re-runs it when its connection was lost, on the reconnect policy in the
+ * context (`ReconnectSchedule`, or the defaults). Inside a transaction it runs `self` once, unchanged:
+ * wrap the whole `withTransaction` effect instead.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const retry = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(ReconnectSchedule.policy, (policy) => retryWith(policy)(self))

@@ -1,0 +1,266 @@
+/**
+ * Wires the resilience pieces into a verified primary pool: the acquisition hook (retries that
+ * cannot corrupt, `PoolExhausted` with the waiting count), the health supervisors fed by pool
+ * events and failed acquisitions, the read-replica pool and its routing client, and the optional
+ * wait for the database at startup. `SecureSqlClient.layer` calls `install` right after its
+ * startup check and merges `layer` into what it provides.
+ *
+ * @internal
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { DbSettings } from "@takumi/config"
+import type { SecretsBackend } from "@takumi/secrets"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import * as Pg from "pg"
+import { ConnectTimeout } from "../DbError.js"
+import * as DbHealth from "../DbHealth.js"
+import { ReadReplica, ReadReplicaFailedOver, ReadReplicaRestored } from "../ReadReplica.js"
+import * as ReconnectSchedule from "../ReconnectSchedule.js"
+import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isConnectionLoss } from "./classify.js"
+import { makeCredentials } from "./credentials.js"
+import { makePool, targetOf } from "./pool.js"
+import { installAcquireHook } from "./resilienceAcquire.js"
+import { makeReplicaClient, replicaIssue } from "./resilienceReplica.js"
+import type { HealthIssue } from "./resilienceSupervisor.js"
+import { makeVerifiedPool, type StartupError, verify } from "./startup.js"
+import { makeTlsOptions } from "./tlsOptions.js"
+
+/**
+ * Opens a connection with a fresh client (not from the pool, whose slots may all be busy with
+ * healthy work), runs `SELECT 1` and closes it, within the connect timeout.
+ */
+export const probeServer = (pool: Pg.Pool, target: ConnectTarget): Effect.Effect<void, AcquireError> =>
+  Effect.async<void, AcquireError>((resume) => {
+    // `pool.options` itself, not a copy: pg-pool hides the password function as non-enumerable
+    const client = new Pg.Client(pool.options)
+    // the outcome arrives through the promises below; a late socket error must not crash the process
+    client.on("error", () => {})
+    const close = () => {
+      // the probe's client is discarded either way; a failure to close it cleanly changes nothing
+      client.end().then(undefined, () => undefined)
+    }
+    client.connect().then(() => client.query("SELECT 1")).then(
+      () => {
+        close()
+        resume(Effect.void)
+      },
+      (err: unknown) => {
+        close()
+        resume(Effect.fail(classifyConnectError(err, target)))
+      }
+    )
+    return Effect.sync(close)
+  }).pipe(
+    Effect.timeoutFail({
+      duration: Duration.millis(target.connectTimeoutMillis + 250),
+      onTimeout: () => new ConnectTimeout({ host: target.host, port: target.port, timeoutMillis: target.connectTimeoutMillis })
+    })
+  )
+
+/** Errors that waiting for the database at startup may outlast: nothing listening yet, no answer yet, starting up. */
+export const isTransientStartupError = (error: StartupError): boolean =>
+  error._tag === "ConnectionRefused" || error._tag === "ConnectTimeout" ||
+  (error._tag === "ConnectionLost" && error.code === "57P03")
+
+/**
+ * Runs a scoped startup step; when the policy has `waitForDatabase`, transient failures are retried
+ * on the backoff within that bound (each failed attempt's resources are released before the next).
+ * Without it (the default) the first failure is returned: startup stays strict.
+ */
+export const withStartupWait = <A, R>(
+  policy: ReconnectSchedule.ReconnectPolicy,
+  step: Effect.Effect<A, StartupError, R | Scope.Scope>
+): Effect.Effect<A, StartupError, R | Scope.Scope> =>
+  Option.match(policy.waitForDatabase, {
+    onNone: () => step,
+    onSome: (bound) =>
+      Effect.gen(function*() {
+        const outer = yield* Effect.scope
+        const attempt = Effect.gen(function*() {
+          const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+          const exit = yield* Effect.exit(Scope.extend(step, scope))
+          if (Exit.isFailure(exit)) yield* Scope.close(scope, exit)
+          return yield* exit
+        })
+        return yield* attempt.pipe(
+          Effect.tapError((error) =>
+            isTransientStartupError(error)
+              ? Effect.logWarning(`Waiting for the database: ${error.message}`)
+              : Effect.void
+          ),
+          Effect.retry({ schedule: ReconnectSchedule.within(policy, bound), while: isTransientStartupError })
+        )
+      })
+  })
+
+/** What `install` hands back to the layer. */
+export interface Installed {
+  /** provides `DbHealth` and `ReadReplica`, given the primary `SqlClient` */
+  readonly layer: Layer.Layer<DbHealth.DbHealth | ReadReplica, never, SqlClient.SqlClient>
+  readonly health: Context.Tag.Service<DbHealth.DbHealth>
+}
+
+interface ReplicaPool {
+  readonly pool: Pg.Pool
+  readonly target: ConnectTarget
+  readonly probe: Effect.Effect<void, HealthIssue>
+}
+
+/**
+ * The replica's pool: verified like the primary's when the replica answers at startup. A replica
+ * that does not answer yet (refused, timeout, starting up) does not stop the service — reads go to
+ * the primary and the replica is probed until it answers; any other failure (TLS, authentication,
+ * insecure posture) is a configuration error and fails startup like it would for the primary.
+ */
+const makeReplicaPool = (
+  settings: DbSettings,
+  server: { readonly host: string; readonly port: number }
+): Effect.Effect<ReplicaPool, StartupError, Scope.Scope | SecretsBackend> =>
+  Effect.gen(function*() {
+    // a replica that cannot give a connection within the failover timeout is failed over
+    const failover = Duration.min(settings.connectTimeout, settings.failoverTimeout)
+    const replicaSettings: DbSettings = { ...settings, connectTimeout: failover }
+    const outer = yield* Effect.scope
+    const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    const verified = yield* Effect.exit(Scope.extend(makeVerifiedPool(replicaSettings, server), scope))
+    if (Exit.isSuccess(verified)) {
+      const { credentials, pool, target } = verified.value
+      return { pool, target, probe: Effect.asVoid(verify(pool, replicaSettings, target, credentials)) }
+    }
+    yield* Scope.close(scope, verified)
+    const failure = Cause.failureOption(verified.cause)
+    if (
+      Option.isNone(failure) ||
+      !(isTransientStartupError(failure.value) || failure.value._tag === "ConnectionLost" ||
+        failure.value._tag === "TooManyConnections")
+    ) {
+      return yield* Effect.failCause(verified.cause)
+    }
+    const error = failure.value
+    yield* Effect.logWarning(`The read replica at ${server.host}:${server.port} does not answer at startup; reads go to the primary until it does: ${error.message}`)
+    const credentials = yield* makeCredentials(settings.user)
+    const ssl = yield* makeTlsOptions(replicaSettings, server.host)
+    const options = { settings: replicaSettings, host: server.host, port: server.port, ssl, credentials }
+    const pool = yield* makePool(options)
+    const target = targetOf(options)
+    return { pool, target, probe: Effect.asVoid(verify(pool, replicaSettings, target, credentials)) }
+  })
+
+/** Runs `f` on the current runtime for every `event` of the pool, until the scope closes. */
+const onPoolEvent = (
+  pool: Pg.Pool,
+  event: "error" | "release",
+  f: (err: Error | undefined) => Effect.Effect<void>
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // pg-pool passes no error on an ordinary release, whatever its typings say
+    const listener = (err: Error | undefined) => {
+      runFork(f(err ?? undefined))
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => pool.on(event, listener)),
+      () => Effect.sync(() => pool.off(event, listener))
+    )
+  })
+
+/**
+ * Installs resilience on a verified primary pool, in the current scope (closing it removes the
+ * hook and stops the supervisors).
+ */
+export const install = (options: {
+  readonly settings: DbSettings
+  readonly pool: Pg.Pool
+  readonly target: ConnectTarget
+}): Effect.Effect<Installed, StartupError, Scope.Scope | SecretsBackend> =>
+  Effect.gen(function*() {
+    const { pool, settings, target } = options
+    const policy = yield* ReconnectSchedule.policy
+    const replica = yield* Option.match(settings.readReplica, {
+      onNone: () => Effect.succeed(Option.none<ReplicaPool>()),
+      onSome: (server) => Effect.map(makeReplicaPool(settings, server), Option.some)
+    })
+    const failoverTimeoutMillis = Duration.toMillis(settings.failoverTimeout)
+
+    const supervised = yield* DbHealth.makeSupervised({
+      policy,
+      probePrimary: probeServer(pool, target),
+      probeReplica: Option.getOrUndefined(Option.map(replica, (r) => r.probe)),
+      onReplicaDown: (error) =>
+        Option.match(replica, {
+          onNone: () => Effect.void,
+          onSome: ({ target }) => {
+            const alert = new ReadReplicaFailedOver({
+              host: target.host,
+              port: target.port,
+              error: error._tag,
+              reason: error.message,
+              failoverTimeoutMillis
+            })
+            return Effect.logWarning(
+              `Read replica ${target.host}:${target.port} unavailable, reads go to the primary: ${error.message}`,
+              alert
+            ).pipe(Effect.annotateLogs({ alert: alert._tag }))
+          }
+        }),
+      onReplicaUp: Option.match(replica, {
+        onNone: () => Effect.void,
+        onSome: ({ target }) => {
+          const alert = new ReadReplicaRestored({ host: target.host, port: target.port })
+          return Effect.logWarning(`Read replica ${target.host}:${target.port} answers again, reads go back to it`, alert)
+            .pipe(Effect.annotateLogs({ alert: alert._tag }))
+        }
+      })
+    })
+    const { health } = supervised
+
+    // primary: failed acquisitions are retried (when waiting can fix them) and reported
+    const removeHook = yield* installAcquireHook(pool, {
+      target,
+      retry: policy,
+      onAttemptFailed: (error) => (error._tag === "PoolExhausted" ? Effect.void : health.report("primary", error))
+    })
+    yield* Effect.addFinalizer(() => removeHook)
+    yield* onPoolEvent(pool, "error", (err) => health.report("primary", classifyRuntimeError(err, target)))
+    yield* onPoolEvent(pool, "release", (err) =>
+      err !== undefined && isConnectionLoss(err) ? health.report("primary", classifyRuntimeError(err, target)) : Effect.void)
+
+    // replica: no retries (a failed read goes to the primary at once), failures reported
+    if (Option.isSome(replica)) {
+      const r = replica.value
+      const removeReplicaHook = yield* installAcquireHook(r.pool, { target: r.target, retry: undefined })
+      yield* Effect.addFinalizer(() => removeReplicaHook)
+      yield* onPoolEvent(r.pool, "error", (err) => health.report("replica", replicaIssue(err, r.target)))
+    }
+
+    const readReplica = Effect.gen(function*() {
+      const primary = yield* SqlClient.SqlClient
+      if (Option.isNone(replica)) return primary
+      const r = replica.value
+      const replicaClient = yield* PgClient.fromPool({ acquire: Effect.succeed(r.pool), applicationName: settings.applicationName })
+      return yield* makeReplicaClient({
+        primary,
+        replica: replicaClient,
+        target: r.target,
+        replicaUsable: Effect.map(supervised.replicaState, (s) => Option.exists(s, (state) => state.status !== "down")),
+        onReplicaFailure: (issue) => health.report("replica", issue)
+      })
+    })
+
+    const layer = Layer.scopedContext(
+      Effect.map(readReplica, (client) => Context.make(DbHealth.DbHealth, health).pipe(Context.add(ReadReplica, client)))
+    ).pipe(Layer.provide(Reactivity.layer), Layer.orDie)
+
+    return { layer, health }
+  })
