@@ -45,11 +45,6 @@ const make = (options: LoadOptions = {}): Effect.Effect<DbSettings, ConfigError 
     return settings
   }).pipe(Effect.withSpan("DbConfig.make"))
 
-const layerFromEnvironment = (
-  options: LoadOptions = {}
-): Layer.Layer<DbConfig, ConfigError | InsecureConfiguration> =>
-  Layer.effect(DbConfig, make(options)).pipe(Layer.provide(NodeFileSystem.layer))
-
 /**
  * The validated database configuration of the running program.
  *
@@ -82,19 +77,21 @@ export class DbConfig extends Context.Tag("@takumi/config/DbConfig")<DbConfig, D
    * @since 0.1.0
    * @category layers
    */
-  static readonly layerFromEnvironment: (
-    options?: LoadOptions
-  ) => Layer.Layer<DbConfig, ConfigError | InsecureConfiguration> = layerFromEnvironment
+  static layerFromEnvironment(options: LoadOptions = {}): Layer.Layer<DbConfig, ConfigError | InsecureConfiguration> {
+    return Layer.effect(DbConfig, make(options)).pipe(Layer.provide(NodeFileSystem.layer))
+  }
 
   /**
-   * The default layer: the environment (or the active `ConfigProvider`) and `./.env`.
+   * The default layer: the environment (or the active `ConfigProvider`) and `./.env`. One value,
+   * so that every use of it in a program shares one build.
    *
    * @since 0.1.0
    * @category layers
    */
-  static get layer(): Layer.Layer<DbConfig, ConfigError | InsecureConfiguration> {
-    return layerFromEnvironment()
-  }
+  static readonly layer: Layer.Layer<DbConfig, ConfigError | InsecureConfiguration> = Layer.effect(
+    this,
+    make()
+  ).pipe(Layer.provide(NodeFileSystem.layer))
 
   /**
    * A settings value built elsewhere (code, another config system), checked by the policy.

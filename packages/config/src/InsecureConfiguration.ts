@@ -17,6 +17,9 @@ import * as Schema from "effect/Schema"
  * - `dotenv-password`: a `.env` file in the working directory holds `DB_PASSWORD`.
  * - `secret-path-environment`: `SECRETS_PREFIX` or `VAULT_PATH` names another environment.
  * - `secrets-transport-tls`: the secrets backend is reached over plain `http://`.
+ * - `tls-verification-override`: the process environment turns verification off behind the
+ *   configuration's back (`NODE_TLS_REJECT_UNAUTHORIZED=0` for every Node TLS client,
+ *   `VAULT_SKIP_VERIFY` with any non-empty value, even "false", for node-vault).
  *
  * @since 0.1.0
  * @category models
@@ -29,7 +32,8 @@ export const Rule = Schema.Literal(
   "password-in-environment",
   "dotenv-password",
   "secret-path-environment",
-  "secrets-transport-tls"
+  "secrets-transport-tls",
+  "tls-verification-override"
 )
 
 /**

@@ -11,6 +11,7 @@
  * | `dotenv-password` | refuse | warn | allowed (the file is loaded) |
  * | `secret-path-environment` | refuse | refuse | refuse |
  * | `secrets-transport-tls` | refuse | refuse | warn |
+ * | `tls-verification-override` | refuse | refuse | warn |
  *
  * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
  * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
@@ -44,6 +45,11 @@ export interface EnvironmentFacts {
     /** whether it sets `DB_PASSWORD` */
     readonly holdsPassword: boolean
   }
+  /**
+   * process-wide switches that turn TLS verification off whatever the settings say:
+   * `NODE_TLS_REJECT_UNAUTHORIZED=0` and a non-empty `VAULT_SKIP_VERIFY`
+   */
+  readonly verificationOverrides?: ReadonlyArray<"NODE_TLS_REJECT_UNAUTHORIZED" | "VAULT_SKIP_VERIFY">
 }
 
 /**
@@ -230,6 +236,19 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
           : `${variable} uses plain http://; secrets cross the network unencrypted. Allowed in ${env} only.`
       )
     }
+  }
+  for (const variable of facts.verificationOverrides ?? []) {
+    const what = variable === "NODE_TLS_REJECT_UNAUTHORIZED"
+      ? "NODE_TLS_REJECT_UNAUTHORIZED=0 turns certificate verification off for every TLS client in the process"
+      : "VAULT_SKIP_VERIFY is set: node-vault turns certificate verification off for any non-empty value, even \"false\""
+    add(
+      "tls-verification-override",
+      hardensWire(env) ? "refuse" : "warn",
+      variable,
+      hardensWire(env)
+        ? `${what}. Unset ${variable} in ${env}; give a private CA with DB_SSL_CA or VAULT_CACERT instead.`
+        : `${what}. Allowed in ${env} only; unset it to test what production will do.`
+    )
   }
   return findings
 }

@@ -445,6 +445,24 @@ describe("DbConfig.layer", () => {
       }))
   })
 
+  describe("process-wide TLS switches", () => {
+    it.effect.each([
+      ["NODE_TLS_REJECT_UNAUTHORIZED", "0"],
+      ["VAULT_SKIP_VERIFY", "false"],
+      ["VAULT_SKIP_VERIFY", "1"]
+    ] as const)("refuses %s=%s in production: it turns verification off behind the settings' back", ([variable, value]) =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...prodBase, [variable]: value }))
+        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "tls-verification-override", variable })
+      }))
+
+    it.effect("ignores NODE_TLS_REJECT_UNAUTHORIZED=1 and an empty VAULT_SKIP_VERIFY, as Node and node-vault do", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({ ...prodBase, NODE_TLS_REJECT_UNAUTHORIZED: "1", VAULT_SKIP_VERIFY: "" })
+        expect(settings.environment).toBe("production")
+      }))
+  })
+
   describe("layerFrom and layerTest", () => {
     it.effect("layerFrom provides a settings value that passes the policy", () =>
       Effect.gen(function*() {

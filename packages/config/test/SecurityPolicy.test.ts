@@ -122,6 +122,20 @@ const cases: ReadonlyArray<Case> = [
       }
     }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "tls-verification-override",
+    variable: "NODE_TLS_REJECT_UNAUTHORIZED",
+    settings: secure,
+    facts: () => ({ verificationOverrides: ["NODE_TLS_REJECT_UNAUTHORIZED"] }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "tls-verification-override",
+    variable: "VAULT_SKIP_VERIFY",
+    settings: secure,
+    facts: () => ({ verificationOverrides: ["VAULT_SKIP_VERIFY"] }),
+    expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
   }
 ]
 

@@ -116,6 +116,22 @@ const dotEnvProvider = (path: string) =>
     )
   )
 
+/**
+ * Process-wide switches read by Node and node-vault behind our back. Read from the active
+ * provider before any dotenv file is merged: only the real environment reaches those libraries.
+ */
+const readVerificationOverrides = Effect.gen(function*() {
+  const read = (name: string) =>
+    Config.option(Config.string(name)).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+  const nodeTls = yield* read("NODE_TLS_REJECT_UNAUTHORIZED")
+  const vaultSkip = yield* read("VAULT_SKIP_VERIFY")
+  const overrides: Array<"NODE_TLS_REJECT_UNAUTHORIZED" | "VAULT_SKIP_VERIFY"> = []
+  // Node disables verification only for the exact value "0"; node-vault for any non-empty value.
+  if (Option.contains(nodeTls, "0")) overrides.push("NODE_TLS_REJECT_UNAUTHORIZED")
+  if (Option.exists(vaultSkip, (value) => value !== "")) overrides.push("VAULT_SKIP_VERIFY")
+  return overrides
+})
+
 /** @internal */
 export const load = (
   options: LoadOptions = {}
@@ -170,7 +186,9 @@ export const load = (
         ? Effect.die("DbConfig: decoding failed without an issue")
         : Effect.fail(ConfigError.fromIssues(first, ...rest))
     }
+    const verificationOverrides = yield* readVerificationOverrides
     const facts: EnvironmentFacts = {
+      ...(verificationOverrides.length === 0 ? {} : { verificationOverrides }),
       ...(Option.isSome(assembled.right.passwordVariable)
         ? { passwordVariable: assembled.right.passwordVariable.value }
         : {}),
