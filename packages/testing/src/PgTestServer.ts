@@ -417,9 +417,11 @@ const build = (
     const reportInvalid = Effect.gen(function*() {
       const settingErrors = yield* Socket.query(
         address,
-        // "setting could not be applied" only means restart-only (max_connections): fine.
-        "select name, sourcefile, sourceline, error from pg_file_settings " +
-          "where error is not null and error <> 'setting could not be applied'",
+        // PostgreSQL says "setting could not be applied" both for an invalid value and for a
+        // changed restart-only setting (max_connections); only the latter is fine here.
+        "select f.name, f.sourcefile, f.sourceline, f.error from pg_file_settings f " +
+          "left join pg_settings s on s.name = f.name where f.error is not null " +
+          "and not (f.error = 'setting could not be applied' and s.context = 'postmaster')",
         [],
         "reload"
       )

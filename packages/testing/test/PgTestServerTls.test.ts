@@ -2,6 +2,8 @@ import { expect, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Tls from "node:tls"
 import * as Pg from "pg"
 import { PgTestServer, TestPki } from "@takumi/testing"
@@ -109,6 +111,17 @@ layer(FixtureLive, { timeout: 60_000 })("PgTestServer TLS configurations", (it) 
         expect(outcome).toMatchObject({ _tag: "Connected", user: "app", ssl: true, peerBits: 2048 })
         if (outcome._tag === "Connected") expect(["TLSv1.2", "TLSv1.3"]).toContain(outcome.version)
       }
+    }))
+
+  it.effect("copies the certificate into the data folder with the key owned by the server user, mode 0600", () =>
+    Effect.gen(function*() {
+      const fixture = yield* TlsFixture
+      yield* fixture.server.reload(baseline(fixture))
+      const key = Fs.statSync(Path.join(fixture.server.dataDir, "server.key"))
+      expect(key.mode & 0o777).toBe(0o600)
+      expect(key.uid).toBe(Fs.statSync(fixture.server.dataDir).uid)
+      expect(Fs.readFileSync(Path.join(fixture.server.dataDir, "server.crt"), "utf8")).toBe(fixture.pki.server.certPem)
+      expect(Fs.readFileSync(Path.join(fixture.server.dataDir, "ca.crt"), "utf8")).toBe(fixture.pki.ca.certPem)
     }))
 
   it.effect("fails an expired server certificate with CERT_HAS_EXPIRED", () =>

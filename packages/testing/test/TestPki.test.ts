@@ -1,5 +1,7 @@
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { TestPki } from "@takumi/testing"
@@ -8,10 +10,14 @@ const DAY = 24 * 60 * 60 * 1000
 
 const parse = (files: TestPki.CertificateFiles) => new Crypto.X509Certificate(files.certPem)
 
-describe("TestPki", () => {
-  it.scoped("signs the server certificate with the CA for localhost and 127.0.0.1", () =>
+// One PKI for the read-only checks: key generation is the expensive part.
+class Pki extends Context.Tag("test/TestPki/Pki")<Pki, TestPki.TestPki>() {}
+const PkiLive = Layer.scoped(Pki, TestPki.make)
+
+layer(PkiLive)("TestPki", (it) => {
+  it.effect("signs the server certificate with the CA for localhost and 127.0.0.1", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       const server = parse(pki.server)
       const ca = parse(pki.ca)
       expect(server.verify(ca.publicKey)).toBe(true)
@@ -23,9 +29,9 @@ describe("TestPki", () => {
       expect(server.checkPrivateKey(Crypto.createPrivateKey(pki.server.keyPem))).toBe(true)
     }))
 
-  it.scoped("writes PEM files that end with a newline and keys readable only by their owner", () =>
+  it.effect("writes PEM files that end with a newline and keys readable only by their owner", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       for (const files of [pki.ca, pki.server, pki.expired, pki.rsa1024, pki.unknownCaRoot]) {
         expect(files.certPem.endsWith("-----END CERTIFICATE-----\n")).toBe(true)
         expect(files.keyPem.startsWith("-----BEGIN PRIVATE KEY-----")).toBe(true)
@@ -36,9 +42,9 @@ describe("TestPki", () => {
       }
     }))
 
-  it.scoped("gives the rsa1024 certificate a 1024-bit RSA key signed by the CA", () =>
+  it.effect("gives the rsa1024 certificate a 1024-bit RSA key signed by the CA", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       const cert = parse(pki.rsa1024)
       expect(cert.publicKey.asymmetricKeyType).toBe("rsa")
       expect(cert.publicKey.asymmetricKeyDetails?.modulusLength).toBe(1024)
@@ -46,9 +52,9 @@ describe("TestPki", () => {
       expect(cert.checkHost("localhost")).toBe("localhost")
     }))
 
-  it.scoped("makes expiringSoon expire ten days from now", () =>
+  it.effect("makes expiringSoon expire ten days from now", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       const notAfter = Date.parse(parse(pki.expiringSoon).validTo)
       const days = (notAfter - Date.now()) / DAY
       expect(days).toBeGreaterThan(9.9)
@@ -56,9 +62,9 @@ describe("TestPki", () => {
       expect(parse(pki.expiringSoon).verify(parse(pki.ca).publicKey)).toBe(true)
     }))
 
-  it.scoped("breaks each broken certificate in exactly its own way", () =>
+  it.effect("breaks each broken certificate in exactly its own way", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       const caKey = parse(pki.ca).publicKey
       const now = Date.now()
       const expired = parse(pki.expired)
@@ -80,9 +86,9 @@ describe("TestPki", () => {
       expect(selfSigned.subject).toBe(selfSigned.issuer)
     }))
 
-  it.scoped("issues client certificates with CN = role for client authentication", () =>
+  it.effect("issues client certificates with CN = role for client authentication", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
+      const pki = yield* Pki
       const files = yield* pki.client("app_user")
       const cert = parse(files)
       expect(cert.subject).toBe("CN=app_user")
@@ -91,7 +97,10 @@ describe("TestPki", () => {
       expect(Fs.statSync(files.keyPath).mode & 0o777).toBe(0o600)
     }))
 
-  it.scoped("removes its directory when the scope closes", () =>
+})
+
+describe("TestPki scope", () => {
+  it.effect("removes its directory when the scope closes", () =>
     Effect.gen(function*() {
       const dir = yield* Effect.scoped(Effect.map(TestPki.make, (pki) => pki.dir))
       expect(Fs.existsSync(dir)).toBe(false)
