@@ -1,20 +1,244 @@
 /**
  * @since 0.1.0
  */
+import { DbConfig, type DbSettings, type PemSource } from "@takumi/config"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import type * as Redacted from "effect/Redacted"
-import type { SecretError } from "./SecretError.js"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs/promises"
+import * as AwsBackend from "./internal/awsSecretsManagerBackend.js"
+import * as EnvBackend from "./internal/envBackend.js"
+import * as SecretCache from "./internal/secretCache.js"
+import * as TestBackend from "./internal/testBackend.js"
+import * as VaultBackend from "./internal/vaultBackend.js"
+import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
+
+
+/**
+ * The service a `SecretsBackend` provides.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly get: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+  readonly invalidate: (key: string) => Effect.Effect<void>
+}
+
+const cached = (
+  backend: BackendName,
+  settings: DbSettings,
+  lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+) => SecretCache.make({ backend, lookup, ttl: settings.secrets.cacheTtl, maxStale: settings.secrets.maxStale })
+
+const missingSettings = (backend: BackendName, variable: string, needs: string) =>
+  new SecretsBackendUnavailable({
+    backend,
+    key: variable,
+    message: `SECRETS_BACKEND=${backend} has no ${needs} in the configuration. Fix: set ${variable}.`
+  })
+
+const makeAwsSecretsManager = (
+  settings: DbSettings
+): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> =>
+  Option.match(settings.secrets.aws, {
+    onNone: () => Effect.fail(missingSettings("aws-secrets-manager", "AWS_REGION", "AWS settings (region)")),
+    onSome: (aws) =>
+      Effect.flatMap(
+        AwsBackend.make({
+          region: aws.region,
+          endpoint: aws.endpoint,
+          maxAttempts: aws.maxAttempts,
+          prefix: settings.secrets.prefix,
+          requestTimeout: settings.secrets.requestTimeout
+        }),
+        (lookup) => cached("aws-secrets-manager", settings, lookup)
+      )
+  })
+
+const readPem = (source: PemSource): Effect.Effect<string, SecretsBackendUnavailable> =>
+  source._tag === "Inline"
+    ? Effect.succeed(Redacted.value(source.pem))
+    : Effect.tryPromise({
+      try: () => Fs.readFile(source.path, "utf8"),
+      catch: (error) =>
+        new SecretsBackendUnavailable({
+          backend: "vault",
+          key: "VAULT_CACERT",
+          message: `Could not read the Vault CA bundle VAULT_CACERT=${source.path} (${
+            typeof error === "object" && error !== null && "code" in error ? String(error.code) : "read error"
+          }). Fix: point VAULT_CACERT at a readable PEM file with the CA that signed the Vault server certificate.`
+        })
+    })
+
+const makeVault = (
+  settings: DbSettings
+): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> =>
+  Option.match(settings.secrets.vault, {
+    onNone: () => Effect.fail(missingSettings("vault", "VAULT_ADDR", "Vault settings (address, token, path)")),
+    onSome: (vault) =>
+      Effect.gen(function*() {
+        const ca = Option.isSome(vault.caCert) ? yield* readPem(vault.caCert.value) : undefined
+        const lookup = yield* VaultBackend.make({
+          address: vault.address,
+          token: vault.token,
+          path: vault.path,
+          namespace: vault.namespace,
+          ca,
+          requestTimeout: settings.secrets.requestTimeout
+        })
+        return yield* cached("vault", settings, lookup)
+      })
+  })
+
+const makeEnv = (settings: DbSettings): Effect.Effect<Service, never, Scope.Scope> =>
+  Effect.flatMap(EnvBackend.make(settings), (lookup) => cached("env", settings, lookup))
+
+const makeFromSettings = (
+  settings: DbSettings
+): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> => {
+  switch (settings.secrets.backend) {
+    case "aws-secrets-manager":
+      return makeAwsSecretsManager(settings)
+    case "vault":
+      return makeVault(settings)
+    case "env":
+      return makeEnv(settings)
+  }
+}
 
 /**
  * Where credentials come from. `get` resolves a key such as `DB_PASSWORD` to its value, kept
  * `Redacted`; `invalidate` forgets a cached value so the next `get` reads the backend again
  * (used after an authentication failure that suggests the secret was rotated).
  *
+ * - `SecretsBackend.layerFromConfig`: the backend `SECRETS_BACKEND` names, from `DbConfig`.
+ * - `SecretsBackend.layerAwsSecretsManager` / `layerVault` / `layerEnv`: one backend, from `DbConfig`.
+ * - `SecretsBackend.makeAwsSecretsManager(settings)` etc.: the same as scoped Effects.
+ * - `SecretsBackend.layerTest(entries)` / `layerTestFromRef(ref)`: in memory, uncached, for tests.
+ *
+ * Every backend except the test one sits behind a `SecretCache` (TTL `SECRETS_CACHE_TTL`,
+ * stale window `SECRETS_MAX_STALE`).
+ *
  * @since 0.1.0
  * @category tags
  */
-export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend")<SecretsBackend, {
-  readonly get: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
-  readonly invalidate: (key: string) => Effect.Effect<void>
-}>() {}
+export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend")<SecretsBackend, Service>() {
+  /**
+   * The AWS Secrets Manager backend, cached, from settings: secret id `<SECRETS_PREFIX><KEY>`
+   * (e.g. `takumi/production/DB_PASSWORD`), region `AWS_REGION`, optional endpoint
+   * `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_MAX_ATTEMPTS`, every read bounded by
+   * `SECRETS_REQUEST_TIMEOUT`, credentials from the SDK's default chain (IAM role first in AWS).
+   * A JSON object secret yields field `KEY` or its RDS-style name (`password`, `username`,
+   * `host`, `port`); a plain string (or UTF-8 `SecretBinary`) is the value itself.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeAwsSecretsManager: (
+    settings: DbSettings
+  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeAwsSecretsManager
+
+  /**
+   * The HashiCorp Vault backend, cached, from settings: KV v2 at `VAULT_PATH` (mount first:
+   * `secret/takumi/production` is read as `GET /v1/secret/data/takumi/production`), field `KEY`
+   * of `data.data` (`DB_PASSWORD`, `DB_USER`, `DB_HOST`), token `VAULT_TOKEN`, optional
+   * `VAULT_NAMESPACE` and `VAULT_CACERT`, every read bounded by `SECRETS_REQUEST_TIMEOUT`.
+   * TLS verification is always on, no `VAULT_*` or proxy variable is read behind the
+   * configuration, and the token never appears in an error or log line.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeVault: (
+    settings: DbSettings
+  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeVault
+
+  /**
+   * The development backend, cached: `DB_PASSWORD`, `DB_USER`, `DB_HOST`, `DB_PORT`, `DB_NAME`
+   * from the decoded settings. Logs a warning once, when built.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeEnv: (settings: DbSettings) => Effect.Effect<Service, never, Scope.Scope> = makeEnv
+
+  /**
+   * The backend `SECRETS_BACKEND` names, built from settings.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeFromSettings: (
+    settings: DbSettings
+  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeFromSettings
+
+  /**
+   * `makeAwsSecretsManager` with settings from `DbConfig`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerAwsSecretsManager: Layer.Layer<SecretsBackend, SecretsBackendUnavailable, DbConfig> = Layer
+    .scoped(this, Effect.flatMap(DbConfig, makeAwsSecretsManager))
+
+  /**
+   * `makeVault` with settings from `DbConfig`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerVault: Layer.Layer<SecretsBackend, SecretsBackendUnavailable, DbConfig> = Layer.scoped(
+    this,
+    Effect.flatMap(DbConfig, makeVault)
+  )
+
+  /**
+   * `makeEnv` with settings from `DbConfig`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerEnv: Layer.Layer<SecretsBackend, never, DbConfig> = Layer.scoped(
+    this,
+    Effect.flatMap(DbConfig, makeEnv)
+  )
+
+  /**
+   * The backend `SECRETS_BACKEND` names (`aws-secrets-manager`, `vault` or `env`), from `DbConfig`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerFromConfig: Layer.Layer<SecretsBackend, SecretsBackendUnavailable, DbConfig> = Layer.scoped(
+    this,
+    Effect.flatMap(DbConfig, makeFromSettings)
+  )
+
+  /**
+   * An in-memory backend for tests, without a cache: every `get` reads the current entries,
+   * and a key that is absent fails with `SecretNotFound` (backend `test`). To change entries
+   * during a test (rotation, revocation), use `layerTestFromRef`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static layerTest(entries: Readonly<Record<string, string>>): Layer.Layer<SecretsBackend> {
+    return Layer.effect(SecretsBackend, Effect.map(Ref.make(entries), TestBackend.make))
+  }
+
+  /**
+   * Like `layerTest`, reading a `Ref` the test owns: `Ref.set(ref, { DB_PASSWORD: "new" })`
+   * rotates a secret, removing a key revokes it.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static layerTestFromRef(entries: Ref.Ref<Readonly<Record<string, string>>>): Layer.Layer<SecretsBackend> {
+    return Layer.succeed(SecretsBackend, TestBackend.make(entries))
+  }
+}

@@ -1,5 +1,20 @@
 /**
  * @since 0.1.0
  */
+
+/**
+ * @since 0.1.0
+ */
 export * from "./SecretError.js"
+
+/**
+ * @since 0.1.0
+ */
 export * from "./SecretsBackend.js"
+
+/**
+ * The cache in front of every real backend: TTL, single flight, bounded stale window, fail closed.
+ *
+ * @since 0.1.0
+ */
+export * as SecretCache from "./SecretCache.js"

@@ -1,0 +1,236 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import NodeVault from "node-vault"
+import {
+  SecretAccessDenied,
+  type SecretError,
+  SecretMalformed,
+  SecretNotFound,
+  SecretsBackendUnavailable
+} from "../SecretError.js"
+import * as VaultTransport from "./vaultTransport.js"
+
+/** @internal */
+export interface VaultBackendOptions {
+  readonly address: string
+  readonly token: Redacted.Redacted<string>
+  /** `VAULT_PATH`: KV v2 mount first, e.g. `secret/takumi/production`. */
+  readonly path: string
+  readonly namespace: Option.Option<string>
+  /** PEM text of the CA bundle that signed the Vault server certificate (`VAULT_CACERT`). */
+  readonly ca: string | undefined
+  readonly requestTimeout: Duration.DurationInput
+}
+
+const backend = "vault" as const
+
+/** `secret/takumi/production` -> mount `secret`, secret `takumi/production` -> API path `secret/data/takumi/production`. */
+const splitPath = (path: string): { readonly mount: string; readonly secret: string } | undefined => {
+  const trimmed = path.replace(/^\/+|\/+$/g, "")
+  const slash = trimmed.indexOf("/")
+  if (slash <= 0 || slash === trimmed.length - 1) return undefined
+  return { mount: trimmed.slice(0, slash), secret: trimmed.slice(slash + 1) }
+}
+
+const statusOf = (error: unknown): number | undefined => {
+  const response = typeof error === "object" && error !== null && "response" in error ? error.response : undefined
+  return typeof response === "object" && response !== null && "statusCode" in response &&
+      typeof response.statusCode === "number"
+    ? response.statusCode
+    : undefined
+}
+
+const isSealed = (error: unknown): boolean => error instanceof Error && /sealed/i.test(error.message)
+
+const tlsCodes = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "EPROTO"
+])
+
+interface Where {
+  readonly address: string
+  readonly vaultPath: string
+  readonly apiPath: string
+  readonly timeoutMs: number
+}
+
+/**
+ * Builds our error from the HTTP status or the transport `code` only. node-vault's own error
+ * objects are never kept or printed (with its default axios transport they carry the token).
+ */
+const classify = (key: string, where: Where) => (error: unknown): SecretError => {
+  const status = statusOf(error)
+  const policyFix = `Fix: check the token (vault token lookup); its policy needs "read" on path "${where.apiPath}"` +
+    " (and VAULT_NAMESPACE must name the token's namespace, if you use namespaces)."
+  if (status === 401 || status === 403) {
+    return new SecretAccessDenied({
+      backend,
+      key,
+      message: `Vault at ${where.address} denied reading ${where.apiPath} for ${key} (HTTP ${status}). ${policyFix}`
+    })
+  }
+  if (status === 404) {
+    return new SecretNotFound({
+      backend,
+      key,
+      message: `Vault at ${where.address} has no secret at ${where.apiPath} for ${key} (HTTP 404). ` +
+        `Fix: write it (vault kv put ${where.vaultPath} ${key}=...) or correct VAULT_PATH (KV v2 mount first).`
+    })
+  }
+  if (status === 503 && isSealed(error)) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `Vault at ${where.address} is sealed (HTTP 503) while reading ${key}. ` +
+        "Fix: unseal it (vault operator unseal) or wait for auto-unseal; reads are retried."
+    })
+  }
+  if (status !== undefined && (status >= 500 || status === 429 || status === 412)) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `Vault at ${where.address} could not answer for ${where.apiPath} (${key}): HTTP ${status}. ` +
+        "This is usually transient and is retried on the next read; if it persists check Vault's health (vault status)."
+    })
+  }
+  if (status !== undefined) {
+    return new SecretNotFound({
+      backend,
+      key,
+      message: `Vault at ${where.address} rejected reading ${where.apiPath} for ${key} (HTTP ${status}). ` +
+        "Fix: check that VAULT_PATH names a secret on a KV v2 mount (mount first, e.g. secret/takumi/production)."
+    })
+  }
+  const code = error instanceof VaultTransport.TransportFailure ? error.code : "unexpected client error"
+  if (tlsCodes.has(code)) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `TLS verification of the Vault server at ${where.address} failed (${code}) while reading ${key}. ` +
+        "Fix: set VAULT_CACERT to the CA bundle that signed the Vault server certificate and make VAULT_ADDR use " +
+        "a name in that certificate. Verification is always on; VAULT_SKIP_VERIFY is ignored."
+    })
+  }
+  return new SecretsBackendUnavailable({
+    backend,
+    key,
+    message: `Vault at ${where.address} did not answer for ${where.apiPath} (${key}): ${
+      code === "ABORT_ERR" || code === "AbortError" ? `no answer within ${where.timeoutMs} ms` : code
+    }. This is usually transient and is retried on the next read; if it persists check VAULT_ADDR, the network ` +
+      `path to Vault and SECRETS_REQUEST_TIMEOUT (now ${where.timeoutMs} ms).`
+  })
+}
+
+const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redacted.Redacted<string>, SecretError> => {
+  const envelope = isRecord(body) && isRecord(body.data) ? body.data : undefined
+  const fields = envelope !== undefined && isRecord(envelope.data) ? envelope.data : undefined
+  if (fields === undefined) {
+    return Effect.fail(
+      new SecretMalformed({
+        backend,
+        key,
+        message: `Vault answered ${where.apiPath} without a KV v2 data.data object (reading ${key}). ` +
+          "Fix: VAULT_PATH must be on a KV v2 mount (vault secrets enable -path=secret kv-v2); KV v1 is not supported."
+      })
+    )
+  }
+  if (!(key in fields)) {
+    return Effect.fail(
+      new SecretNotFound({
+        backend,
+        key,
+        message: `Vault secret ${where.vaultPath} has no field ${key}. Fix: vault kv patch ${where.vaultPath} ${key}=...`
+      })
+    )
+  }
+  const value = fields[key]
+  if (typeof value === "string" && value.length > 0) return Effect.succeed(Redacted.make(value))
+  if (typeof value === "number" && Number.isFinite(value)) return Effect.succeed(Redacted.make(String(value)))
+  return Effect.fail(
+    new SecretMalformed({
+      backend,
+      key,
+      message: `Vault secret ${where.vaultPath} has a field ${key} that is not a non-empty string. ` +
+        `Fix: vault kv patch ${where.vaultPath} ${key}=<value>`
+    })
+  )
+}
+
+/**
+ * The uncached Vault read: KV v2 `GET /v1/<mount>/data/<path>` with node-vault, taking field
+ * `KEY` from `data.data`. node-vault is built so that it reads nothing from the environment:
+ * endpoint, token, namespace and path prefix are set on the client after construction
+ * (its constructor falls back to `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`,
+ * `VAULT_PREFIX` for any falsy option), and its transport is ours (see `vaultTransport`).
+ * The token and namespace are sent as headers per request, unwrapped from `Redacted` there.
+ *
+ * @internal
+ */
+export const make = (
+  options: VaultBackendOptions
+): Effect.Effect<
+  (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>,
+  SecretsBackendUnavailable,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const split = splitPath(options.path)
+    if (split === undefined) {
+      return yield* new SecretsBackendUnavailable({
+        backend,
+        key: "VAULT_PATH",
+        message: `VAULT_PATH "${options.path}" does not name a KV v2 secret. ` +
+          "Fix: give the mount first and then the secret, e.g. VAULT_PATH=secret/takumi/production."
+      })
+    }
+    const address = options.address.replace(/\/+$/, "")
+    const transport = yield* Effect.acquireRelease(
+      Effect.sync(() => VaultTransport.make({ ca: options.ca })),
+      (transport) => Effect.sync(() => transport.close())
+    )
+    const client = NodeVault({
+      apiVersion: "v1",
+      endpoint: address,
+      "request-promise": transport.requestPromise,
+      debug: () => undefined
+    })
+    Object.assign(client, { endpoint: address, token: "", namespace: "", pathPrefix: "" })
+    const where: Where = {
+      address,
+      vaultPath: `${split.mount}/${split.secret}`,
+      apiPath: `${split.mount}/data/${split.secret}`,
+      timeoutMs: Duration.toMillis(Duration.decode(options.requestTimeout))
+    }
+    const namespaceHeader = Option.match(options.namespace, {
+      onNone: () => ({}),
+      onSome: (namespace): Record<string, string> => ({ "X-Vault-Namespace": namespace })
+    })
+    return (key: string) =>
+      Effect.tryPromise({
+        try: (signal): Promise<unknown> =>
+          client.read(where.apiPath, {
+            headers: { "X-Vault-Token": Redacted.value(options.token), ...namespaceHeader },
+            signal
+          }),
+        catch: classify(key, where)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: options.requestTimeout,
+          onTimeout: () => classify(key, where)(new VaultTransport.TransportFailure({ code: "AbortError" }))
+        }),
+        Effect.flatMap((body) => extract(key, where, body)),
+        Effect.withSpan("SecretsBackend.vault.get", { attributes: { key, path: where.apiPath } })
+      )
+  })

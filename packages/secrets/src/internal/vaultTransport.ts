@@ -1,0 +1,106 @@
+import * as Data from "effect/Data"
+import * as Http from "node:http"
+import * as Https from "node:https"
+
+/**
+ * A request failed below HTTP (refused, reset, TLS verification, aborted). Only the Node
+ * error `code` is kept: never the request, its headers (the token) or the original error.
+ *
+ * @internal
+ */
+export class TransportFailure extends Data.TaggedError("TransportFailure")<{ readonly code: string }> {}
+
+/** What node-vault hands its request function (see node-vault/src/index.js, `client.request`). */
+interface VaultRequest {
+  readonly uri: string
+  readonly method: string
+  readonly headers?: Readonly<Record<string, string>>
+  readonly json?: unknown
+  readonly signal?: AbortSignal
+}
+
+/** What node-vault expects back: it reads `statusCode`, `body` and `request.path`. */
+interface VaultResponse {
+  readonly statusCode: number
+  readonly body: unknown
+  readonly request: { readonly path: string }
+}
+
+const parseBody = (text: string): unknown => {
+  if (text.length === 0) return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+/**
+ * The HTTP transport we hand to node-vault through its `request-promise` option, replacing
+ * its axios instance. This is how the node-vault traps are closed structurally rather than
+ * by hoping an option sticks:
+ *
+ * - TLS verification is always on (`rejectUnauthorized: true` on our own agent): node-vault's
+ *   `strictSSL: !process.env.VAULT_SKIP_VERIFY` default is computed but never used.
+ * - Node's `http`/`https` modules do not read `HTTPS_PROXY`; axios did, and node-vault 0.12
+ *   gives no way to pass `proxy: false` through to it (measured: an explicit agent is still
+ *   wrapped in a CONNECT tunnel to the proxy).
+ * - Failures are rejected as `TransportFailure { code }`, so no error object carrying the
+ *   request config and its `X-Vault-Token` header ever exists.
+ * - Each call takes an `AbortSignal`, so an Effect timeout or interruption cancels the request.
+ *
+ * @internal
+ */
+export const make = (options: { readonly ca: string | undefined }) => {
+  const httpsAgent = new Https.Agent({
+    keepAlive: true,
+    rejectUnauthorized: true,
+    minVersion: "TLSv1.2",
+    ...(options.ca === undefined ? {} : { ca: options.ca })
+  })
+  const httpAgent = new Http.Agent({ keepAlive: true })
+
+  const request = (vaultRequest: VaultRequest): Promise<VaultResponse> =>
+    new Promise<VaultResponse>((resolve, reject) => {
+      const url = new URL(vaultRequest.uri)
+      const secure = url.protocol === "https:"
+      const body = vaultRequest.json === undefined ? undefined : JSON.stringify(vaultRequest.json)
+      const headers: Record<string, string> = { accept: "application/json", ...vaultRequest.headers }
+      if (body !== undefined) {
+        headers["content-type"] ??= "application/json"
+        headers["content-length"] = String(Buffer.byteLength(body))
+      }
+      const requestOptions: Https.RequestOptions = {
+        method: vaultRequest.method,
+        headers,
+        ...(vaultRequest.signal === undefined ? {} : { signal: vaultRequest.signal })
+      }
+      const onResponse = (response: Http.IncomingMessage) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (chunk: Buffer) => chunks.push(chunk))
+        response.on("error", () => reject(new TransportFailure({ code: "ECONNRESET" })))
+        response.on("end", () =>
+          resolve({
+            statusCode: response.statusCode ?? 0,
+            body: parseBody(Buffer.concat(chunks).toString("utf8")),
+            request: { path: url.pathname }
+          })
+        )
+      }
+      const outgoing = secure
+        ? Https.request(url, { ...requestOptions, agent: httpsAgent }, onResponse)
+        : Http.request(url, { ...requestOptions, agent: httpAgent }, onResponse)
+      outgoing.on("error", (error: NodeJS.ErrnoException) =>
+        reject(new TransportFailure({ code: typeof error.code === "string" ? error.code : error.name })))
+      outgoing.end(body)
+    })
+
+  return {
+    /** node-vault calls `defaults(rpDefaults)` once and uses what it returns for every request. */
+    requestPromise: { defaults: () => request },
+    close: () => {
+      httpsAgent.destroy()
+      httpAgent.destroy()
+    }
+  }
+}
