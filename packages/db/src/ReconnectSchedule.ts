@@ -197,6 +197,31 @@ export const nominalDelay = (self: ReconnectPolicy, attempt: number): Duration.D
 export const maxDelay = (self: ReconnectPolicy, attempt: number): Duration.Duration =>
   Duration.millis(Math.min(Duration.toMillis(self.cap), Duration.toMillis(nominalDelay(self, attempt)) * (1 + self.jitter)))
 
+/**
+ * The longest single delay that a retry which has been failing for `elapsed` can be waiting in.
+ * A retry that began within the last `elapsed` cannot have spent longer than that in its earlier
+ * delays (each at least `nominal * (1 - jitter)`), which bounds how far its backoff has grown; so
+ * once the server accepts again, such a caller's next attempt comes within this bound. Used to
+ * state "recovery within one backoff step" as a checkable number.
+ *
+ * @since 0.1.0
+ * @category delays
+ */
+export const stepBound = (self: ReconnectPolicy, elapsed: Duration.DurationInput): Duration.Duration => {
+  const budget = Duration.toMillis(Duration.decode(elapsed))
+  let attempt = 0
+  let earliestStart = 0
+  for (;;) {
+    const shortest = Duration.toMillis(nominalDelay(self, attempt)) * (1 - self.jitter)
+    // step `attempt + 1` cannot have started yet, or the cap is reached (every later step is the same)
+    if (earliestStart + shortest > budget || Duration.toMillis(nominalDelay(self, attempt)) >= Duration.toMillis(self.cap)) {
+      return maxDelay(self, attempt)
+    }
+    earliestStart += shortest
+    attempt++
+  }
+}
+
 const jitteredDelay = (self: ReconnectPolicy, attempt: number): Effect.Effect<number> => {
   const nominal = Duration.toMillis(nominalDelay(self, attempt))
   if (self.jitter === 0) return Effect.succeed(nominal)

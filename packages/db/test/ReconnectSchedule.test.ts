@@ -104,6 +104,25 @@ describe("ReconnectSchedule", () => {
       expect(times.length).toBeGreaterThan(20)
     }))
 
+  it.effect("bounds the step a retry can be in after a given time by the step its backoff can have reached", () =>
+    Effect.gen(function*() {
+      const p = policy({ jitter: 0 })
+      // jitter 0: steps start at 0, 100, 300, 700, 1500 — at 1000 ms the retry waits in the 800 ms step
+      expect(Duration.toMillis(ReconnectSchedule.stepBound(p, "50 millis"))).toBe(100)
+      expect(Duration.toMillis(ReconnectSchedule.stepBound(p, "1 second"))).toBe(800)
+      expect(Duration.toMillis(ReconnectSchedule.stepBound(p, "1 hour"))).toBe(5000)
+      // with jitter every observed delay stays within the bound of the time elapsed when it began
+      const jittered = policy({ jitter: 0.2 })
+      for (let seed = 0; seed < 20; seed++) {
+        const { times } = yield* attemptsUnder(ReconnectSchedule.backoff(jittered), "20 seconds").pipe(
+          Effect.withRandom(Random.make(seed))
+        )
+        gaps(times).forEach((gap, n) => {
+          expect(gap).toBeLessThanOrEqual(Duration.toMillis(ReconnectSchedule.stepBound(jittered, times[n] ?? 0)) + 1)
+        })
+      }
+    }))
+
   it.effect("rejects a jitter outside [0, 1) naming the option", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(ReconnectSchedule.makePolicy({ jitter: 1.5 }))
