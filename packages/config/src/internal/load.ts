@@ -99,6 +99,13 @@ const issuesOf = (error: ParseResult.ParseError, raw: Raw): ReadonlyArray<Config
   return issues
 }
 
+/** Never expected: every refusal in `assemble` reports an issue. Kept so the types need no cast. */
+const unexplained: ConfigIssue = {
+  variable: "NODE_ENV",
+  expected: "a complete configuration",
+  message: "The database configuration is incomplete; check NODE_ENV, DB_HOST (or DATABASE_URL) and DB_USER"
+}
+
 const dotEnvIssue = (path: string): ConfigIssue => ({
   variable: path,
   expected: "a readable dotenv file (KEY=value lines)",
@@ -182,9 +189,7 @@ export const load = (
     )
     if (Either.isLeft(assembled)) {
       const [first, ...rest] = assembled.left
-      return yield* first === undefined
-        ? Effect.die("DbConfig: decoding failed without an issue")
-        : Effect.fail(ConfigError.fromIssues(first, ...rest))
+      return yield* Effect.fail(ConfigError.fromIssues(first ?? unexplained, ...rest))
     }
     const verificationOverrides = yield* readVerificationOverrides
     const facts: EnvironmentFacts = {
