@@ -463,6 +463,20 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         assert.isTrue(Option.isNone(yield* Deferred.poll(uncaught)))
       }).pipe(Effect.scoped))
 
+    it.effect("closing the layer ends the pool: no server-side connection of ours remains", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure()
+        const secrets = yield* secretsWith(APP_PASSWORD)
+        const settings = makeSettings(server, pki, { applicationName: "takumi-db-close" })
+        yield* Effect.gen(function*() {
+          const context = yield* Layer.build(clientLayer(settings, secrets))
+          const sql = Context.get(context, SqlClient.SqlClient)
+          yield* Effect.all(Array.from({ length: 3 }, () => sql`SELECT pg_sleep(0.05)`), { concurrency: "unbounded" })
+          expect(yield* ourBackends(server, "takumi-db-close")).toBeGreaterThanOrEqual(3)
+        }).pipe(Effect.scoped)
+        assert.strictEqual(yield* eventually(ourBackends(server, "takumi-db-close"), (n) => n === 0), 0)
+      }))
+
     it.effect("never puts the password into errors or logs (JSON, inspect, Cause.pretty)", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure()

@@ -135,10 +135,31 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     const annotations = { host: target.host, port: target.port, database: target.database }
     const SecurePool = makePoolClass(options.credentials, target)
 
+    // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
+    // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
+    // that when the scope is closed no connection of ours is left on the server.
+    let open = 0
+    const closed = new Set<() => void>()
+    const allClosed = () =>
+      new Promise<void>((resolve) => {
+        if (open === 0) return resolve()
+        closed.add(resolve)
+      })
+
     const pool = yield* Effect.acquireRelease(
-      Effect.sync(() => new SecurePool(poolConfig(options))),
+      Effect.sync(() => {
+        const pool = new SecurePool(poolConfig(options))
+        pool.on("connect", () => {
+          open++
+        })
+        pool.on("remove", () => {
+          open--
+          if (open === 0) for (const resolve of closed) resolve()
+        })
+        return pool
+      }),
       (pool) =>
-        Effect.promise(() => pool.end()).pipe(
+        Effect.promise(() => pool.end().then(allClosed)).pipe(
           Effect.interruptible,
           Effect.timeoutOption("5 seconds"),
           Effect.flatMap((ended) =>
