@@ -2,7 +2,7 @@
  * Shared helpers for the secrets tests: hand-built `DbSettings` and a logger that captures
  * every line so tests can assert on warnings and scan for leaked secrets.
  */
-import type { DbSettings, SecretsSettings } from "@takumi/config"
+import { type DbSettings, type SecretsSettings, testSettings, type TestSettingsInput } from "@takumi/config"
 import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -10,47 +10,11 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 
-export const settings = (secrets: Partial<SecretsSettings> = {}, overrides: Partial<DbSettings> = {}): DbSettings => ({
-  environment: "test",
-  host: "db.internal",
-  port: 5432,
-  database: "takumi",
-  user: "takumi_app",
-  password: Option.none(),
-  applicationName: "takumi-db",
-  tls: {
-    enabled: true,
-    rejectUnauthorized: true,
-    ca: Option.none(),
-    cert: Option.none(),
-    key: Option.none(),
-    keyPassphrase: Option.none(),
-    minVersion: "TLSv1.2"
-  },
-  pool: { min: 1, max: 3 },
-  connectTimeout: Duration.millis(2000),
-  idleTimeout: Duration.millis(30000),
-  readReplica: Option.none(),
-  failoverTimeout: Duration.millis(5000),
-  secrets: {
-    backend: "env",
-    cacheTtl: Duration.minutes(5),
-    maxStale: Duration.minutes(10),
-    requestTimeout: Duration.millis(300),
-    prefix: "takumi/test/",
-    aws: Option.none(),
-    vault: Option.none(),
-    ...secrets
-  },
-  alerts: {
-    failedAuthThreshold: 5,
-    failedAuthWindow: Duration.minutes(5),
-    poolUsageRatio: 0.9,
-    slowQuery: Duration.seconds(5),
-    certificateExpiry: Duration.days(30)
-  },
-  ...overrides
-})
+export const settings = (secrets: Partial<SecretsSettings> = {}, overrides: TestSettingsInput = {}): DbSettings =>
+  testSettings({
+    ...overrides,
+    secrets: { requestTimeout: Duration.millis(300), ...secrets }
+  })
 
 export const redacted = (value: string) => Redacted.make(value)
 
@@ -64,3 +28,43 @@ export const captureLogs = () => {
   const layer = Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(LogLevel.All))
   return { lines, layer }
 }
+
+/** Settings for the AWS backend pointed at a Secrets Manager double. */
+export const awsSettings = (
+  endpoint: string,
+  options: { readonly maxAttempts?: number; readonly requestTimeoutMs?: number } = {}
+): DbSettings =>
+  settings({
+    backend: "aws-secrets-manager",
+    prefix: "takumi/test/",
+    requestTimeout: Duration.millis(options.requestTimeoutMs ?? 300),
+    aws: Option.some({ region: "us-east-1", endpoint: Option.some(endpoint), maxAttempts: options.maxAttempts ?? 1 })
+  })
+
+/** Settings for the Vault backend pointed at a Vault double. */
+export const vaultSettings = (
+  address: string,
+  options: {
+    readonly token: string
+    readonly path?: string
+    readonly namespace?: string
+    readonly caPem?: string
+    readonly caPath?: string
+    readonly requestTimeoutMs?: number
+  }
+): DbSettings =>
+  settings({
+    backend: "vault",
+    requestTimeout: Duration.millis(options.requestTimeoutMs ?? 300),
+    vault: Option.some({
+      address,
+      token: Redacted.make(options.token),
+      path: options.path ?? "secret/takumi/test",
+      namespace: Option.fromNullable(options.namespace),
+      caCert: options.caPath !== undefined
+        ? Option.some({ _tag: "File", path: options.caPath })
+        : options.caPem !== undefined
+        ? Option.some({ _tag: "Inline", pem: Redacted.make(options.caPem) })
+        : Option.none()
+    })
+  })

@@ -1,0 +1,220 @@
+import { expect, layer } from "@effect/vitest"
+import { TestPki, VaultDouble } from "@takumi/testing"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { vi } from "vitest"
+import type { SecretError } from "../src/SecretError.js"
+import { SecretsBackend } from "../src/SecretsBackend.js"
+import { vaultSettings } from "./fixtures.js"
+
+/** One PKI for the file: key generation is the slow part. */
+class Pki extends Context.Tag("SecretsBackendVault.test/Pki")<Pki, TestPki.TestPki>() {}
+
+const token = "hvs.test-token-for-the-double"
+const path = "secret/takumi/test"
+
+/** Sets environment variables for the rest of the scope, then restores them. */
+const withEnv = (variables: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      for (const [name, value] of Object.entries(variables)) vi.stubEnv(name, value)
+    }),
+    () => Effect.sync(() => vi.unstubAllEnvs())
+  )
+
+const startDouble = (options: { readonly namespace?: string; readonly certificate?: "server" | "unknownCa" } = {}) =>
+  Effect.gen(function*() {
+    const pki = yield* Pki
+    const certificate = pki[options.certificate ?? "server"]
+    const double = yield* VaultDouble.make({
+      token,
+      tls: { certPem: certificate.certPem, keyPem: certificate.keyPem },
+      ...(options.namespace === undefined ? {} : { namespace: options.namespace })
+    })
+    yield* double.put(path, { DB_PASSWORD: "vault-pw", DB_USER: "takumi_test", DB_HOST: "db.internal", DB_PORT: 5432 })
+    return { pki, double }
+  })
+
+const backendFor = (
+  double: VaultDouble.VaultDouble,
+  pki: TestPki.TestPki,
+  options: Omit<Parameters<typeof vaultSettings>[1], "token"> & { readonly token?: string } = {}
+) => SecretsBackend.makeVault(vaultSettings(double.address, { token, caPath: pki.ca.certPath, ...options }))
+
+const read = (backend: SecretsBackend["Type"], key: string) => Effect.map(backend.get(key), Redacted.value)
+
+const failure = <E>(effect: Effect.Effect<unknown, E>) =>
+  Effect.flatMap(Effect.either(effect), (result) =>
+    Either.isLeft(result) ? Effect.succeed(result.left) : Effect.dieMessage("expected a failure"))
+
+const expectFailure = (effect: Effect.Effect<unknown, SecretError>, tag: SecretError["_tag"], ...fragments: Array<string>) =>
+  Effect.map(failure(effect), (error) => {
+    expect(error).toMatchObject({ _tag: tag, backend: "vault" })
+    for (const fragment of fragments) expect(error.message).toContain(fragment)
+    return error
+  })
+
+layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
+  "SecretsBackend.makeVault (against the Vault double)",
+  (it) => {
+    it.scoped("reads DB_PASSWORD, DB_USER and DB_HOST from KV v2 data.data over HTTPS with VAULT_CACERT", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* backendFor(double, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        expect(yield* read(backend, "DB_USER")).toBe("takumi_test")
+        expect(yield* read(backend, "DB_HOST")).toBe("db.internal")
+        expect(yield* read(backend, "DB_PORT")).toBe("5432")
+        const [request] = yield* double.requests
+        expect(request?.url).toBe("/v1/secret/data/takumi/test")
+        expect(request?.headers["x-vault-token"]).toBe(token)
+        expect(request?.headers["x-vault-namespace"]).toBeUndefined()
+      }))
+
+    it.scoped("accepts the CA as inline PEM too", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* SecretsBackend.makeVault(vaultSettings(double.address, { token, caPem: pki.ca.certPem }))
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+      }))
+
+    it.scoped("sends VAULT_NAMESPACE as the X-Vault-Namespace header", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble({ namespace: "team-a" })
+        const backend = yield* backendFor(double, pki, { namespace: "team-a" })
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        const [request] = yield* double.requests
+        expect(request?.headers["x-vault-namespace"]).toBe("team-a")
+      }))
+
+    it.scoped("maps 403 (revoked or under-privileged token) to SecretAccessDenied with the token lookup fix", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        yield* double.setToken("hvs.someone-else")
+        const backend = yield* backendFor(double, pki)
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretAccessDenied", "vault token lookup", "secret/data/takumi/test")
+      }))
+
+    it.scoped("maps 404 to SecretNotFound and a missing field to SecretNotFound with the kv patch fix", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* backendFor(double, pki)
+        yield* expectFailure(backend.get("DB_NAME"), "SecretNotFound", "vault kv patch secret/takumi/test DB_NAME")
+        yield* double.fault("not-found")
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretNotFound", "HTTP 404", "VAULT_PATH")
+      }))
+
+    it.scoped("maps a field that is not a non-empty string to SecretMalformed", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        yield* double.put(path, { DB_PASSWORD: "", DB_USER: { nested: true } })
+        const backend = yield* backendFor(double, pki)
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretMalformed")
+        yield* expectFailure(backend.get("DB_USER"), "SecretMalformed")
+      }))
+
+    it.scoped("maps 500, 503 sealed and a reset connection to SecretsBackendUnavailable", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* backendFor(double, pki)
+        yield* double.fault("internal-error")
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "HTTP 500")
+        yield* double.fault("sealed")
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "sealed", "vault operator unseal")
+        yield* double.fault("reset")
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "ECONNRESET")
+      }))
+
+    it.scoped("gives up on a hanging Vault within the request timeout", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        yield* double.fault("hang")
+        const backend = yield* backendFor(double, pki, { requestTimeoutMs: 300 })
+        const start = yield* Clock.currentTimeMillis
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "no answer within 300 ms")
+        expect((yield* Clock.currentTimeMillis) - start).toBeLessThan(300 + 250)
+      }))
+
+    it.scoped("verifies the server certificate whatever VAULT_SKIP_VERIFY says", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble({ certificate: "unknownCa" })
+        for (const skipVerify of ["true", "false", "1"]) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* withEnv({ VAULT_SKIP_VERIFY: skipVerify })
+            const backend = yield* backendFor(double, pki)
+            yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "TLS verification", "VAULT_CACERT")
+          }))
+        }
+        expect(yield* double.requestCount()).toBe(0)
+      }))
+
+    it.scoped("does not trust the test CA without VAULT_CACERT", () =>
+      Effect.gen(function*() {
+        const { double } = yield* startDouble()
+        const backend = yield* SecretsBackend.makeVault(vaultSettings(double.address, { token }))
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "TLS verification")
+      }))
+
+    it.scoped("reads no VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE or VAULT_PREFIX behind the configuration", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        yield* withEnv({
+          VAULT_ADDR: "https://127.0.0.1:9",
+          VAULT_TOKEN: "hvs.from-the-environment",
+          VAULT_NAMESPACE: "from-the-environment",
+          VAULT_PREFIX: "/bogus-prefix"
+        })
+        const backend = yield* backendFor(double, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        const [request] = yield* double.requests
+        expect(request?.url).toBe("/v1/secret/data/takumi/test")
+        expect(request?.headers["x-vault-token"]).toBe(token)
+        expect(request?.headers["x-vault-namespace"]).toBeUndefined()
+      }))
+
+    it.scoped("is not captured by HTTPS_PROXY / HTTP_PROXY pointing at a dead proxy", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        yield* withEnv({
+          HTTPS_PROXY: "http://127.0.0.1:9",
+          https_proxy: "http://127.0.0.1:9",
+          HTTP_PROXY: "http://127.0.0.1:9",
+          http_proxy: "http://127.0.0.1:9"
+        })
+        const backend = yield* backendFor(double, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+      }))
+
+    it.scoped("serves the cached value, then the new version after invalidate (rotation)", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* backendFor(double, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        yield* double.put(path, { DB_PASSWORD: "rotated-pw" })
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        expect(yield* double.requestCount(path)).toBe(1)
+        yield* backend.invalidate("DB_PASSWORD")
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("rotated-pw")
+        expect(yield* double.requestCount(path)).toBe(2)
+      }))
+
+    it.scoped("refuses to build with a VAULT_PATH that names no secret under a mount", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const error = yield* failure(backendFor(double, pki, { path: "secret" }))
+        expect(error).toMatchObject({ _tag: "SecretsBackendUnavailable", key: "VAULT_PATH" })
+      }))
+
+    it.scoped("refuses to build when the VAULT_CACERT file cannot be read", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const error = yield* failure(backendFor(double, pki, { caPath: `${pki.dir}/missing-ca.pem` }))
+        expect(error).toMatchObject({ _tag: "SecretsBackendUnavailable", key: "VAULT_CACERT" })
+        expect(error.message).toContain("ENOENT")
+      }))
+  }
+)
