@@ -146,6 +146,14 @@ describe("DbConfig.layer", () => {
         expect(settings.secrets.prefix).toBe("takumi/production/")
       }))
 
+    it.effect("accepts IPv6 addresses in DB_HOST and, bracketed, in DATABASE_URL", () =>
+      Effect.gen(function*() {
+        const direct = yield* decode({ ...devBase, DB_HOST: "::1" })
+        expect(direct.host).toBe("::1")
+        const viaUrl = yield* decode({ NODE_ENV: "development", DB_PASSWORD: "p", DATABASE_URL: "postgres://app@[fd00::5]:5433/db" })
+        expect(viaUrl).toMatchObject({ host: "fd00::5", port: 5433, database: "db" })
+      }))
+
     it.effect.each(["true", "TRUE", "True", "1", "false", "FALSE", "False", "0"])(
       "accepts %s as a boolean in DB_SSL and DB_SSL_REJECT_UNAUTHORIZED alike",
       (spelling) =>

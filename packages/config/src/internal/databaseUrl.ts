@@ -65,7 +65,7 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
   const url = new URL(value)
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
   if (host === "") return Either.left("the URL has no host")
-  if (!/^[A-Za-z0-9][A-Za-z0-9._%:-]*$/.test(host)) {
+  if (!/^[A-Za-z0-9:][A-Za-z0-9._%:-]*$/.test(host)) {
     return Either.left("the host is not a host name or IP address (multi-host URLs are not supported)")
   }
   let port: Option.Option<number> = Option.none()

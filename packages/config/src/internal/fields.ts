@@ -82,7 +82,7 @@ export const Ratio = Schema.compose(
 ).pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1))
 
 /** A DNS name, an IP address or (development) a Unix socket directory. */
-export const Host = Schema.String.pipe(Schema.pattern(/^(?:\/\S*|[A-Za-z0-9](?:[A-Za-z0-9._%:-]{0,252}))$/))
+export const Host = Schema.String.pipe(Schema.pattern(/^(?:\/\S*|[A-Za-z0-9:][A-Za-z0-9._%:-]{0,252})$/))
 
 /** @internal */
 export const NonBlank = Schema.String.pipe(Schema.pattern(/^\S+$/))
