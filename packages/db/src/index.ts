@@ -15,3 +15,10 @@ export * from "./DbError.js"
  * @since 0.1.0
  */
 export * as SecureSqlClient from "./SecureSqlClient.js"
+
+/**
+ * Configuration, secrets backend and SecureSqlClient composed from the environment: one `Effect.provide`.
+ *
+ * @since 0.1.0
+ */
+export * as TakumiDb from "./TakumiDb.js"

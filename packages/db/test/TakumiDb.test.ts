@@ -1,0 +1,76 @@
+/**
+ * TakumiDb.layer: configuration from a ConfigProvider (standing in for the process
+ * environment), the `env` secrets backend and SecureSqlClient against a real TLS server.
+ */
+import { assert, expect, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { DbConfig } from "@takumi/config"
+import { PgTestServer, TestPki } from "@takumi/testing"
+import { TakumiDb } from "../src/index.js"
+
+const PASSWORD = "takumi-Pa55word-c41d9e"
+
+class Env extends Context.Tag("db-test/TakumiDbEnv")<Env, {
+  readonly pki: TestPki.TestPki
+  readonly server: PgTestServer.PgTestServer
+}>() {}
+
+const EnvLive = Layer.scoped(
+  Env,
+  Effect.gen(function*() {
+    const pki = yield* TestPki.make
+    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
+    yield* server.createRole({ name: "app", password: PASSWORD })
+    yield* server.createDatabase("app", "app")
+    return { pki, server }
+  }).pipe(Effect.orDie)
+)
+
+const environment = (env: Context.Tag.Service<Env>, extra: Record<string, string> = {}) =>
+  Layer.setConfigProvider(ConfigProvider.fromMap(
+    new Map(Object.entries({
+      NODE_ENV: "development",
+      DB_HOST: env.server.host,
+      DB_PORT: String(env.server.port),
+      DB_NAME: "app",
+      DB_USER: "app",
+      DB_SSL: "true",
+      DB_SSL_CA: env.pki.ca.certPath,
+      DB_APPLICATION_NAME: "takumi-db-compose",
+      SECRETS_BACKEND: "env",
+      DB_PASSWORD: PASSWORD,
+      ...extra
+    }))
+  ))
+
+layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("TakumiDb", (it) => {
+  it.effect("provides a working SqlClient and DbConfig from the environment with one Effect.provide", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const [row, settings] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ ssl: boolean; app: string }>`
+          SELECT ssl, current_setting('application_name') AS app FROM pg_stat_ssl WHERE pid = pg_backend_pid()`
+        return [rows[0], yield* DbConfig] as const
+      }).pipe(Effect.provide(TakumiDb.layer.pipe(Layer.provide(environment(env)))))
+      assert.deepStrictEqual(row, { ssl: true, app: "takumi-db-compose" })
+      assert.strictEqual(settings.host, env.server.host)
+    }))
+
+  it.effect("fails with the configuration's typed error before any connection is attempted", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const error = yield* Effect.flip(
+        Layer.build(TakumiDb.layer.pipe(Layer.provide(environment(env, { NODE_ENV: "production" })))).pipe(
+          Effect.scoped
+        )
+      )
+      // production forbids the env backend and DB_PASSWORD in the environment
+      assert.strictEqual(error._tag, "InsecureConfiguration")
+      expect(error.message).toMatch(/SECRETS_BACKEND|DB_PASSWORD/)
+    }))
+})
