@@ -47,7 +47,7 @@ const backendFor = (
 
 const read = (backend: SecretsBackend["Type"], key: string) => Effect.map(backend.get(key), Redacted.value)
 
-const failure = <E>(effect: Effect.Effect<unknown, E>) =>
+const failure = <E, R>(effect: Effect.Effect<unknown, E, R>) =>
   Effect.flatMap(Effect.either(effect), (result) =>
     Either.isLeft(result) ? Effect.succeed(result.left) : Effect.dieMessage("expected a failure"))
 
