@@ -24,6 +24,7 @@ import { findBinDir } from "./internal/pgBinaries.js"
 import { type HbaRuleLike, renderConf, renderHba } from "./internal/pgConfig.js"
 import * as Process from "./internal/pgProcess.js"
 import * as Socket from "./internal/pgSocket.js"
+import * as Sweep from "./internal/pgSweep.js"
 import * as Template from "./internal/pgTemplate.js"
 import { describeCause, failure, PgTestServerError } from "./internal/pgTestServerError.js"
 import type { CertificateFiles } from "./TestPki.js"
@@ -184,6 +185,16 @@ export const makeTemplate: Effect.Effect<string, PgTestServerError, Scope.Scope>
   Effect.acquireRelease(Template.createTemplate, Template.removeTemplate),
   (template) => template.dataDir
 )
+
+/**
+ * Deletes the temp folders of servers and templates whose owning process died without cleaning
+ * up (a SIGKILLed test worker; its postgres died with it). Returns how many were removed. The
+ * vitest global setup runs it once per run.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const sweepStale: Effect.Effect<number> = Sweep.sweepStale
 
 // Servers are real processes: every wait below is on the wall clock, so the harness also works
 // inside `it.effect` / `it.scoped`, whose TestClock would otherwise freeze it.
@@ -566,7 +577,8 @@ CipherString = DEFAULT:@SECLEVEL=1
 
 const makeBase = (operation: string, user: Process.ServerUser) =>
   Effect.gen(function*() {
-    const base = yield* attempt(operation, () => FsP.mkdtemp(Path.join(Os.tmpdir(), "takumi-pg-")))
+    const base = yield* attempt(operation, () => FsP.mkdtemp(Path.join(Os.tmpdir(), Sweep.PREFIX)))
+    yield* attempt(operation, () => Sweep.writeOwner(base))
     const socketDir = Path.join(base, "socket")
     yield* attempt(operation, () => FsP.mkdir(socketDir, { mode: 0o700 }))
     // Every parent of the data folder must be traversable by postgres: /tmp is, /root is not.

@@ -7,6 +7,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
 import * as Url from "node:url"
@@ -275,6 +276,33 @@ describe("PgTestServer teardown", () => {
       child.kill("SIGKILL")
       expect(yield* untilGone(processes)).toEqual([])
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("sweeps temp folders whose owning process is dead and keeps those of live owners", () =>
+    Effect.gen(function*() {
+      const dead = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          const child = ChildProcess.spawn("true")
+          child.once("exit", () => resolve(child.pid ?? -1))
+        })
+      )
+      const orphan = Fs.mkdtempSync(Path.join(Os.tmpdir(), "takumi-pg-sweeptest-"))
+      const mine = Fs.mkdtempSync(Path.join(Os.tmpdir(), "takumi-pg-sweeptest-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(mine, { recursive: true, force: true })))
+      Fs.writeFileSync(Path.join(orphan, "owner.pid"), `${dead}\n`)
+      Fs.writeFileSync(Path.join(mine, "owner.pid"), `${process.pid}\n`)
+      expect(yield* PgTestServer.sweepStale).toBeGreaterThanOrEqual(1)
+      expect(Fs.existsSync(orphan)).toBe(false)
+      expect(Fs.existsSync(mine)).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it("offers a Promise API for plain vitest: start() gives a running server, close() removes it", async () => {
+    const server = await PgTestServer.start()
+    const rows = await Effect.runPromise(server.query("select 1 as one"))
+    expect(rows).toEqual([{ one: 1 }])
+    const base = Path.dirname(server.dataDir)
+    await server.close()
+    expect(Fs.existsSync(base)).toBe(false)
+  })
 
   it.effect("explains how to install PostgreSQL when PG_BIN holds no server binaries", () =>
     Effect.gen(function*() {

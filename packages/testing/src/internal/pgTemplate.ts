@@ -14,6 +14,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { environment, findBinDir } from "./pgBinaries.js"
 import { chownToServer, run, serverUser } from "./pgProcess.js"
+import * as Sweep from "./pgSweep.js"
 import { describeCause, failure, type PgTestServerError } from "./pgTestServerError.js"
 
 /** The variable through which the global setup hands the template's data folder to workers. @internal */
@@ -51,7 +52,11 @@ export const createTemplate: Effect.Effect<Template, PgTestServerError> = Effect
   const binDir = yield* findBinDir
   const user = yield* serverUser
   const base = yield* Effect.tryPromise({
-    try: () => FsP.mkdtemp(Path.join(Os.tmpdir(), "takumi-pg-template-")),
+    try: async () => {
+      const base = await FsP.mkdtemp(Path.join(Os.tmpdir(), `${Sweep.PREFIX}template-`))
+      await Sweep.writeOwner(base)
+      return base
+    },
     catch: (cause) => failure("createTemplate", `cannot create a temp folder: ${describeCause(cause)}`)
   })
   const dataDir = Path.join(base, "data")
