@@ -261,6 +261,19 @@ describe("DbConfig.layer", () => {
       }))
   })
 
+  it.effect("refuses credentials in VAULT_ADDR without echoing them", () =>
+    Effect.gen(function*() {
+      const error = yield* fail(decode({
+        ...devBase,
+        SECRETS_BACKEND: "vault",
+        VAULT_ADDR: "https://admin:hunter2hunter2@vault.example.com",
+        VAULT_TOKEN: "t",
+        VAULT_PATH: "secret/takumi/development"
+      }))
+      expect(issueVariables(error)).toEqual(["VAULT_ADDR"])
+      expect(error.message).not.toContain("hunter2hunter2")
+    }))
+
   describe("certificates", () => {
     it.scoped("accepts a readable PEM file path as a File source", () =>
       Effect.gen(function*() {

@@ -98,7 +98,12 @@ export const AwsRegion = Schema.String.pipe(Schema.pattern(/^[a-z]{2}(?:-[a-z0-9
 
 /** @internal */
 export const HttpUrl = Schema.String.pipe(
-  Schema.filter((input) => /^https?:\/\/[^\s/]/i.test(input) && URL.canParse(input))
+  Schema.filter((input) => {
+    if (!/^https?:\/\/[^\s/]/i.test(input) || !URL.canParse(input)) return false
+    // credentials in an endpoint URL would end up in logs and error messages: refuse them
+    const url = new URL(input)
+    return url.username === "" && url.password === ""
+  })
 )
 
 /** A secret that must not be empty, kept `Redacted`. */

@@ -75,7 +75,9 @@ const toVariableName = (key: PropertyKey | undefined): Option.Option<VariableNam
 const describe = (name: VariableName, raw: Raw, reason: string): ConfigIssue => {
   const info = variableInfo[name]
   const value = raw[name]
-  const received = !info.secret && typeof value === "string" && !value.includes("-----") && value.length <= 200
+  // URLs with user info (`https://user:pass@host`) are not echoed either, whatever the variable.
+  const received = !info.secret && typeof value === "string" && !value.includes("-----") && value.length <= 200 &&
+      !/:\/\/[^/]*@/.test(value)
     ? `, received ${JSON.stringify(value)}`
     : ""
   const secretText = value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
