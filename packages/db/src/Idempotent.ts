@@ -17,6 +17,9 @@
  * Idempotent.retry(sql.withTransaction(transfer))
  * ```
  *
+ * A connection lost during COMMIT leaves it unknown whether the transaction committed; marking the
+ * transaction idempotent is the caller's statement that running it again is harmless.
+ *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -59,6 +62,17 @@ export const inTransaction: Effect.Effect<boolean> = Effect.map(
 )
 
 /**
+ * `withTransaction` turns a failed ROLLBACK into a defect; when the connection is gone, ROLLBACK
+ * fails too, so a transaction whose connection was lost ends as that defect. Carried as a failure
+ * while retrying, and turned back into the same defect if the retries run out.
+ */
+class LostInTransaction {
+  constructor(readonly defect: SqlError) {}
+}
+
+const isLostInTransaction = (u: unknown): u is LostInTransaction => u instanceof LostInTransaction
+
+/**
  * Re-runs `self` when its connection was lost, on the given policy's backoff and within its budget.
  * Inside a transaction it runs `self` once, unchanged.
  *
@@ -67,10 +81,18 @@ export const inTransaction: Effect.Effect<boolean> = Effect.map(
  */
 export const retryWith = (policy: ReconnectSchedule.ReconnectPolicy) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(inTransaction, (inside) =>
-    inside ? self : Effect.retry(self, {
-      schedule: ReconnectSchedule.retry(policy),
-      while: isConnectionLost
-    }))
+    inside ? self : self.pipe(
+      Effect.catchAllDefect((defect) =>
+        defect instanceof SqlError && isConnectionLost(defect)
+          ? Effect.fail(new LostInTransaction(defect))
+          : Effect.die(defect)
+      ),
+      Effect.retry({
+        schedule: ReconnectSchedule.retry(policy),
+        while: (error) => isLostInTransaction(error) || isConnectionLost(error)
+      }),
+      Effect.catchIf(isLostInTransaction, (lost) => Effect.die(lost.defect))
+    ))
 
 /**
  * Marks `self` idempotent: re-runs it when its connection was lost, on the reconnect policy in the
