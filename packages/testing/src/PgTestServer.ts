@@ -407,11 +407,20 @@ const build = (
         ? Effect.fail(failure(operation, "the server was stopped; make a new one"))
         : Effect.void
 
+    // Same port again: while the server was down an outgoing connection may have borrowed it as
+    // its ephemeral local port; that clears within moments, so retry bind failures briefly.
+    const relaunch = launch(layout, finalPort).pipe(
+      Effect.retry({
+        schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo("10 seconds")),
+        while: isBindFailure
+      })
+    )
+
     const resume = serialized(Effect.gen(function*() {
       yield* ensureUsable("resume")
       if (state.postmaster !== undefined && !(yield* Deferred.isDone(state.postmaster.exited))) return
       yield* writeConfiguration(layout, finalPort, state.settings)
-      state.postmaster = yield* launch(layout, finalPort)
+      state.postmaster = yield* relaunch
     }))
 
     const pause = serialized(Effect.gen(function*() {
@@ -512,7 +521,7 @@ const build = (
         state.postmaster = undefined
         if (options?.downFor !== undefined) yield* Effect.sleep(options.downFor)
         yield* writeConfiguration(layout, finalPort, state.settings)
-        state.postmaster = yield* launch(layout, finalPort)
+        state.postmaster = yield* relaunch
       }))
 
     const query = (sql: string, params?: ReadonlyArray<unknown>) =>
