@@ -309,8 +309,13 @@ const shutdown = (postmaster: Process.Postmaster): Effect.Effect<void> =>
     postmaster.signal("SIGINT")
     const exited = yield* awaitExit(postmaster).pipe(Effect.timeout("15 seconds"), Effect.option)
     if (Option.isNone(exited)) {
-      postmaster.signal("SIGKILL")
-      yield* awaitExit(postmaster)
+      // SIGQUIT is the immediate shutdown (it also stops the backends); SIGKILL only as a last resort.
+      postmaster.signal("SIGQUIT")
+      const quit = yield* awaitExit(postmaster).pipe(Effect.timeout("5 seconds"), Effect.option)
+      if (Option.isNone(quit)) {
+        postmaster.signal("SIGKILL")
+        yield* awaitExit(postmaster)
+      }
     }
   })
 
