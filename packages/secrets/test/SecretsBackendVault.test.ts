@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import NodeVault from "node-vault"
 import { vi } from "vitest"
 import type { SecretError } from "../src/SecretError.js"
 import { SecretsBackend } from "../src/SecretsBackend.js"
@@ -150,6 +151,18 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
           }))
         }
         expect(yield* double.requestCount()).toBe(0)
+      }))
+
+    it.scoped("control: node-vault's own transport does skip verification for VAULT_SKIP_VERIFY=false and does put the token in its errors", () =>
+      Effect.gen(function*() {
+        const { double } = yield* startDouble({ certificate: "unknownCa" })
+        yield* withEnv({ VAULT_SKIP_VERIFY: "false" })
+        const plain = NodeVault({ endpoint: double.address, token })
+        const answer: unknown = yield* Effect.promise(() => plain.read("secret/data/takumi/test"))
+        expect(answer).toMatchObject({ data: { data: { DB_PASSWORD: "vault-pw" } } })
+        yield* double.fault("reset")
+        const error = yield* Effect.promise(() => plain.read("secret/data/takumi/test").then(() => undefined, (e: unknown) => e))
+        expect(JSON.stringify(error)).toContain(token)
       }))
 
     it.scoped("does not trust the test CA without VAULT_CACERT", () =>
