@@ -111,29 +111,37 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
         })
       )
 
-    const get = (key: string): Effect.Effect<Redacted.Redacted<string>, SecretError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.fiberIdWith((fiberId) => {
-            if (closed) return Effect.fail(closedError(key))
-            const entry = entries.get(key)
-            if (entry !== undefined && entry.value !== undefined && now < entry.expiresAt) {
-              return Effect.succeed(entry.value)
-            }
-            if (entry !== undefined && entry.lookup !== undefined) {
-              return restore(Deferred.await(entry.lookup))
-            }
-            const lookup: Lookup = Deferred.unsafeMake(fiberId)
-            entries.set(key, { value: entry?.value, expiresAt: entry?.expiresAt ?? 0, lookup })
-            // The read runs in the cache's own scope: a caller that is interrupted stops
-            // waiting, but the read goes on for everyone else waiting on the same key.
-            return Effect.zipRight(
-              Effect.forkIn(Effect.interruptible(settle(key, lookup)), scope),
-              restore(Deferred.await(lookup))
-            )
-          })
-        )
+    const miss = (key: string, now: number): Effect.Effect<Redacted.Redacted<string>, SecretError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.fiberIdWith((fiberId) => {
+          // Re-checked here: this runs in one synchronous step, so the check and the claim of
+          // the key's single lookup cannot interleave with another fiber.
+          if (closed) return Effect.fail(closedError(key))
+          const entry = entries.get(key)
+          if (entry !== undefined && entry.value !== undefined && now < entry.expiresAt) {
+            return Effect.succeed(entry.value)
+          }
+          if (entry !== undefined && entry.lookup !== undefined) {
+            return restore(Deferred.await(entry.lookup))
+          }
+          const lookup: Lookup = Deferred.unsafeMake(fiberId)
+          entries.set(key, { value: entry?.value, expiresAt: entry?.expiresAt ?? 0, lookup })
+          // The read runs in the cache's own scope: a caller that is interrupted stops
+          // waiting, but the read goes on for everyone else waiting on the same key.
+          return Effect.zipRight(
+            Effect.forkIn(Effect.interruptible(settle(key, lookup)), scope),
+            restore(Deferred.await(lookup))
+          )
+        })
       )
+
+    const get = (key: string): Effect.Effect<Redacted.Redacted<string>, SecretError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const entry = entries.get(key)
+        return entry !== undefined && entry.value !== undefined && now < entry.expiresAt
+          ? Effect.succeed(entry.value)
+          : miss(key, now)
+      })
 
     const invalidate = (key: string): Effect.Effect<void> => Effect.sync(() => void entries.delete(key))
 
