@@ -150,6 +150,14 @@ export interface PgTestServer {
   readonly pause: Effect.Effect<void, PgTestServerError>
   /** Starts a paused server again on the same port and waits until it accepts connections. */
   readonly resume: Effect.Effect<void, PgTestServerError>
+  /**
+   * Stops the postmaster with SIGSTOP: the kernel still completes TCP handshakes on the listen
+   * backlog, but no new session gets an answer (a hung server). Open sessions keep working.
+   * `thaw` (or stop / scope close) continues it.
+   */
+  readonly freeze: Effect.Effect<void, PgTestServerError>
+  /** Continues a frozen postmaster (SIGCONT). */
+  readonly thaw: Effect.Effect<void, PgTestServerError>
   /** Alias of `resume`. */
   readonly start: Effect.Effect<void, PgTestServerError>
   /** Shuts the server down for good and deletes its temp folder (also done when the scope closes). */
@@ -307,6 +315,8 @@ const shutdown = (postmaster: Process.Postmaster): Effect.Effect<void> =>
     if (yield* Deferred.isDone(postmaster.exited)) return
     // SIGINT is PostgreSQL's "fast" shutdown: open sessions are terminated (57P01), no waiting.
     postmaster.signal("SIGINT")
+    // A frozen server (see `freeze`) handles the signal only once it runs again.
+    postmaster.signal("SIGCONT")
     const exited = yield* awaitExit(postmaster).pipe(Effect.timeout("15 seconds"), Effect.option)
     if (Option.isNone(exited)) {
       // SIGQUIT is the immediate shutdown (it also stops the backends); SIGKILL only as a last resort.
@@ -529,6 +539,16 @@ const build = (
         state.postmaster = yield* relaunch
       }))
 
+    const signalRunning = (operation: string, signal: NodeJS.Signals) =>
+      serialized(Effect.gen(function*() {
+        yield* ensureUsable(operation)
+        const postmaster = state.postmaster
+        if (postmaster === undefined) {
+          return yield* Effect.fail(failure(operation, "the server is not running (paused?)"))
+        }
+        postmaster.signal(signal)
+      }))
+
     const query = (sql: string, params?: ReadonlyArray<unknown>) =>
       live(Effect.zipRight(ensureUsable("query"), Socket.query(address, sql, params ?? [])))
 
@@ -569,6 +589,8 @@ const build = (
       pause,
       resume,
       start: resume,
+      freeze: signalRunning("freeze", "SIGSTOP"),
+      thaw: signalRunning("thaw", "SIGCONT"),
       stop: serialized(stopNow)
     }
     return server

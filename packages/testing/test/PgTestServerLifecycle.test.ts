@@ -40,14 +40,16 @@ const clientConfig = (server: PgTestServer.PgTestServer, overrides: Partial<Pg.C
 
 /** Connects, runs one query and reports the row or the error code. */
 const tryQuery = (config: Pg.ClientConfig, sql = "select current_user as user, current_database() as db") =>
-  Effect.promise(async (): Promise<{ readonly row?: Record<string, unknown>; readonly code?: string }> => {
+  Effect.promise(async (): Promise<{ readonly row?: Record<string, unknown>; readonly code?: string | undefined; readonly message?: string }> => {
     const client = new Pg.Client(config)
     client.on("error", () => undefined)
     try {
       await client.connect()
       return { row: (await client.query(sql)).rows[0] }
     } catch (error) {
-      return { code: error instanceof Error && "code" in error ? String(error.code) : String(error) }
+      return error instanceof Error
+        ? { code: "code" in error ? String(error.code) : undefined, message: error.message }
+        : { message: String(error) }
     } finally {
       await client.end().catch(() => undefined)
     }
@@ -197,6 +199,17 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("PgTestServer 
       expect((yield* tryQuery(clientConfig(server))).row).toEqual({ user: "app", db: "postgres" })
     }))
 
+  it.effect("freezes: new connections are accepted but never answered until thaw", () =>
+    Effect.gen(function*() {
+      const server = yield* Server
+      yield* server.freeze
+      const frozen = yield* tryQuery(clientConfig(server, { connectionTimeoutMillis: 300 }))
+      yield* server.thaw
+      expect(frozen.row).toBeUndefined()
+      expect(frozen.message).toContain("timeout")
+      expect((yield* tryQuery(clientConfig(server))).row).toEqual({ user: "app", db: "postgres" })
+    }))
+
   it.effect("keeps the data folder, socket folder and configuration owned by the server user (not root)", () =>
     Effect.gen(function*() {
       const server = yield* Server
@@ -222,6 +235,15 @@ describe("PgTestServer teardown", () => {
       expect(Fs.existsSync(base)).toBe(false)
       const error = yield* Effect.flip(server.query("select 1"))
       expect(error.message).toContain("stopped")
+    }).pipe(Effect.scoped))
+
+  it.live("stops a frozen server without waiting for a timeout", () =>
+    Effect.gen(function*() {
+      const server = yield* PgTestServer.make()
+      const postmaster = Option.getOrThrow(yield* server.pid)
+      yield* server.freeze
+      yield* server.stop.pipe(Effect.timeout("10 seconds"))
+      expect(isGone(postmaster)).toBe(true)
     }).pipe(Effect.scoped))
 
   it.live("closing the scope stops the server and deletes its folder", () =>
