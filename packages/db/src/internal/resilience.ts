@@ -23,12 +23,12 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Pg from "pg"
-import { ConnectTimeout } from "../DbError.js"
+import { ConnectTimeout, FailoverTimeout } from "../DbError.js"
 import * as DbHealth from "../DbHealth.js"
 import { ReadReplica, ReadReplicaFailedOver, ReadReplicaRestored } from "../ReadReplica.js"
 import * as ReconnectSchedule from "../ReconnectSchedule.js"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isConnectionLoss } from "./classify.js"
-import { makeCredentials } from "./credentials.js"
+import { type Credentials, makeCredentials } from "./credentials.js"
 import { makePool, targetOf } from "./pool.js"
 import { installAcquireHook } from "./resilienceAcquire.js"
 import { makeReplicaClient, replicaIssue } from "./resilienceReplica.js"
@@ -117,6 +117,22 @@ interface ReplicaPool {
   readonly probe: Effect.Effect<void, HealthIssue>
 }
 
+/** The replica's probe: the full startup check (TLS posture included), a connect timeout reported as the failover timeout. */
+const replicaProbe = (
+  pool: Pg.Pool,
+  settings: DbSettings,
+  target: ConnectTarget,
+  credentials: Credentials
+): Effect.Effect<void, HealthIssue> =>
+  verify(pool, settings, target, credentials).pipe(
+    Effect.asVoid,
+    Effect.mapError((error) =>
+      error._tag === "ConnectTimeout"
+        ? new FailoverTimeout({ host: target.host, port: target.port, timeoutMillis: target.connectTimeoutMillis })
+        : error
+    )
+  )
+
 /**
  * The replica's pool: verified like the primary's when the replica answers at startup. A replica
  * that does not answer yet (refused, timeout, starting up) does not stop the service — reads go to
@@ -136,7 +152,7 @@ const makeReplicaPool = (
     const verified = yield* Effect.exit(Scope.extend(makeVerifiedPool(replicaSettings, server), scope))
     if (Exit.isSuccess(verified)) {
       const { credentials, pool, target } = verified.value
-      return { pool, target, probe: Effect.asVoid(verify(pool, replicaSettings, target, credentials)) }
+      return { pool, target, probe: replicaProbe(pool, replicaSettings, target, credentials) }
     }
     yield* Scope.close(scope, verified)
     const failure = Cause.failureOption(verified.cause)
@@ -154,7 +170,7 @@ const makeReplicaPool = (
     const options = { settings: replicaSettings, host: server.host, port: server.port, ssl, credentials }
     const pool = yield* makePool(options)
     const target = targetOf(options)
-    return { pool, target, probe: Effect.asVoid(verify(pool, replicaSettings, target, credentials)) }
+    return { pool, target, probe: replicaProbe(pool, replicaSettings, target, credentials) }
   })
 
 /** Runs `f` on the current runtime for every `event` of the pool, until the scope closes. */

@@ -1,0 +1,219 @@
+/**
+ * ReadReplica against a real streaming hot standby (`PgTestServer.makeStandby`: pg_basebackup -R
+ * from the test primary), both over TLS with the test PKI. Which server answered is checked with
+ * `pg_is_in_recovery()` and `inet_server_port()`.
+ */
+import { expect, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import type { DbSettings } from "@takumi/config"
+import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
+import * as DbHealth from "../src/DbHealth.js"
+import * as ReadReplica from "../src/ReadReplica.js"
+import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
+import * as SecureSqlClient from "../src/SecureSqlClient.js"
+import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+
+const APP_PASSWORD = "app-Pa55word-replica-0e4d"
+const FAILOVER = Duration.millis(1000)
+
+class Env extends Context.Tag("replica-test/Env")<Env, {
+  readonly pki: TestPki.TestPki
+  readonly primary: PgTestServer.PgTestServer
+  readonly standby: PgTestServer.PgTestServer
+}>() {}
+
+const EnvLive = Layer.scoped(
+  Env,
+  Effect.gen(function*() {
+    const pki = yield* TestPki.make
+    const primary = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
+    yield* primary.createRole({ name: "app", password: APP_PASSWORD })
+    yield* primary.createDatabase("app", "app")
+    // the standby is a copy of the primary: it has the role and the database too
+    const standby = yield* PgTestServer.makeStandby(primary)
+    return { pki, primary, standby }
+  }).pipe(Effect.orDie)
+)
+
+const settingsWithReplica = (env: Context.Tag.Service<Env>, replica: { readonly host: string; readonly port: number }) =>
+  makeSettings(env.primary, env.pki, {
+    readReplica: Option.some({ host: replica.host, port: replica.port }),
+    failoverTimeout: FAILOVER
+  })
+
+const clientLayer = (settings: DbSettings) =>
+  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+    SecureSqlClient.layer.pipe(
+      Layer.provide(Layer.mergeAll(configLayer(settings), secrets.layer, ReconnectSchedule.layer({ cap: "1 second" }))),
+      Layer.orDie
+    )))
+
+interface Answer {
+  readonly recovery: boolean
+  readonly port: number
+}
+
+const whoAnswers = (client: SqlClient.SqlClient) =>
+  Effect.map(
+    client<{ recovery: boolean; port: number }>`SELECT pg_is_in_recovery() AS recovery, inet_server_port() AS port`,
+    (rows): Answer => ({ recovery: rows[0]?.recovery ?? false, port: Number(rows[0]?.port) })
+  )
+
+const healthWhere = (predicate: (s: DbHealth.HealthSnapshot) => boolean) =>
+  Effect.flatMap(DbHealth.DbHealth, (health) =>
+    Effect.map(Stream.runHead(Stream.filter(health.changes, predicate)), Option.getOrThrow))
+
+const replicaStatus = (s: DbHealth.HealthSnapshot) => Option.map(s.replica, (r) => r.status)
+
+layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (it) => {
+  it.effect("sends reads to the streaming standby while SqlClient goes to the primary", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      yield* Effect.gen(function*() {
+        yield* healthWhere((s) => s.status === "healthy")
+        const replica = yield* ReadReplica.ReadReplica
+        const sql = yield* SqlClient.SqlClient
+        expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port })
+        expect(yield* whoAnswers(sql)).toEqual({ recovery: false, port: env.primary.port })
+      }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
+    }))
+
+  it.effect("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      yield* Effect.gen(function*() {
+        yield* healthWhere((s) => s.status === "healthy")
+        const replica = yield* ReadReplica.ReadReplica
+        const error = yield* Effect.flip(replica`CREATE TABLE written_on_replica (id int)`)
+        expect(error).toBeInstanceOf(SqlError)
+        expect(ReadReplica.isReadOnlyReplica(error)).toBe(true)
+        expect(error.cause).toBeInstanceOf(ReadReplica.ReadOnlyReplica)
+        expect(error.message).toContain("Send writes through SqlClient")
+        expect(error.message).toContain(`${env.standby.host}:${env.standby.port}`)
+      }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
+    }))
+
+  it.effect(
+    "fails reads over to the primary within the failover timeout when the replica stops, alerts, and returns to the replica when it is back",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        const logs = yield* makeLogCapture
+        yield* Effect.gen(function*() {
+          yield* healthWhere((s) => s.status === "healthy")
+          const replica = yield* ReadReplica.ReadReplica
+          expect((yield* whoAnswers(replica)).recovery).toBe(true)
+
+          yield* env.standby.pause.pipe(Effect.orDie)
+          const started = yield* Clock.currentTimeMillis
+          const failedOver = yield* whoAnswers(replica)
+          const took = (yield* Clock.currentTimeMillis) - started
+          expect(failedOver).toEqual({ recovery: false, port: env.primary.port })
+          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER))
+
+          const degraded = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
+          expect(degraded.status).toBe("degraded")
+          expect(degraded.primary.status).toBe("up")
+          const alerts = (yield* logs.lines).filter((l) => l.text.includes("ReadReplicaFailedOver"))
+          expect(alerts.length).toBe(1)
+          expect(alerts[0]?.level).toBe("WARN")
+          // while the replica is known to be down, reads go straight to the primary
+          expect((yield* whoAnswers(replica)).recovery).toBe(false)
+
+          yield* env.standby.resume.pipe(Effect.orDie)
+          const healthy = yield* healthWhere((s) => s.status === "healthy")
+          expect(replicaStatus(healthy)).toEqual(Option.some("up"))
+          expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port })
+          expect((yield* logs.lines).some((l) => l.text.includes("ReadReplicaRestored"))).toBe(true)
+        }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))), Effect.provide(logs.layer))
+      })
+  )
+
+  it.effect(
+    "fails a read over to the primary after the failover timeout when the replica hangs (FailoverTimeout), and returns when it answers",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        yield* Effect.gen(function*() {
+          yield* healthWhere((s) => s.status === "healthy")
+          const replica = yield* ReadReplica.ReadReplica
+          expect((yield* whoAnswers(replica)).recovery).toBe(true)
+          // freeze the standby's postmaster (new connections are accepted by the kernel and never
+          // answered), then end our pooled replica connections so that the next read needs a new one
+          const backends = yield* env.standby.query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'takumi-db-test'"
+          ).pipe(Effect.map((rows) => rows.map((r) => Number(r["pid"]))), Effect.orDie)
+          expect(backends.length).toBeGreaterThan(0)
+          const health = yield* DbHealth.DbHealth
+          const reported = yield* Effect.fork(
+            health.changes.pipe(
+              Stream.filter((s) =>
+                Option.exists(s.replica, (r) =>
+                  r.status === "suspect" && Option.exists(r.lastError, (e) => e._tag === "ConnectionLost"))
+              ),
+              Stream.take(backends.length),
+              Stream.runDrain
+            )
+          )
+          const pid = Option.getOrThrow(yield* env.standby.pid)
+          yield* Effect.acquireRelease(
+            Effect.sync(() => process.kill(pid, "SIGSTOP")),
+            () => Effect.sync(() => process.kill(pid, "SIGCONT"))
+          )
+          for (const backend of backends) process.kill(backend, "SIGTERM")
+          // every pooled connection has reported its loss; the supervisor's probe now hangs too
+          yield* Fiber.join(reported)
+          const started = yield* Clock.currentTimeMillis
+          const failedOver = yield* whoAnswers(replica)
+          const took = (yield* Clock.currentTimeMillis) - started
+          expect(failedOver).toEqual({ recovery: false, port: env.primary.port })
+          // it waited for the replica for the failover timeout, not longer
+          expect(took).toBeGreaterThanOrEqual(Duration.toMillis(FAILOVER) - 50)
+          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 500)
+          const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
+          expect(Option.flatMap(down.replica, (r) => Option.map(r.lastError, (e) => e._tag))).toEqual(
+            Option.some("FailoverTimeout")
+          )
+          process.kill(pid, "SIGCONT")
+          yield* healthWhere((s) => s.status === "healthy")
+          expect((yield* whoAnswers(replica)).recovery).toBe(true)
+        }).pipe(Effect.scoped, Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
+      })
+  )
+
+  it.effect("starts with a replica that accepts connections and never answers, sending reads to the primary (FailoverTimeout)", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      yield* Effect.scoped(Effect.gen(function*() {
+        const blackhole = yield* BlackholeServer.make
+        yield* Effect.gen(function*() {
+          const snapshot = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
+          expect(snapshot.status).toBe("degraded")
+          expect(Option.map(snapshot.lastError, (e) => e._tag)).toEqual(Option.some("FailoverTimeout"))
+          const replica = yield* ReadReplica.ReadReplica
+          expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port })
+        }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, blackhole))))
+      }))
+    }))
+
+  it.effect("is the primary client itself when no replica is configured", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      yield* Effect.gen(function*() {
+        const replica = yield* ReadReplica.ReadReplica
+        const sql = yield* SqlClient.SqlClient
+        expect(replica).toBe(sql)
+        expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port })
+        expect(Option.isNone((yield* DbHealth.DbHealth.pipe(Effect.flatMap((h) => h.get))).replica)).toBe(true)
+      }).pipe(Effect.provide(clientLayer(makeSettings(env.primary, env.pki))))
+    }))
+})
