@@ -18,3 +18,10 @@ export * from "./SecretsBackend.js"
  * @since 0.1.0
  */
 export * as SecretCache from "./SecretCache.js"
+
+/**
+ * Secret fetches by backend and outcome, and cache hits, as Effect metrics.
+ *
+ * @since 0.1.0
+ */
+export * as SecretMetrics from "./SecretMetrics.js"

@@ -4,11 +4,13 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as SecretCache from "../src/SecretCache.js"
+import * as SecretMetrics from "../src/SecretMetrics.js"
 import { SecretAccessDenied, type SecretError, SecretNotFound, SecretsBackendUnavailable } from "../src/SecretError.js"
 import { captureLogs } from "./fixtures.js"
 
@@ -210,5 +212,24 @@ describe("SecretCache", () => {
       expect(Either.isLeft(result) && result.left._tag).toBe("SecretsBackendUnavailable")
       const later = yield* Effect.either(cache.get("DB_PASSWORD"))
       expect(Either.isLeft(later) && later.left._tag).toBe("SecretsBackendUnavailable")
+    }))
+
+  it.scoped("counts backend reads by outcome and cache hits in SecretMetrics", () =>
+    Effect.gen(function*() {
+      const count = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+      const success = Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", "vault"), "outcome", "success")
+      const stale = Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", "vault"), "outcome", "stale")
+      const hits = Metric.tagged(SecretMetrics.cacheHits, "backend", "vault")
+      const before = [yield* count(success), yield* count(stale), yield* count(hits)]
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.get("DB_PASSWORD")
+      yield* backend.failWith(unavailable)
+      yield* TestClock.adjust("6 minutes")
+      yield* cache.get("DB_PASSWORD")
+      const after = [yield* count(success), yield* count(stale), yield* count(hits)]
+      expect(after.map((n, i) => n - (before[i] ?? 0))).toEqual([1, 1, 2])
     }))
 })

@@ -4,10 +4,12 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "../SecretError.js"
+import * as SecretMetrics from "../SecretMetrics.js"
 
 /** @internal */
 export interface CacheOptions {
@@ -50,6 +52,11 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
     const maxStale = Duration.toMillis(Duration.decode(options.maxStale))
     const entries = new Map<string, Entry>()
     let closed = false
+    const hits = Metric.tagged(SecretMetrics.cacheHits, "backend", options.backend)
+    const fetches = (outcome: string) =>
+      Metric.increment(
+        Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", options.backend), "outcome", outcome)
+      )
 
     const closedError = (key: string) =>
       new SecretsBackendUnavailable({
@@ -73,13 +80,15 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
     )
 
     const settle = (key: string, lookup: Lookup) =>
-      Effect.flatMap(Effect.exit(options.lookup(key)), (exit) =>
+      Effect.flatMap(
+        Effect.exit(options.lookup(key)).pipe(Effect.onInterrupt(() => fetches("interrupted"))),
+        (exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const current = entries.get(key)
           const owns = current !== undefined && current.lookup === lookup
           if (Exit.isSuccess(exit)) {
             if (owns) entries.set(key, { value: exit.value, expiresAt: now + ttl, lookup: undefined })
-            return Deferred.succeed(lookup, exit.value)
+            return Effect.zipRight(fetches("success"), Deferred.succeed(lookup, exit.value))
           }
           const failure = Cause.failureOption(exit.cause)
           if (
@@ -101,13 +110,17 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
                 maxStaleMs: maxStale,
                 cause: failure.value.message
               }),
+              Effect.zipRight(fetches("stale")),
               Effect.zipRight(Deferred.succeed(lookup, stale))
             )
           }
           // Not served stale: not found / access denied / malformed fail closed, and an
           // unavailable backend past the stale window fails too. Nothing failed is kept.
           if (owns) entries.delete(key)
-          return Deferred.done(lookup, exit)
+          return Effect.zipRight(
+            fetches(Option.match(failure, { onNone: () => "defect", onSome: (error) => error._tag })),
+            Deferred.done(lookup, exit)
+          )
         })
       )
 
@@ -139,7 +152,7 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const entry = entries.get(key)
         return entry !== undefined && entry.value !== undefined && now < entry.expiresAt
-          ? Effect.succeed(entry.value)
+          ? Effect.as(Metric.increment(hits), entry.value)
           : miss(key, now)
       })
 

@@ -1,0 +1,32 @@
+/**
+ * The secrets metrics the monitoring requirements ask for ("secret fetches by backend and
+ * outcome; cache hits"), as Effect `Metric`s updated by every `SecretCache`. Export them with
+ * the rest of the program's metrics (e.g. a Prometheus endpoint); they never carry a value.
+ *
+ * @since 0.1.0
+ */
+import * as Metric from "effect/Metric"
+
+/**
+ * Backend reads, tagged `backend` and `outcome`: `success`, `stale` (an expired value served
+ * because the backend was unavailable), or the error tag (`SecretNotFound`,
+ * `SecretAccessDenied`, `SecretsBackendUnavailable`, `SecretMalformed`), or `interrupted`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const fetches = Metric.counter("takumi_secret_fetches_total", {
+  description: "Secrets backend reads by backend and outcome",
+  incremental: true
+})
+
+/**
+ * `get`s answered from the cache without a backend read, tagged `backend`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const cacheHits = Metric.counter("takumi_secret_cache_hits_total", {
+  description: "Secret gets served from the cache",
+  incremental: true
+})
