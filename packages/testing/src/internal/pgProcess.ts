@@ -48,16 +48,17 @@ const SETPRIV_CANDIDATES = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpr
 const setpriv: string | undefined = SETPRIV_CANDIDATES.find((candidate) => Fs.existsSync(candidate))
 
 /**
- * The argv that runs `file` as the server user. `setpriv --pdeathsig QUIT` makes the kernel send
- * SIGQUIT (PostgreSQL's immediate shutdown, which also takes down every backend) when the spawning
- * process dies, even by SIGKILL.
+ * The argv that runs `file` as the server user. `setpriv --pdeathsig` makes the kernel signal it
+ * when the spawning process dies, even by SIGKILL: SIGQUIT for the postmaster (PostgreSQL's
+ * immediate shutdown, which also takes down every backend), SIGKILL for one-shot programs.
  *
  * @internal
  */
 export const commandLine = (
   user: ServerUser,
   file: string,
-  args: ReadonlyArray<string>
+  args: ReadonlyArray<string>,
+  deathSignal: "QUIT" | "KILL" = "KILL"
 ): Effect.Effect<readonly [string, ReadonlyArray<string>], PgTestServerError> => {
   if (setpriv === undefined) {
     return user._tag === "Self"
@@ -69,7 +70,7 @@ export const commandLine = (
   const identity = user._tag === "Postgres"
     ? ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups"]
     : []
-  return Effect.succeed([setpriv, [...identity, "--pdeathsig", "QUIT", "--", file, ...args]] as const)
+  return Effect.succeed([setpriv, [...identity, "--pdeathsig", deathSignal, "--", file, ...args]] as const)
 }
 
 // Child processes get a clean environment: no PGSSLMODE, PGPASSWORD or locale surprises leak
@@ -142,10 +143,12 @@ export const spawnPostmaster = (options: {
   readonly opensslConf?: string
 }): Effect.Effect<Postmaster, PgTestServerError> =>
   Effect.gen(function*() {
-    const [command, argv] = yield* commandLine(options.user, Path.join(options.binDir, "postgres"), [
-      "-D",
-      options.dataDir
-    ])
+    const [command, argv] = yield* commandLine(
+      options.user,
+      Path.join(options.binDir, "postgres"),
+      ["-D", options.dataDir],
+      "QUIT"
+    )
     const exited = yield* Deferred.make<string>()
     const child = yield* Effect.try({
       try: () => {
