@@ -243,6 +243,14 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         assert.strictEqual(yield* secrets.gets, 2)
       }))
 
+    it.effect("a password secret that cannot be read fails with the secrets backend's own typed error", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure()
+        const secrets = yield* makeFakeSecrets({})
+        const error = yield* Effect.flip(startup(makeSettings(server, pki), secrets))
+        assert.strictEqual(error._tag, "SecretNotFound")
+      }))
+
     it.effect("an unknown database fails with DatabaseNotFound (3D000)", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure()
@@ -402,8 +410,9 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         const { pki, server } = yield* configure()
         yield* Effect.addFinalizer(() => server.query(`ALTER ROLE app PASSWORD '${APP_PASSWORD}'`).pipe(Effect.orDie))
         const secrets = yield* secretsWith(APP_PASSWORD)
+        const logs = yield* makeLogCapture
         const settings = makeSettings(server, pki, { pool: { min: 0, max: 8 } })
-        const context = yield* Layer.build(clientLayer(settings, secrets))
+        const context = yield* Layer.build(clientLayer(settings, secrets)).pipe(Effect.provide(logs.layer))
         const sql = Context.get(context, SqlClient.SqlClient)
         const ok = yield* Ref.make(0)
         const failed = yield* Ref.make(0)
@@ -430,6 +439,12 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         assert.strictEqual(yield* Ref.get(failed), 0)
         expect(yield* ourBackends(server)).toBeGreaterThan(before)
         expect(yield* secrets.invalidations).toBeGreaterThanOrEqual(1)
+        const lines = yield* logs.lines
+        expect(lines.some((l) => l.text.includes("refused the cached password (28P01)"))).toBe(true)
+        for (const line of lines) {
+          expect(line.text).not.toContain(APP_PASSWORD)
+          expect(line.text).not.toContain(ROTATED_PASSWORD)
+        }
       }).pipe(Effect.scoped))
 
     it.effect("survives a server restart while the pool is idle: no crash, the next query succeeds", () =>

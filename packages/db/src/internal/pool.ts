@@ -96,7 +96,7 @@ type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
  * `pool.query` and `@effect/sql-pg` both acquire through `connect`, so every path is covered.
  * Connections already open are never touched: PostgreSQL keeps them authenticated.
  */
-const makePoolClass = (credentials: Credentials, target: ConnectTarget) =>
+const makePoolClass = (credentials: Credentials, target: ConnectTarget, onStalePassword: () => void) =>
   class SecurePool extends Pg.Pool {
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void
@@ -112,6 +112,7 @@ const makePoolClass = (credentials: Credentials, target: ConnectTarget) =>
       }
       super.connect((err, client, done) => {
         if (err !== undefined && err !== null && isAuthenticationFailure(err) && !this.ending) {
+          onStalePassword()
           credentials.invalidate().then(
             () => super.connect(callback),
             () => callback(err, undefined, done)
@@ -133,7 +134,12 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     const runFork = Runtime.runFork(runtime)
     const target = targetOf(options)
     const annotations = { host: target.host, port: target.port, database: target.database }
-    const SecurePool = makePoolClass(options.credentials, target)
+    const SecurePool = makePoolClass(options.credentials, target, () => {
+      runFork(
+        Effect.logInfo("PostgreSQL refused the cached password (28P01); re-reading the secret and retrying once")
+          .pipe(Effect.annotateLogs(annotations))
+      )
+    })
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
