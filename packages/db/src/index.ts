@@ -22,3 +22,31 @@ export * as SecureSqlClient from "./SecureSqlClient.js"
  * @since 0.1.0
  */
 export * as TakumiDb from "./TakumiDb.js"
+
+/**
+ * Database health (healthy / degraded / down, last error, since when) for readiness and liveness checks.
+ *
+ * @since 0.1.0
+ */
+export * as DbHealth from "./DbHealth.js"
+
+/**
+ * Marking a statement or a whole transaction safe to re-run when its connection is lost.
+ *
+ * @since 0.1.0
+ */
+export * as Idempotent from "./Idempotent.js"
+
+/**
+ * The read-replica `SqlClient`, with failover to the primary.
+ *
+ * @since 0.1.0
+ */
+export * as ReadReplica from "./ReadReplica.js"
+
+/**
+ * The reconnect backoff (exponential, jittered, capped) and retry budget.
+ *
+ * @since 0.1.0
+ */
+export * as ReconnectSchedule from "./ReconnectSchedule.js"
