@@ -401,20 +401,19 @@ const build = (
     )
 
     // Pick a free port, retrying when another process grabs it between probe and bind.
-    let port = 0
-    let started: Process.Postmaster | undefined
-    for (let attemptNo = 1; started === undefined; attemptNo++) {
-      port = yield* freePort
-      yield* writeConfiguration(layout, port, state.settings)
-      const result = yield* Effect.either(launch(layout, port))
-      if (result._tag === "Right") {
-        started = result.right
-      } else if (!isBindFailure(result.left) || attemptNo >= 5) {
-        return yield* Effect.fail(result.left)
+    const firstStart = Effect.gen(function*() {
+      for (let attemptNo = 1;; attemptNo++) {
+        const port = yield* freePort
+        yield* writeConfiguration(layout, port, state.settings)
+        const result = yield* Effect.either(launch(layout, port))
+        if (result._tag === "Right") return { port, postmaster: result.right }
+        if (!isBindFailure(result.left) || attemptNo >= 5) return yield* Effect.fail(result.left)
       }
-    }
-    state.postmaster = started
-    const finalPort = port
+    })
+    // A server that never came up leaves nothing behind, even in a long-lived scope.
+    const first = yield* firstStart.pipe(Effect.tapError(() => Effect.ignore(stopNow)))
+    state.postmaster = first.postmaster
+    const finalPort = first.port
     const address = { socketDir: layout.socketDir, port: finalPort }
 
     const ensureUsable = (operation: string) =>

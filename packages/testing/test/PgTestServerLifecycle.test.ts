@@ -326,6 +326,28 @@ describe("PgTestServer teardown", () => {
     expect(Fs.existsSync(base)).toBe(false)
   })
 
+  it.live("reports a failed start with the server log and leaves no folder behind", () =>
+    Effect.gen(function*() {
+      const mine = () =>
+        Fs.readdirSync(Os.tmpdir()).filter((entry) => {
+          try {
+            return entry.startsWith("takumi-pg-") &&
+              Fs.readFileSync(Path.join(Os.tmpdir(), entry, "owner.pid"), "utf8").trim() === String(process.pid)
+          } catch {
+            return false
+          }
+        })
+      const before = mine()
+      const error = yield* Effect.flip(PgTestServer.make({ extraConf: { shared_buffers: "a lot" } }))
+      expect(error.operation).toBe("start")
+      expect(error.message).toContain("postgres exited during start-up")
+      expect(error.message).toContain("invalid value for parameter \"shared_buffers\"")
+      expect(mine()).toEqual(before)
+      const noCertificate = yield* Effect.flip(PgTestServer.make({ ssl: true }))
+      expect(noCertificate.message).toContain("no certificate")
+      expect(mine()).toEqual(before)
+    }).pipe(Effect.scoped))
+
   it.effect("explains how to install PostgreSQL when PG_BIN holds no server binaries", () =>
     Effect.gen(function*() {
       const previous = process.env["PG_BIN"]
