@@ -11,7 +11,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/secretCache.js"
 import type { BackendName, SecretError } from "./SecretError.js"
-import type { SecretsBackend } from "./SecretsBackend.js"
+import type { SecretsBackendService } from "./SecretsBackend.js"
 
 /**
  * @since 0.1.0
@@ -51,5 +51,5 @@ export interface SecretCacheOptions {
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options: SecretCacheOptions) => Effect.Effect<SecretsBackend["Type"], never, Scope.Scope> =
+export const make: (options: SecretCacheOptions) => Effect.Effect<SecretsBackendService, never, Scope.Scope> =
   internal.make

@@ -24,7 +24,7 @@ import { type BackendName, type SecretError, SecretsBackendUnavailable } from ".
  * @since 0.1.0
  * @category models
  */
-export interface Service {
+export interface SecretsBackendService {
   readonly get: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
   readonly invalidate: (key: string) => Effect.Effect<void>
 }
@@ -44,7 +44,7 @@ const missingSettings = (backend: BackendName, variable: string, needs: string) 
 
 const makeAwsSecretsManager = (
   settings: DbSettings
-): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> =>
+): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
   Option.match(settings.secrets.aws, {
     onNone: () => Effect.fail(missingSettings("aws-secrets-manager", "AWS_REGION", "AWS settings (region)")),
     onSome: (aws) =>
@@ -77,7 +77,7 @@ const readPem = (source: PemSource): Effect.Effect<string, SecretsBackendUnavail
 
 const makeVault = (
   settings: DbSettings
-): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> =>
+): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
   Option.match(settings.secrets.vault, {
     onNone: () => Effect.fail(missingSettings("vault", "VAULT_ADDR", "Vault settings (address, token, path)")),
     onSome: (vault) =>
@@ -95,12 +95,12 @@ const makeVault = (
       })
   })
 
-const makeEnv = (settings: DbSettings): Effect.Effect<Service, never, Scope.Scope> =>
+const makeEnv = (settings: DbSettings): Effect.Effect<SecretsBackendService, never, Scope.Scope> =>
   Effect.flatMap(EnvBackend.make(settings), (lookup) => cached("env", settings, lookup))
 
 const makeFromSettings = (
   settings: DbSettings
-): Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> => {
+): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> => {
   switch (settings.secrets.backend) {
     case "aws-secrets-manager":
       return makeAwsSecretsManager(settings)
@@ -127,7 +127,7 @@ const makeFromSettings = (
  * @since 0.1.0
  * @category tags
  */
-export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend")<SecretsBackend, Service>() {
+export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend")<SecretsBackend, SecretsBackendService>() {
   /**
    * The AWS Secrets Manager backend, cached, from settings: secret id `<SECRETS_PREFIX><KEY>`
    * (e.g. `takumi/production/DB_PASSWORD`), region `AWS_REGION`, optional endpoint
@@ -141,7 +141,7 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    */
   static readonly makeAwsSecretsManager: (
     settings: DbSettings
-  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeAwsSecretsManager
+  ) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> = makeAwsSecretsManager
 
   /**
    * The HashiCorp Vault backend, cached, from settings: KV v2 at `VAULT_PATH` (mount first:
@@ -156,7 +156,7 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    */
   static readonly makeVault: (
     settings: DbSettings
-  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeVault
+  ) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> = makeVault
 
   /**
    * The development backend, cached: `DB_PASSWORD`, `DB_USER`, `DB_HOST`, `DB_PORT`, `DB_NAME`
@@ -165,7 +165,7 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    * @since 0.1.0
    * @category constructors
    */
-  static readonly makeEnv: (settings: DbSettings) => Effect.Effect<Service, never, Scope.Scope> = makeEnv
+  static readonly makeEnv: (settings: DbSettings) => Effect.Effect<SecretsBackendService, never, Scope.Scope> = makeEnv
 
   /**
    * The backend `SECRETS_BACKEND` names, built from settings.
@@ -175,7 +175,7 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    */
   static readonly makeFromSettings: (
     settings: DbSettings
-  ) => Effect.Effect<Service, SecretsBackendUnavailable, Scope.Scope> = makeFromSettings
+  ) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> = makeFromSettings
 
   /**
    * `makeAwsSecretsManager` with settings from `DbConfig`.
