@@ -177,23 +177,22 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
         )
     )
 
+    const logLost = (what: string) => (err: Error) => {
+      const lost = classifyRuntimeError(err, target)
+      runFork(
+        Effect.logWarning(`${what}: ${lost.message}`).pipe(
+          Effect.annotateLogs({ ...annotations, error: lost._tag, ...(lost.code === undefined ? {} : { code: lost.code }) })
+        )
+      )
+    }
+
     // An idle client dying (server restart, terminated backend, network reset): pg-pool has
     // already removed it and will open a new one on demand. Without this listener Node would
     // throw the error and end the process.
-    pool.on("error", (err) => {
-      runFork(
-        Effect.logWarning("Idle PostgreSQL connection lost; the pool replaces it on demand", classifyRuntimeError(err, target))
-          .pipe(Effect.annotateLogs(annotations))
-      )
-    })
+    pool.on("error", logLost("Idle PostgreSQL connection lost; the pool replaces it on demand"))
 
     // A checked-out client has no pool listener while it is out; give it one for that time.
-    const onCheckedOutError = (err: Error) => {
-      runFork(
-        Effect.logWarning("PostgreSQL connection in use failed", classifyRuntimeError(err, target))
-          .pipe(Effect.annotateLogs(annotations))
-      )
-    }
+    const onCheckedOutError = logLost("PostgreSQL connection in use failed")
     pool.on("acquire", (client) => {
       client.on("error", onCheckedOutError)
     })
