@@ -63,6 +63,9 @@ const makeProbe = () => {
   return { run, leaks, failures: () => failures, logs, renderings }
 }
 
+// Declared before the `layer(...)` block on purpose: @effect/vitest 0.30's `layer()` replaces
+// `effect`/`scoped` on the shared `it` (Object.assign), so an `it.scoped` declared after it
+// would run on that layer's runtime, here without TestClock (excludeTestServices).
 describe("redaction", () => {
   it.scoped("the stale-value warning and the env and test backends' failures show no secret", () =>
     Effect.gen(function*() {
