@@ -158,6 +158,24 @@ layer(FixtureLive, { timeout: 60_000 })("PgTestServer TLS configurations", (it) 
       )
     }))
 
+  it.effect("loads concatenated PEM chains: the good chain verifies, an unknown root in the chain fails with SELF_SIGNED_CERT_IN_CHAIN", () =>
+    Effect.gen(function*() {
+      const fixture = yield* TlsFixture
+      const chain = (leaf: TestPki.CertificateFiles, root: TestPki.CertificateFiles) => ({
+        ...leaf,
+        certPem: leaf.certPem + root.certPem
+      })
+      yield* fixture.server.reload({ ...baseline(fixture), certificate: chain(fixture.pki.server, fixture.pki.ca) })
+      expect(yield* connect(fixture.server, { ssl: verifying(fixture) })).toMatchObject({ _tag: "Connected", ssl: true })
+      yield* fixture.server.reload({
+        ...baseline(fixture),
+        certificate: chain(fixture.pki.unknownCa, fixture.pki.unknownCaRoot)
+      })
+      expect(expectFailure(yield* connect(fixture.server, { ssl: verifying(fixture) })).code).toBe(
+        "SELF_SIGNED_CERT_IN_CHAIN"
+      )
+    }))
+
   it.effect("fails a self-signed leaf with DEPTH_ZERO_SELF_SIGNED_CERT", () =>
     Effect.gen(function*() {
       const fixture = yield* TlsFixture
