@@ -166,6 +166,31 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         }
       }))
 
+    it.effect("a client certificate whose CN is another user fails with ConnectionRejected (28000)", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({
+          hba: [{ type: "hostssl", method: "cert", clientCert: "verify-full" }]
+        })
+        const other = yield* pki.client("someone-else")
+        const error = yield* startupError(
+          makeSettings(server, pki, { tls: { cert: file(other.certPath), key: file(other.keyPath) } })
+        )
+        assert.deepStrictEqual([error._tag, "code" in error ? error.code : undefined], ["ConnectionRejected", "28000"])
+        expect(error.message).toContain("CN is the user name")
+      }))
+
+    it.effect("a client certificate from a CA the server does not trust fails with ConnectionRejected", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({
+          hba: [{ type: "hostssl", method: "cert", clientCert: "verify-full" }]
+        })
+        const foreign = pki.unknownCa
+        const error = yield* startupError(
+          makeSettings(server, pki, { tls: { cert: file(foreign.certPath), key: file(foreign.keyPath) } })
+        )
+        assert.strictEqual(error._tag, "ConnectionRejected")
+      }))
+
     it.effect("a certificate from an unknown CA fails with CertificateUntrusted naming DB_SSL_CA", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure({ certificate: (yield* Env).pki.unknownCa })
@@ -251,6 +276,14 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         assert.strictEqual(error._tag, "SecretNotFound")
       }))
 
+    it.effect("a client without TLS against a hostssl-only server fails with ConnectionRejected asking for DB_SSL=true", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure()
+        const error = yield* startupError(makeSettings(server, pki, { tls: { enabled: false } }))
+        assert.strictEqual(error._tag, "ConnectionRejected")
+        expect(error.message).toContain("DB_SSL=true")
+      }))
+
     it.effect("an unknown database fails with DatabaseNotFound (3D000)", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure()
@@ -322,6 +355,20 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         const error = yield* startupError(settings, "postgres")
         assert.strictEqual(error._tag, "InsecureServer")
         if (error._tag === "InsecureServer") expect(error.findings.map((f) => f.rule)).toEqual(["DefaultPassword"])
+      }))
+
+    it.effect("warns about a plaintext connection in development and refuses it in production (TlsNotNegotiated)", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({ hba: [{ type: "host", method: "scram-sha-256" }] })
+        const plaintext = { tls: { enabled: false } }
+        const logs = yield* makeLogCapture
+        const secrets = yield* secretsWith(APP_PASSWORD)
+        yield* startup(makeSettings(server, pki, plaintext), secrets).pipe(Effect.provide(logs.layer))
+        const warnings = (yield* logs.lines).filter((l) => l.level === "WARN").map((l) => l.text)
+        expect(warnings.some((w) => w.includes("TlsNotNegotiated"))).toBe(true)
+        const error = yield* startupError(makeSettings(server, pki, { ...plaintext, environment: "production" }))
+        assert.strictEqual(error._tag, "InsecureServer")
+        if (error._tag === "InsecureServer") expect(error.findings.map((f) => f.rule)).toEqual(["TlsNotNegotiated"])
       }))
 
     it.effect("warns about a self-signed server certificate in development and refuses it in production", () =>
