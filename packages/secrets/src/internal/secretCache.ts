@@ -79,13 +79,20 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
       })
     )
 
+    // Runs uninterruptibly (it is forked from an uninterruptible section) except for the backend
+    // read itself, so the write-back and the completion of `lookup` always happen together.
     const settle = (key: string, lookup: Lookup) =>
       Effect.flatMap(
-        Effect.exit(options.lookup(key)).pipe(Effect.onInterrupt(() => fetches("interrupted"))),
+        Effect.exit(Effect.interruptible(options.lookup(key))),
         (exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const current = entries.get(key)
           const owns = current !== undefined && current.lookup === lookup
+          if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+            // The cache's scope is closing: waiters get a typed failure, not an interruption.
+            if (owns) entries.delete(key)
+            return Effect.zipRight(fetches("interrupted"), Deferred.fail(lookup, closedError(key)))
+          }
           if (Exit.isSuccess(exit)) {
             if (owns) entries.set(key, { value: exit.value, expiresAt: now + ttl, lookup: undefined })
             return Effect.zipRight(fetches("success"), Deferred.succeed(lookup, exit.value))
@@ -142,7 +149,7 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
           // The read runs in the cache's own scope: a caller that is interrupted stops
           // waiting, but the read goes on for everyone else waiting on the same key.
           return Effect.zipRight(
-            Effect.forkIn(Effect.interruptible(settle(key, lookup)), scope),
+            Effect.forkIn(settle(key, lookup), scope),
             restore(Deferred.await(lookup))
           )
         })
