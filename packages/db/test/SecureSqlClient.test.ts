@@ -416,7 +416,10 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
           PGDATABASE: "postgres",
           PGAPPNAME: "hijacked",
           PGOPTIONS: "-c search_path=hijacked",
-          PGSSLNEGOTIATION: "direct"
+          PGSSLNEGOTIATION: "direct",
+          PGREPLICATION: "database",
+          PGCLIENT_ENCODING: "LATIN1",
+          PGCONNECT_TIMEOUT: "1"
         }
         yield* Effect.acquireRelease(
           Effect.sync(() => {
@@ -435,10 +438,13 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         const secrets = yield* secretsWith(APP_PASSWORD)
         const row = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
-          const rows = yield* sql<{ ssl: boolean; usr: string; db: string; app: string; path: string }>`
+          const rows = yield* sql<
+            { ssl: boolean; usr: string; db: string; app: string; path: string; encoding: string; kind: string }
+          >`
             SELECT s.ssl, current_user AS usr, current_database() AS db,
-                   current_setting('application_name') AS app, current_setting('search_path') AS path
-            FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()`
+                   current_setting('application_name') AS app, current_setting('search_path') AS path,
+                   current_setting('client_encoding') AS encoding, a.backend_type AS kind
+            FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid WHERE s.pid = pg_backend_pid()`
           return rows[0]
         }).pipe(Effect.provide(clientLayer(makeSettings(server, pki), secrets)))
         assert.deepStrictEqual(row, {
@@ -446,7 +452,9 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
           usr: "app",
           db: "app",
           app: "takumi-db-test",
-          path: "\"$user\", public"
+          path: "\"$user\", public",
+          encoding: "UTF8",
+          kind: "client backend"
         })
       }).pipe(Effect.scoped))
   })
