@@ -24,7 +24,7 @@ export const file = (path: string): Option.Option<PemSource> => Option.some({ _t
 /** Settings for a local test server: TLS on with the test CA, development, pool 1..4. */
 export const makeSettings = (
   server: { readonly host: string; readonly port: number },
-  pki: TestPki.TestPki,
+  pki: { readonly ca: Pick<TestPki.CertificateFiles, "certPath"> },
   overrides: Partial<Omit<DbSettings, "tls">> & { readonly tls?: Partial<DbSettings["tls"]> } = {}
 ): DbSettings => {
   const { tls, ...rest } = overrides
