@@ -27,7 +27,13 @@ import * as Schedule from "effect/Schedule"
 import type * as Pg from "pg"
 import { PoolExhausted } from "../DbError.js"
 import * as ReconnectSchedule from "../ReconnectSchedule.js"
-import { type AcquireError, classifyConnectError, type ConnectTarget, isConnectionLoss } from "./classify.js"
+import {
+  type AcquireError,
+  classifyConnectError,
+  classifyRuntimeError,
+  type ConnectTarget,
+  isConnectionLoss
+} from "./classify.js"
 
 type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
 type Release = (release?: Error | boolean) => void
@@ -118,7 +124,8 @@ export const installAcquireHook = (
         } else if (client !== undefined) {
           resume(Effect.succeed({ client, release }))
         } else {
-          resume(Effect.fail(new AttemptFailed(classifyConnectError(new Error("pg returned no client"), target), err)))
+          const lost = classifyRuntimeError("pg returned no client", target)
+          resume(Effect.fail(new AttemptFailed(lost, lost)))
         }
       }
       original(callback)
@@ -161,13 +168,14 @@ export const installAcquireHook = (
           }
           const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
           if (failure === undefined) {
-            callback(new Error("Takumi DB: connection acquisition was interrupted"), undefined, () => {})
+            // only when the runtime shuts down under a waiting caller
+            callback(classifyRuntimeError("connection acquisition was interrupted", target), undefined, () => {})
             return
           }
           // a full pool is reported typed (it carries the waiting count only this hook knows);
           // every other failure keeps pg's own error, which the usual classification understands
           const err = failure.error._tag === "PoolExhausted" ? failure.error : failure.cause
-          callback(err instanceof Error ? err : new Error(String(err)), undefined, () => {})
+          callback(err instanceof Error ? err : failure.error, undefined, () => {})
         }
       })
     }
