@@ -4,14 +4,23 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
+import * as fc from "fast-check"
 import * as SecretCache from "../src/SecretCache.js"
 import * as SecretMetrics from "../src/SecretMetrics.js"
-import { SecretAccessDenied, type SecretError, SecretNotFound, SecretsBackendUnavailable } from "../src/SecretError.js"
+import {
+  SecretAccessDenied,
+  type SecretError,
+  SecretMalformed,
+  SecretNotFound,
+  SecretsBackendUnavailable
+} from "../src/SecretError.js"
 import { captureLogs } from "./fixtures.js"
 
 /** A lookup whose answer the test sets, counting every call. */
@@ -232,4 +241,118 @@ describe("SecretCache", () => {
       const after = [yield* count(success), yield* count(stale), yield* count(hits)]
       expect(after.map((n, i) => n - (before[i] ?? 0))).toEqual([1, 1, 2])
     }))
+})
+
+type Answer = "value-a" | "value-b" | SecretError["_tag"]
+type Op =
+  | { readonly _tag: "Get" }
+  | { readonly _tag: "Advance"; readonly minutes: number }
+  | { readonly _tag: "Answer"; readonly answer: Answer }
+  | { readonly _tag: "Invalidate" }
+
+const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
+  fc.constant<Op>({ _tag: "Get" }),
+  fc.integer({ min: 1, max: 12 }).map((minutes): Op => ({ _tag: "Advance", minutes })),
+  fc.constantFrom<Answer>(
+    "value-a",
+    "value-b",
+    "SecretNotFound",
+    "SecretAccessDenied",
+    "SecretsBackendUnavailable",
+    "SecretMalformed"
+  ).map((answer): Op => ({ _tag: "Answer", answer })),
+  fc.constant<Op>({ _tag: "Invalidate" })
+)
+
+const errorFor = (tag: SecretError["_tag"]): SecretError => {
+  const fields = { backend: "vault" as const, key: "DB_PASSWORD", message: tag }
+  switch (tag) {
+    case "SecretNotFound":
+      return new SecretNotFound(fields)
+    case "SecretAccessDenied":
+      return new SecretAccessDenied(fields)
+    case "SecretsBackendUnavailable":
+      return new SecretsBackendUnavailable(fields)
+    case "SecretMalformed":
+      return new SecretMalformed(fields)
+  }
+}
+
+/** The specification, as a plain reference model: TTL 5 min, stale window 10 min after expiry. */
+const model = (ops: ReadonlyArray<Op>) => {
+  const TTL = 5, MAX_STALE = 10
+  let now = 0
+  let answer: Answer = "value-a"
+  let cached: { value: string; expiresAt: number } | undefined
+  const results: Array<string> = []
+  let calls = 0
+  for (const op of ops) {
+    switch (op._tag) {
+      case "Advance":
+        now += op.minutes
+        break
+      case "Answer":
+        answer = op.answer
+        break
+      case "Invalidate":
+        cached = undefined
+        break
+      case "Get":
+        if (cached !== undefined && now < cached.expiresAt) {
+          results.push(cached.value)
+          break
+        }
+        calls++
+        if (answer === "value-a" || answer === "value-b") {
+          cached = { value: answer, expiresAt: now + TTL }
+          results.push(answer)
+        } else if (answer === "SecretsBackendUnavailable" && cached !== undefined && now < cached.expiresAt + MAX_STALE) {
+          results.push(cached.value)
+        } else {
+          cached = undefined
+          results.push(answer)
+        }
+    }
+  }
+  return { results, calls }
+}
+
+describe("SecretCache (model-based)", () => {
+  it.effect("agrees with the reference model on any sequence of gets, clock moves, backend answers and invalidations", () =>
+    Effect.promise(() =>
+      fc.assert(
+        fc.asyncProperty(fc.array(opArbitrary, { maxLength: 40 }), (ops) =>
+          Effect.runPromise(
+            Effect.gen(function*() {
+              const backend = yield* fakeBackend
+              yield* backend.answerWith("value-a")
+              const cache = yield* makeCache(backend.lookup)
+              const results: Array<string> = []
+              for (const op of ops) {
+                switch (op._tag) {
+                  case "Advance":
+                    yield* TestClock.adjust(`${op.minutes} minutes`)
+                    break
+                  case "Answer":
+                    yield* (op.answer === "value-a" || op.answer === "value-b"
+                      ? backend.answerWith(op.answer)
+                      : backend.failWith(errorFor(op.answer)))
+                    break
+                  case "Invalidate":
+                    yield* cache.invalidate("DB_PASSWORD")
+                    break
+                  case "Get": {
+                    const result = yield* Effect.either(value(cache.get("DB_PASSWORD")))
+                    results.push(Either.isRight(result) ? result.right : result.left._tag)
+                  }
+                }
+              }
+              const expected = model(ops)
+              expect(results).toEqual(expected.results)
+              expect(yield* Ref.get(backend.calls)).toBe(expected.calls)
+            }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext), Effect.provide(Logger.remove(Logger.defaultLogger)))
+          )),
+        { numRuns: 150 }
+      )
+    ))
 })
