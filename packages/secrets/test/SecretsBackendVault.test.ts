@@ -215,6 +215,22 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
         expect(yield* double.requestCount(path)).toBe(2)
       }))
 
+    it.scoped("follows a standby's redirect to the active node, but never from https to http", () =>
+      Effect.gen(function*() {
+        const { double: active, pki } = yield* startDouble()
+        const standby = yield* VaultDouble.make({ token, tls: { certPem: pki.server.certPem, keyPem: pki.server.keyPem } })
+        yield* standby.redirectTo(active.address)
+        const backend = yield* backendFor(standby, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        expect(yield* active.requestCount(path)).toBe(1)
+        const plain = yield* VaultDouble.make({ token })
+        yield* plain.put(path, { DB_PASSWORD: "vault-pw" })
+        yield* standby.redirectTo(plain.address)
+        yield* backend.invalidate("DB_PASSWORD")
+        yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "https to http")
+        expect(yield* plain.requestCount()).toBe(0)
+      }))
+
     it.scoped("refuses to build with a VAULT_PATH that names no secret under a mount", () =>
       Effect.gen(function*() {
         const { double, pki } = yield* startDouble()

@@ -43,6 +43,11 @@ export interface VaultDouble {
   readonly remove: (path: string) => Effect.Effect<void>
   /** Changes the token the double accepts (the old one then gets 403, like a revoked token). */
   readonly setToken: (token: string) => Effect.Effect<void>
+  /**
+   * Answers every request with `307 Location: <address><same path>`, like a standby node without
+   * request forwarding pointing at the active node; `undefined` stops redirecting.
+   */
+  readonly redirectTo: (address: string | undefined) => Effect.Effect<void>
   /** Answers every request for `path` (or every request, without one) with `fault`. */
   readonly fault: (fault: VaultFault, path?: string) => Effect.Effect<void>
   /** Removes every fault. */
@@ -87,6 +92,7 @@ export const make = (options: {
       put: (path, data) => Effect.sync(() => state.put(path, data)),
       remove: (path) => Effect.sync(() => void state.secrets.delete(path)),
       setToken: (token) => Effect.sync(() => void (state.token = token)),
+      redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),
       fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),
       requests: Effect.sync(() => [...state.requests]),

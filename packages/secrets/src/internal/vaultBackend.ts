@@ -94,7 +94,7 @@ const classify = (key: string, where: Where) => (error: unknown): SecretError =>
         "Fix: unseal it (vault operator unseal) or wait for auto-unseal; reads are retried."
     })
   }
-  if (status !== undefined && (status >= 500 || status === 429 || status === 412)) {
+  if (status !== undefined && (status >= 500 || status < 400 || status === 429 || status === 412)) {
     return new SecretsBackendUnavailable({
       backend,
       key,
@@ -111,6 +111,14 @@ const classify = (key: string, where: Where) => (error: unknown): SecretError =>
     })
   }
   const code = error instanceof VaultTransport.TransportFailure ? error.code : "unexpected client error"
+  if (code === "INSECURE_REDIRECT") {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `Vault at ${where.address} redirected reading ${key} from https to http; the redirect was refused ` +
+        "so the token is not sent in clear text. Fix: give every Vault node an https api_addr, or point VAULT_ADDR at the active node."
+    })
+  }
   if (tlsCodes.has(code)) {
     return new SecretsBackendUnavailable({
       backend,

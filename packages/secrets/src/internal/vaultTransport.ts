@@ -48,9 +48,13 @@ const parseBody = (text: string): unknown => {
  * - Failures are rejected as `TransportFailure { code }`, so no error object carrying the
  *   request config and its `X-Vault-Token` header ever exists.
  * - Each call takes an `AbortSignal`, so an Effect timeout or interruption cancels the request.
+ * - Redirects (a standby pointing at the active node) are followed up to 3 hops, never from
+ *   https to http.
  *
  * @internal
  */
+const maxRedirects = 3
+
 export const make = (options: { readonly ca: string | undefined }) => {
   const httpsAgent = new Https.Agent({
     keepAlive: true,
@@ -60,9 +64,8 @@ export const make = (options: { readonly ca: string | undefined }) => {
   })
   const httpAgent = new Http.Agent({ keepAlive: true })
 
-  const request = (vaultRequest: VaultRequest): Promise<VaultResponse> =>
+  const send = (vaultRequest: VaultRequest, url: URL, redirects: number): Promise<VaultResponse> =>
     new Promise<VaultResponse>((resolve, reject) => {
-      const url = new URL(vaultRequest.uri)
       const secure = url.protocol === "https:"
       const body = vaultRequest.json === undefined ? undefined : JSON.stringify(vaultRequest.json)
       const headers: Record<string, string> = { accept: "application/json", ...vaultRequest.headers }
@@ -76,6 +79,22 @@ export const make = (options: { readonly ca: string | undefined }) => {
         ...(vaultRequest.signal === undefined ? {} : { signal: vaultRequest.signal })
       }
       const onResponse = (response: Http.IncomingMessage) => {
+        const status = response.statusCode ?? 0
+        const location = response.headers.location
+        // A Vault standby without request forwarding answers 307 to the active node. Follow a
+        // few hops, never from https to http (that would send the token in clear text).
+        if ((status === 301 || status === 302 || status === 307 || status === 308) && location !== undefined) {
+          response.resume()
+          let next: URL
+          try {
+            next = new URL(location, url)
+          } catch {
+            return reject(new TransportFailure({ code: "INVALID_REDIRECT" }))
+          }
+          if (redirects >= maxRedirects) return reject(new TransportFailure({ code: "TOO_MANY_REDIRECTS" }))
+          if (secure && next.protocol !== "https:") return reject(new TransportFailure({ code: "INSECURE_REDIRECT" }))
+          return resolve(send(vaultRequest, next, redirects + 1))
+        }
         const chunks: Array<Buffer> = []
         response.on("data", (chunk: Buffer) => chunks.push(chunk))
         response.on("error", () => reject(new TransportFailure({ code: "ECONNRESET" })))
@@ -94,6 +113,9 @@ export const make = (options: { readonly ca: string | undefined }) => {
         reject(new TransportFailure({ code: typeof error.code === "string" ? error.code : error.name })))
       outgoing.end(body)
     })
+
+  const request = (vaultRequest: VaultRequest): Promise<VaultResponse> =>
+    send(vaultRequest, new URL(vaultRequest.uri), 0)
 
   return {
     /** node-vault calls `defaults(rpDefaults)` once and uses what it returns for every request. */

@@ -53,6 +53,8 @@ export class VaultState {
   readonly secrets = new Map<string, Array<Version>>()
   readonly faults = new Map<string | undefined, Fault>()
   readonly requests: Array<RecordedRequest> = []
+  /** When set, every request is answered 307 to this address (a standby without request forwarding). */
+  redirect: string | undefined = undefined
 
   constructor(
     public token: string,
@@ -81,6 +83,9 @@ export class VaultState {
     const url = new URL(request.path, "http://127.0.0.1")
     const path = logicalPath(url)
     this.requests.push({ method: request.method, path, url: request.path, headers: { ...request.headers } })
+    if (this.redirect !== undefined) {
+      return { _tag: "Respond", status: 307, headers: { location: `${this.redirect}${request.path}` }, body: "" }
+    }
     const fault = (path === undefined ? undefined : this.faults.get(path)) ?? this.faults.get(undefined)
     if (fault !== undefined) return faultAnswer(fault)
     if (request.headers["x-vault-token"] !== this.token) return errors(403, ["permission denied"])
