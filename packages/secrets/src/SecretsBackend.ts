@@ -17,7 +17,6 @@ import * as TestBackend from "./internal/testBackend.js"
 import * as VaultBackend from "./internal/vaultBackend.js"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
 
-
 /**
  * The service a `SecretsBackend` provides.
  *
