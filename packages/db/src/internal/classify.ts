@@ -114,6 +114,8 @@ export const isAuthenticationFailure = (u: unknown): boolean => stringProperty(u
  */
 export const classifyConnectError = (cause: unknown, target: ConnectTarget): AcquireError => {
   if (isSecretError(cause)) return cause
+  // already typed by the acquisition hook (internal/resilienceAcquire.ts), which alone knows the waiting count
+  if (cause instanceof PoolExhausted) return cause
   const { host, port } = target
   const message = errorMessage(cause)
   const ownCode = stringProperty(cause, "code")
