@@ -4,7 +4,7 @@
  * and startup strictness. Times are measured with the live clock; the bounds asserted are
  * correctness bounds derived from the reconnect policy, not performance targets.
  */
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -22,7 +22,17 @@ import type { DbSettings } from "@takumi/config"
 import { PgTestServer, TestPki } from "@takumi/testing"
 import * as DbHealth from "../src/DbHealth.js"
 import * as Idempotent from "../src/Idempotent.js"
+import {
+  AuthenticationFailed,
+  CertificateExpired,
+  ConnectionLost,
+  ConnectionRefused,
+  ConnectTimeout,
+  PoolExhausted,
+  TooManyConnections
+} from "../src/DbError.js"
 import { errorCode } from "../src/internal/classify.js"
+import { isRetryableConnectFailure } from "../src/internal/resilienceAcquire.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
 import { configLayer, type FakeSecrets, makeFakeSecrets, makeSettings } from "./fixtures.js"
@@ -259,4 +269,25 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
         expect(took).toBeLessThan(1000)
       }).pipe(Effect.provide(clientLayer(settingsFor(env), secrets)))
     }))
+})
+
+describe("Recovery: which connect failures are retried", () => {
+  const at = { host: "db.test", port: 5432 }
+  const withCode = (code: string, message: string) => Object.assign(new Error(message), { code })
+
+  it("retries what waiting can fix: refused, connect timeout, no free slot, a server shutting down or starting", () => {
+    expect(isRetryableConnectFailure(new ConnectionRefused({ ...at, code: "ECONNREFUSED" }), undefined)).toBe(true)
+    expect(isRetryableConnectFailure(new ConnectTimeout({ ...at, timeoutMillis: 2000 }), undefined)).toBe(true)
+    expect(isRetryableConnectFailure(new TooManyConnections({ ...at, code: "53300" }), undefined)).toBe(true)
+    const starting = withCode("57P03", "the database system is starting up")
+    expect(isRetryableConnectFailure(new ConnectionLost({ ...at, code: "57P03" }), starting)).toBe(true)
+  })
+
+  it("never retries TLS, authentication, a full pool, or an unrecognised failure", () => {
+    expect(isRetryableConnectFailure(new CertificateExpired({ ...at, code: "CERT_HAS_EXPIRED" }), undefined)).toBe(false)
+    expect(isRetryableConnectFailure(new AuthenticationFailed({ ...at, user: "app", code: "28P01" }), undefined)).toBe(false)
+    expect(isRetryableConnectFailure(new PoolExhausted({ ...at, max: 5, timeoutMillis: 2000 }), undefined)).toBe(false)
+    const unknown = new Error("Cannot use a pool after calling end on the pool")
+    expect(isRetryableConnectFailure(new ConnectionLost({ ...at, reason: unknown.message }), unknown)).toBe(false)
+  })
 })
