@@ -4,6 +4,7 @@
  * between cases), so the file stays fast.
  */
 import { assert, describe, expect, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -117,14 +118,17 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
         // certificate authentication never asks for a password: the backend has none to give
         const secrets = yield* makeFakeSecrets({})
         const settings = makeSettings(server, pki, { tls: { cert: file(client.certPath), key: file(client.keyPath) } })
-        const dn = yield* Effect.gen(function*() {
+        const [dn, config] = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const rows = yield* sql<{ client_dn: string | null }>`
             SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()`
-          return rows[0]?.client_dn
+          return [rows[0]?.client_dn, (yield* PgClient.PgClient).config] as const
         }).pipe(Effect.provide(clientLayer(settings, secrets)))
         expect(dn).toContain("CN=app")
         assert.strictEqual(yield* secrets.gets, 0)
+        // the client key is in the pool's ssl options, hidden from inspect and JSON
+        expect(inspect(config, { depth: 5 })).not.toContain("PRIVATE KEY")
+        expect(JSON.stringify(config)).not.toContain("PRIVATE KEY")
       }))
 
     it.effect("authenticates with an encrypted client key unlocked by DB_SSL_KEY_PASSPHRASE", () =>
