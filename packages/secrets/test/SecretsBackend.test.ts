@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { DbConfig } from "@takumi/config"
 import { SecretsManagerDouble } from "@takumi/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -54,17 +55,29 @@ describe("SecretsBackend", () => {
         expect(unknown).toMatchObject({ _tag: "SecretNotFound", key: "API_KEY" })
       }).pipe(Effect.provide(SecretsBackend.layerEnv.pipe(Layer.provide(DbConfig.layerTest())))))
 
-    it.effect("warns once, when built, that env secrets are for development and test", () => {
+    it.effect("the stack warns exactly once that env secrets are for development (the policy's warning)", () => {
       const logs = captureLogs()
+      const environment = ConfigProvider.fromMap(
+        new Map([
+          ["NODE_ENV", "development"],
+          ["DB_HOST", "localhost"],
+          ["DB_USER", "dev_user"],
+          ["DB_PASSWORD", "dev-password"],
+          ["SECRETS_BACKEND", "env"]
+        ])
+      )
       return Effect.gen(function*() {
         yield* getValue("DB_PASSWORD")
         yield* getValue("DB_USER")
-        const warnings = logs.lines.filter((line) => line.includes("level=WARN") && line.includes("development"))
+        const warnings = logs.lines.filter((line) => line.includes("level=WARN") && line.includes("SECRETS_BACKEND"))
         expect(warnings.length).toBe(1)
         expect(warnings.join("\n")).not.toContain("dev-password")
       }).pipe(
-        Effect.provide(SecretsBackend.layerEnv.pipe(Layer.provide(Layer.succeed(DbConfig, envSettings)))),
-        Effect.provide(logs.layer)
+        Effect.provide(SecretsBackend.layerFromConfig.pipe(
+          Layer.provide(DbConfig.layerFromEnvironment({ dotEnv: false }))
+        )),
+        Effect.provide(logs.layer),
+        Effect.withConfigProvider(environment)
       )
     })
   })

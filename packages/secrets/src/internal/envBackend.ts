@@ -10,18 +10,16 @@ const known = "DB_PASSWORD, DB_USER, DB_HOST, DB_PORT and DB_NAME"
 
 /**
  * The development backend: values come from the decoded settings (`DB_PASSWORD` and friends),
- * never from `process.env` directly. Logs one warning when built.
+ * never from `process.env` directly. It logs nothing itself: the relaxation (`SECRETS_BACKEND=env`
+ * outside production) is warned about once by `SecurityPolicy.check` when the configuration is
+ * loaded, and refused there in production.
  *
  * @internal
  */
 export const make = (
   settings: DbSettings
 ): Effect.Effect<(key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>> =>
-  Effect.as(
-    Effect.logWarning(
-      "SECRETS_BACKEND=env: database credentials come from environment variables. This is for development and " +
-        "test only; production requires SECRETS_BACKEND=aws-secrets-manager or vault."
-    ).pipe(Effect.annotateLogs({ backend, environment: settings.environment })),
+  Effect.succeed(
     (key: string) => {
       switch (key) {
         case "DB_PASSWORD":
