@@ -1,0 +1,431 @@
+/**
+ * `takumi-db doctor`: what a program with this environment would do at startup, explained.
+ *
+ * 1. Loads the configuration exactly as the program does (`DbConfig.make`: the active
+ *    `ConfigProvider`, i.e. the process environment, and `.env` in development and test) and
+ *    lists every security-policy finding: the refusal that stops the program and each relaxation
+ *    the environment allows.
+ * 2. Unless offline, builds the whole stack (`TakumiDb.layer`: secrets backend, TLS pool, startup
+ *    check) and reports the verified posture — TLS version and cipher as PostgreSQL reports them
+ *    for the session, the server certificate's validity, whether the role is a superuser — or the
+ *    typed startup error with its fix.
+ *
+ * Nothing printed ever contains a secret: settings are summarised field by field (never the
+ * password, token, inline PEM or `DATABASE_URL`), and every error message is secret-free by
+ * construction in the library.
+ *
+ * @since 0.1.0
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import {
+  type ConfigError,
+  DbConfig,
+  type DbSettings,
+  type Environment,
+  type InsecureConfiguration,
+  type PemSource,
+  Rule,
+  type SecurityPolicy
+} from "@takumi/config"
+import { PostureRule, TakumiDb } from "@takumi/db"
+import { probe } from "./internal/certificateProbe.js"
+import { capture, type CapturedLog } from "./internal/logCapture.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DoctorOptions {
+  /** check the configuration only; do not contact the secrets backend or the database */
+  readonly offline: boolean
+}
+
+/**
+ * The configuration as loaded: valid, invalid (`ConfigError`, every variable listed) or refused
+ * by the security policy (`InsecureConfiguration`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConfigurationResult =
+  | { readonly _tag: "Loaded"; readonly settings: DbSettings }
+  | { readonly _tag: "Invalid"; readonly error: ConfigError }
+  | { readonly _tag: "Refused"; readonly error: InsecureConfiguration }
+
+/**
+ * The server certificate as the pool's TLS options see it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CertificateReport {
+  readonly subject: string
+  readonly issuer: string
+  readonly validTo: Date
+  /** whole days until `validTo` (negative once expired) */
+  readonly daysLeft: number
+  /** RSA modulus size; absent for EC keys */
+  readonly rsaBits: number | undefined
+}
+
+/**
+ * A startup warning about the connection: a posture rule the environment lets pass (refused in
+ * production) or an alert such as `CertificateExpiring`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostureWarning {
+  /** the posture rule (`SuperuserRole`, ...) or the alert (`CertificateExpiring`) */
+  readonly rule: string
+  readonly message: string
+}
+
+/**
+ * What the verified connection negotiated, from PostgreSQL's own view of the session
+ * (`pg_stat_ssl`, `pg_roles`) and from the server certificate.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionPosture {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+  readonly serverVersion: string
+  /** none when the session is not encrypted (development with `DB_SSL=false`) */
+  readonly tls: Option.Option<{ readonly version: string; readonly cipher: string; readonly bits: number | null }>
+  readonly superuser: boolean
+  /** the certificate, or why it could not be read (TLS off, probe failed) */
+  readonly certificate: Either.Either<CertificateReport, string>
+  readonly warnings: ReadonlyArray<PostureWarning>
+}
+
+/**
+ * The connection step: skipped (offline, or the configuration already failed), verified, or
+ * failed with the typed startup error (or the posture query's error).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectionResult =
+  | { readonly _tag: "Skipped"; readonly reason: string }
+  | { readonly _tag: "Verified"; readonly posture: ConnectionPosture }
+  | { readonly _tag: "Failed"; readonly error: TakumiDb.StartupError | SqlError }
+
+/**
+ * Everything `doctor` found.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DoctorReport {
+  readonly environment: Option.Option<Environment>
+  readonly configuration: ConfigurationResult
+  /** the security policy's findings: refusals first, then the relaxations the environment allows */
+  readonly findings: ReadonlyArray<SecurityPolicy.Finding>
+  /** other warnings written while loading the configuration (e.g. a `.env` that is not loaded) */
+  readonly notes: ReadonlyArray<string>
+  readonly connection: ConnectionResult
+  /** whether the program would refuse to start (or could not) */
+  readonly refused: boolean
+}
+
+/**
+ * `doctor` found something that stops the program from starting; the command exits non-zero.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DoctorRefused extends Schema.TaggedError<DoctorRefused>()("DoctorRefused", {
+  /** one line per problem: the rule or error tag and what to change */
+  problems: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `takumi-db doctor: ${this.problems.length} problem(s) stop the program from starting:\n` +
+      this.problems.map((p) => `  - ${p}`).join("\n")
+  }
+}
+
+const isRule = Schema.is(Rule)
+const isPostureRule = Schema.is(PostureRule)
+
+const policyWarnings = (logs: ReadonlyArray<CapturedLog>): Array<SecurityPolicy.Finding> =>
+  logs.flatMap((log) => {
+    const rule = log.annotations["rule"]
+    return log.level === "WARN" && isRule(rule)
+      ? [{ rule, severity: "warn" as const, variable: log.annotations["variable"] ?? "", message: log.message }]
+      : []
+  })
+
+const otherWarnings = (logs: ReadonlyArray<CapturedLog>): Array<string> =>
+  logs.filter((log) => log.level === "WARN" && log.annotations["rule"] === undefined).map((log) => log.message)
+
+const postureWarnings = (logs: ReadonlyArray<CapturedLog>): Array<PostureWarning> =>
+  logs.flatMap((log) => {
+    if (log.level !== "WARN") return []
+    const rule = log.annotations["rule"]
+    if (isPostureRule(rule)) return [{ rule, message: log.message }]
+    const alert = log.annotations["alert"]
+    return alert === undefined ? [] : [{ rule: alert, message: log.message }]
+  })
+
+interface SessionRow {
+  readonly ssl: boolean | null
+  readonly version: string | null
+  readonly cipher: string | null
+  readonly bits: number | null
+  readonly rolsuper: boolean | null
+  readonly role: string
+  readonly database: string
+  readonly server_version: string
+}
+
+const sessionQuery = `SELECT s.ssl, s.version, s.cipher, s.bits, r.rolsuper, current_user AS role,
+  current_database() AS database, current_setting('server_version') AS server_version
+FROM pg_stat_ssl s CROSS JOIN pg_roles r
+WHERE s.pid = pg_backend_pid() AND r.rolname = current_user`
+
+const dayMillis = 86_400_000
+
+/** Reads the posture of a session of the running stack and the server certificate. */
+const inspectConnection = Effect.gen(function*() {
+  const settings = yield* DbConfig
+  const sql = yield* SqlClient.SqlClient
+  const client = yield* PgClient.PgClient
+  const rows = yield* sql.unsafe<SessionRow>(sessionQuery)
+  const row = rows[0]
+  const ssl = client.config.ssl
+  const certificate: Either.Either<CertificateReport, string> = typeof ssl === "object"
+    ? yield* probe({ host: settings.host, port: settings.port, tls: ssl, timeout: settings.connectTimeout }).pipe(
+      Effect.flatMap((cert) =>
+        Effect.map(Clock.currentTimeMillis, (now) => ({
+          subject: cert.subject,
+          issuer: cert.issuer,
+          validTo: cert.validTo,
+          daysLeft: Math.floor((cert.validTo.getTime() - now) / dayMillis),
+          rsaBits: cert.rsaBits
+        }))
+      ),
+      Effect.mapError((error) => error.message),
+      Effect.either
+    )
+    : Either.left("TLS is off (DB_SSL=false)")
+  return {
+    host: settings.host,
+    port: settings.port,
+    database: row?.database ?? settings.database,
+    user: row?.role ?? settings.user,
+    serverVersion: row?.server_version ?? "unknown",
+    tls: row?.ssl === true
+      ? Option.some({ version: row.version ?? "unknown", cipher: row.cipher ?? "unknown", bits: row.bits })
+      : Option.none(),
+    superuser: row?.rolsuper === true,
+    certificate,
+    warnings: []
+  } satisfies ConnectionPosture
+})
+
+const problemsOf = (report: Omit<DoctorReport, "refused">): Array<string> => {
+  const problems: Array<string> = []
+  if (report.configuration._tag === "Invalid") {
+    problems.push(...report.configuration.error.issues.map((issue) => `ConfigError: ${issue.message}`))
+  }
+  for (const finding of report.findings) {
+    if (finding.severity === "refuse") problems.push(`${finding.rule} (${finding.variable}): ${finding.message}`)
+  }
+  if (report.connection._tag === "Failed") {
+    problems.push(`${report.connection.error._tag}: ${errorText(report.connection.error)}`)
+  }
+  return problems
+}
+
+const errorText = (error: TakumiDb.StartupError | SqlError): string => {
+  if (error._tag !== "SqlError") return error.message
+  const cause: unknown = error.cause
+  const reason = typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string"
+    ? cause.message
+    : ""
+  return reason === "" ? error.message : `${error.message}: ${reason}`
+}
+
+/**
+ * Runs the checks and returns the report; never fails (every failure is part of the report).
+ * Reads the active `ConfigProvider` — the process environment in the command, a
+ * `ConfigProvider.fromMap` in tests.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
+  Effect.gen(function*() {
+    const loaded = yield* capture(DbConfig.make().pipe(Effect.provide(NodeFileSystem.layer)))
+    const warnings = policyWarnings(loaded.logs)
+    const notes = otherWarnings(loaded.logs)
+    const configuration: ConfigurationResult = Either.match(loaded.result, {
+      onLeft: (error) =>
+        error._tag === "ConfigError" ? { _tag: "Invalid", error } as const : { _tag: "Refused", error } as const,
+      onRight: (settings) => ({ _tag: "Loaded", settings } as const)
+    })
+    const findings: Array<SecurityPolicy.Finding> = configuration._tag === "Refused"
+      ? [{
+        rule: configuration.error.rule,
+        severity: "refuse",
+        variable: configuration.error.variable,
+        message: configuration.error.message
+      }, ...warnings]
+      : warnings
+    const environment: Option.Option<Environment> = configuration._tag === "Loaded"
+      ? Option.some(configuration.settings.environment)
+      : configuration._tag === "Refused"
+      ? Option.some(configuration.error.environment)
+      : Option.none()
+
+    let connection: ConnectionResult
+    if (configuration._tag !== "Loaded") {
+      connection = { _tag: "Skipped", reason: "the configuration does not load" }
+    } else if (options.offline) {
+      connection = { _tag: "Skipped", reason: "--offline" }
+    } else {
+      const connected = yield* capture(Effect.provide(inspectConnection, TakumiDb.layer))
+      connection = Either.match(connected.result, {
+        onLeft: (error) => ({ _tag: "Failed", error } as const),
+        onRight: (posture) => ({
+          _tag: "Verified",
+          posture: { ...posture, warnings: postureWarnings(connected.logs) }
+        } as const)
+      })
+    }
+    const report = { environment, configuration, findings, notes, connection }
+    return { ...report, refused: problemsOf(report).length > 0 }
+  }).pipe(Effect.withSpan("Doctor.run"))
+
+/**
+ * The report as a failure when the program would not start: for the command's exit code.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const requireHealthy = (report: DoctorReport): Effect.Effect<DoctorReport, DoctorRefused> => {
+  const problems = problemsOf(report)
+  return problems.length === 0 ? Effect.succeed(report) : Effect.fail(new DoctorRefused({ problems }))
+}
+
+const pem = (source: Option.Option<PemSource>, none: string): string =>
+  Option.match(source, {
+    onNone: () => none,
+    onSome: (s) => (s._tag === "File" ? s.path : "inline PEM")
+  })
+
+const millis = (duration: Duration.Duration): string => `${Duration.toMillis(duration)} ms`
+
+const summarise = (settings: DbSettings): Array<string> => {
+  const { pool, secrets, tls } = settings
+  const lines = [
+    `  target     ${settings.host}:${settings.port}, database ${settings.database}, user ${settings.user}, ` +
+    `application_name ${settings.applicationName}`,
+    tls.enabled
+      ? `  tls        on, certificate ${tls.rejectUnauthorized ? "verified" : "NOT verified"}, minimum ${tls.minVersion}, ` +
+        `CA ${pem(tls.ca, "system store")}, client certificate ${pem(tls.cert, "none")}`
+      : "  tls        OFF",
+    `  pool       min ${pool.min}, max ${pool.max}, connect timeout ${millis(settings.connectTimeout)}, ` +
+    `idle timeout ${millis(settings.idleTimeout)}`
+  ]
+  const backend = [`  secrets    ${secrets.backend}, prefix ${secrets.prefix}, cache ${millis(secrets.cacheTtl)}`]
+  if (Option.isSome(secrets.vault)) {
+    const vault = secrets.vault.value
+    backend.push(
+      `             vault ${vault.address}, path ${vault.path}` +
+        Option.match(vault.namespace, { onNone: () => "", onSome: (ns) => `, namespace ${ns}` })
+    )
+  }
+  if (Option.isSome(secrets.aws)) {
+    const aws = secrets.aws.value
+    backend.push(
+      `             region ${aws.region}` +
+        Option.match(aws.endpoint, { onNone: () => "", onSome: (url) => `, endpoint ${url}` })
+    )
+  }
+  const replica = Option.match(settings.readReplica, {
+    onNone: () => [],
+    onSome: (r) => [`  replica    ${r.host}:${r.port}, failover timeout ${millis(settings.failoverTimeout)}`]
+  })
+  return [...lines, ...backend, ...replica]
+}
+
+const renderConnection = (connection: ConnectionResult): Array<string> => {
+  switch (connection._tag) {
+    case "Skipped":
+      return [`  skipped (${connection.reason})`]
+    case "Failed":
+      return [`  FAILED ${connection.error._tag}: ${errorText(connection.error)}`]
+    case "Verified": {
+      const p = connection.posture
+      const certificate = Either.match(p.certificate, {
+        onLeft: (reason) => `  certificate  not inspected: ${reason}`,
+        onRight: (c) =>
+          `  certificate  ${c.subject}, issued by ${c.issuer}, ` +
+          (c.daysLeft < 0 ? `EXPIRED on ${c.validTo.toISOString()}` : `valid until ${c.validTo.toISOString()} (${c.daysLeft} days)`) +
+          (c.rsaBits === undefined ? "" : `, RSA ${c.rsaBits} bits`)
+      })
+      return [
+        `  verified     ${p.host}:${p.port}, database ${p.database} as ${p.user} (PostgreSQL ${p.serverVersion})`,
+        Option.match(p.tls, {
+          onNone: () => "  tls          NOT encrypted",
+          onSome: (t) => `  tls          ${t.version}, cipher ${t.cipher}` + (t.bits === null ? "" : ` (${t.bits} bits)`)
+        }),
+        certificate,
+        `  role         ${p.user} is ${p.superuser ? "a SUPERUSER" : "not a superuser"}`,
+        ...p.warnings.map((w) => `  warn         ${w.rule}: ${w.message}`)
+      ]
+    }
+  }
+}
+
+/**
+ * The report as lines for a terminal.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const render = (report: DoctorReport): ReadonlyArray<string> => {
+  const configuration = report.configuration
+  const lines = [
+    `takumi-db doctor (NODE_ENV=${Option.getOrElse(report.environment, () => "unknown")})`,
+    "",
+    "Configuration"
+  ]
+  switch (configuration._tag) {
+    case "Loaded":
+      lines.push(...summarise(configuration.settings))
+      break
+    case "Invalid":
+      lines.push(...configuration.error.issues.map((issue) => `  INVALID ${issue.variable}: ${issue.message}`))
+      break
+    case "Refused":
+      lines.push(`  refused by the security policy (${configuration.error.rule})`)
+      break
+  }
+  lines.push(...report.notes.map((note) => `  note       ${note}`), "", "Security policy")
+  if (report.findings.length === 0) lines.push("  no findings")
+  for (const finding of report.findings) {
+    lines.push(`  ${finding.severity === "refuse" ? "REFUSE" : "warn  "} ${finding.rule} (${finding.variable}): ${finding.message}`)
+  }
+  lines.push("", "Connection", ...renderConnection(report.connection), "")
+  lines.push(
+    report.refused
+      ? "Result: REFUSED — the program would not start with this configuration."
+      : "Result: OK — the program would start with this configuration."
+  )
+  return lines
+}

@@ -1,0 +1,149 @@
+/**
+ * `takumi-db pool-size`: the requirements' pool-size formula and per-environment presets, as a
+ * report a person can read and a script can use (the first line is the number alone).
+ *
+ * The arithmetic is `PoolSizing` from `@takumi/config`; this module only chooses what to compute
+ * and how to show it.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { type Environment, type PoolSettings, PoolSizing } from "@takumi/config"
+import { UsageError } from "./UsageError.js"
+
+/**
+ * What the command was asked: the formula's inputs, a preset, or both (then the preset is
+ * compared with what the server can give every instance).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolSizeRequest {
+  /** the server's `max_connections` */
+  readonly maxConnections: Option.Option<number>
+  /** application instances sharing the server */
+  readonly instances: Option.Option<number>
+  /** the fraction of `max_connections` the application may use, default 0.8 */
+  readonly headroom: Option.Option<number>
+  /** print the preset of this environment */
+  readonly preset: Option.Option<Environment>
+}
+
+/**
+ * The formula's result with its inputs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FormulaResult {
+  readonly maxConnections: number
+  readonly instances: number
+  readonly headroom: number
+  /** `floor(maxConnections / instances * headroom)`, at least 1 */
+  readonly poolSize: number
+}
+
+/**
+ * A preset, and when the formula was computed too, whether the preset's `max` fits it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresetResult {
+  readonly environment: Environment
+  readonly pool: PoolSettings
+}
+
+/**
+ * What `pool-size` found: the formula, the preset, or both.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolSizeReport {
+  readonly formula: Option.Option<FormulaResult>
+  readonly preset: Option.Option<PresetResult>
+}
+
+const missing = (what: string) =>
+  new UsageError({
+    command: "pool-size",
+    message: `pool-size: ${what}. Give --max-connections N --instances N [--headroom 0.8], ` +
+      `or --preset development|test|staging|production (or both, to check the preset against the server).`
+  })
+
+/**
+ * Computes the report. The formula needs both `maxConnections` and `instances`; a headroom alone
+ * or only one of the two counts is a `UsageError`, and out-of-range numbers are
+ * `PoolSizing.InvalidPoolSizing` (never clamped).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const compute = (
+  request: PoolSizeRequest
+): Effect.Effect<PoolSizeReport, UsageError | PoolSizing.InvalidPoolSizing> =>
+  Effect.gen(function*() {
+    const { headroom, instances, maxConnections } = request
+    const formulaAsked = Option.isSome(maxConnections) || Option.isSome(instances) || Option.isSome(headroom)
+    let formula = Option.none<FormulaResult>()
+    if (formulaAsked) {
+      if (Option.isNone(maxConnections)) return yield* missing("--max-connections is missing")
+      if (Option.isNone(instances)) return yield* missing("--instances is missing")
+      const input = {
+        maxConnections: maxConnections.value,
+        instances: instances.value,
+        headroom: Option.getOrElse(headroom, () => PoolSizing.defaultHeadroom)
+      }
+      const poolSize = yield* PoolSizing.maxPoolSize(input)
+      formula = Option.some({ ...input, poolSize })
+    } else if (Option.isNone(request.preset)) {
+      return yield* missing("nothing to compute")
+    }
+    const preset = Option.map(request.preset, (environment) => ({ environment, pool: PoolSizing.preset(environment) }))
+    return { formula, preset }
+  })
+
+const percent = (fraction: number): string => `${Math.round(fraction * 1000) / 10} %`
+
+/**
+ * The report as lines. When the formula was computed the first line is the pool size alone
+ * (`$(takumi-db pool-size ... | head -n 1)`), then the formula with the numbers; a preset is
+ * shown as the variables it stands for.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const render = (report: PoolSizeReport): ReadonlyArray<string> => {
+  const lines: Array<string> = []
+  if (Option.isSome(report.formula)) {
+    const f = report.formula.value
+    const exact = (f.maxConnections / f.instances) * f.headroom
+    lines.push(
+      String(f.poolSize),
+      `max_pool_size = floor((max_connections / instances) * headroom) = floor((${f.maxConnections} / ${f.instances}) * ${f.headroom}) = floor(${
+        Number(exact.toFixed(4))
+      }) = ${f.poolSize}`,
+      `Set DB_POOL_MAX=${f.poolSize} on each of the ${f.instances} instances: together they use at most ` +
+        `${f.poolSize * f.instances} of ${f.maxConnections} connections, leaving ${percent(1 - f.headroom)} ` +
+        `for administration, migrations and monitoring.`
+    )
+  }
+  if (Option.isSome(report.preset)) {
+    const { environment, pool } = report.preset.value
+    lines.push(`${environment} preset: DB_POOL_MIN=${pool.min} DB_POOL_MAX=${pool.max}`)
+    if (Option.isSome(report.formula)) {
+      const f = report.formula.value
+      lines.push(
+        pool.max <= f.poolSize
+          ? `The ${environment} preset fits: DB_POOL_MAX=${pool.max} <= ${f.poolSize}.`
+          : `The ${environment} preset does NOT fit: ${f.instances} instances x DB_POOL_MAX=${pool.max} = ` +
+            `${f.instances * pool.max} connections exceeds ${f.poolSize * f.instances} ` +
+            `(${percent(f.headroom)} of max_connections ${f.maxConnections}). Set DB_POOL_MAX=${f.poolSize}` +
+            (pool.min > f.poolSize ? ` and DB_POOL_MIN<=${f.poolSize}.` : ".")
+      )
+    }
+  }
+  return lines
+}

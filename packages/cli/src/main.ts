@@ -1,0 +1,15 @@
+/**
+ * The `takumi-db` executable (see `bin/takumi-db.mjs`): runs the command line on the Node
+ * runtime and exits with the code `Cli.teardown` chooses.
+ *
+ * @since 0.1.0
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Cli from "./Cli.js"
+
+NodeRuntime.runMain(Cli.main(process.argv).pipe(Effect.provide(NodeContext.layer)), {
+  disableErrorReporting: true,
+  teardown: Cli.teardown
+})
