@@ -425,6 +425,8 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
   lines.push(
     report.refused
       ? "Result: REFUSED — the program would not start with this configuration."
+      : report.connection._tag === "Skipped"
+      ? "Result: OK — the configuration passes the security policy (the connection was not checked)."
       : "Result: OK — the program would start with this configuration."
   )
   return lines

@@ -1,0 +1,140 @@
+/**
+ * `takumi-db doctor` through the command line: offline against a configuration map (the
+ * production policy), online against a real PostgreSQL server with TLS (`PgTestServer`,
+ * `TestPki`) through the whole secure stack.
+ */
+import { assert, describe, expect, it, layer } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { PgTestServer, TestPki } from "@takumi/testing"
+import { errorTag, runCli } from "./fixtures.js"
+
+const PASSWORD = "doctor-Pa55word-7be21f"
+const ADMIN_PASSWORD = "doctor-Adm1n-Pa55-4c9d"
+
+const production = {
+  NODE_ENV: "production",
+  DB_HOST: "db.internal.example.com",
+  DB_USER: "app",
+  DB_SSL: "false",
+  SECRETS_BACKEND: "env",
+  DB_PASSWORD: PASSWORD
+}
+
+describe("Doctor offline", () => {
+  it.effect("lists the production refusal with its fix and exits 1", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["doctor", "--offline"], production)
+      assert.strictEqual(run.exitCode, 1)
+      assert.deepStrictEqual(errorTag(run), Option.some("DoctorRefused"))
+      expect(run.stdout).toMatch(/REFUSE tls-required \(DB_SSL\): CRITICAL SECURITY ERROR.*Set DB_SSL=true/)
+      // the other refused rules are named too
+      assert.include(run.stdout, "secrets-backend-env")
+      assert.include(run.stdout, "password-in-environment")
+      assert.include(run.stdout, "Result: REFUSED")
+    }))
+
+  it.effect("never prints the password, even when the policy refuses it", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["doctor", "--offline"], production)
+      assert.notInclude(run.stdout, PASSWORD)
+      assert.notInclude(run.stderr, PASSWORD)
+    }))
+
+  it.effect("lists each relaxation development allows as a warning and exits 0", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["doctor", "--offline"], {
+        ...production,
+        NODE_ENV: "development",
+        DB_HOST: "127.0.0.1"
+      })
+      assert.strictEqual(run.exitCode, 0)
+      assert.include(run.stdout, "warn   tls-required (DB_SSL)")
+      assert.include(run.stdout, "warn   secrets-backend-env (SECRETS_BACKEND)")
+      assert.include(run.stdout, "skipped (--offline)")
+      assert.notInclude(run.stdout, PASSWORD)
+    }))
+
+  it.effect("reports every invalid variable and exits 1", () =>
+    Effect.gen(function*() {
+      const run = yield* runCli(["doctor", "--offline"], { ...production, DB_PORT: "70000", DB_SSL: "yes" })
+      assert.strictEqual(run.exitCode, 1)
+      assert.include(run.stdout, "INVALID DB_PORT")
+      assert.include(run.stdout, "INVALID DB_SSL")
+    }))
+})
+
+class Env extends Context.Tag("cli-test/DoctorEnv")<Env, {
+  readonly pki: TestPki.TestPki
+  readonly server: PgTestServer.PgTestServer
+}>() {}
+
+const EnvLive = Layer.scoped(
+  Env,
+  Effect.gen(function*() {
+  const pki = yield* TestPki.make
+  const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
+  yield* server.createRole({ name: "app", password: PASSWORD })
+  yield* server.createRole({ name: "admin", password: ADMIN_PASSWORD, superuser: true })
+  yield* server.createDatabase("app", "app")
+  return { pki, server }
+  }).pipe(Effect.orDie)
+)
+
+const development = (env: Context.Tag.Service<Env>, extra: Record<string, string> = {}) => ({
+  NODE_ENV: "development",
+  DB_HOST: env.server.host,
+  DB_PORT: String(env.server.port),
+  DB_NAME: "app",
+  DB_USER: "app",
+  DB_SSL_CA: env.pki.ca.certPath,
+  DB_SSL_MIN_VERSION: "TLSv1.3",
+  SECRETS_BACKEND: "env",
+  DB_PASSWORD: PASSWORD,
+  ...extra
+})
+
+layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("Doctor online", (it) => {
+  it.effect("reports TLS 1.3, a strong cipher, the certificate's validity and a non-superuser role", () =>
+  Effect.gen(function*() {
+    const env = yield* Env
+    const run = yield* runCli(["doctor"], development(env))
+    assert.strictEqual(run.exitCode, 0, run.stdout + run.stderr)
+    expect(run.stdout).toMatch(/tls {10}TLSv1\.3, cipher TLS_(AES_256_GCM_SHA384|AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)/)
+    expect(run.stdout).toMatch(/certificate {2}.*valid until \d{4}-\d\d-\d\dT.* \((36[45]|366) days\)/)
+    assert.include(run.stdout, `verified     127.0.0.1:${env.server.port}, database app as app`)
+    assert.include(run.stdout, "role         app is not a superuser")
+    assert.include(run.stdout, "Result: OK")
+    assert.notInclude(run.stdout + run.stderr, PASSWORD)
+  }))
+
+  it.effect("warns about a superuser role in development, naming the fix", () =>
+  Effect.gen(function*() {
+    const env = yield* Env
+    const run = yield* runCli(["doctor"], development(env, { DB_USER: "admin", DB_PASSWORD: ADMIN_PASSWORD }))
+    assert.strictEqual(run.exitCode, 0)
+    assert.include(run.stdout, "role         admin is a SUPERUSER")
+    expect(run.stdout).toMatch(/warn {9}SuperuserRole: .*least-privilege role/)
+    assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
+  }))
+
+  it.effect("reports the typed startup error with its fix and exits 1 when the password is wrong", () =>
+  Effect.gen(function*() {
+    const env = yield* Env
+    const run = yield* runCli(["doctor"], development(env, { DB_PASSWORD: "not-the-password" }))
+    assert.strictEqual(run.exitCode, 1)
+    expect(run.stdout).toMatch(/FAILED AuthenticationFailed: .*DB_USER/)
+    assert.notInclude(run.stdout + run.stderr, "not-the-password")
+  }))
+
+  it.effect("reports an untrusted server certificate as CertificateUntrusted", () =>
+  Effect.gen(function*() {
+    const env = yield* Env
+    const run = yield* runCli(["doctor"], development(env, { DB_SSL_CA: env.pki.unknownCaRoot.certPath }))
+    assert.strictEqual(run.exitCode, 1)
+    assert.include(run.stdout, "FAILED CertificateUntrusted")
+    assert.include(run.stdout, "DB_SSL_CA")
+  }))
+})
