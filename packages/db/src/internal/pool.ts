@@ -189,15 +189,26 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     // An idle client dying (server restart, terminated backend, network reset): pg-pool has
     // already removed it and will open a new one on demand. Without this listener Node would
     // throw the error and end the process.
-    pool.on("error", logLost("Idle PostgreSQL connection lost; the pool replaces it on demand"))
-
-    // A checked-out client has no pool listener while it is out; give it one for that time.
-    const onCheckedOutError = logLost("PostgreSQL connection in use failed")
-    pool.on("acquire", (client) => {
-      client.on("error", onCheckedOutError)
+    const reportedIdle = new WeakSet<Error>()
+    const onIdleError = logLost("Idle PostgreSQL connection lost; the pool replaces it on demand")
+    pool.on("error", (err) => {
+      reportedIdle.add(err)
+      onIdleError(err)
     })
-    pool.on("release", (_err, client) => {
-      client.off("error", onCheckedOutError)
+
+    // A checked-out client has no pool listener while it is out (pg-pool detaches its idle
+    // listener on checkout). Rather than adding and removing a listener on every checkout, each
+    // client gets one for its whole life when it connects. An idle client's error also reaches
+    // pg-pool's idle listener, which emits it on the pool within the same `emit`: the check waits
+    // a microtask so that such an error is logged once, as the pool's.
+    const onCheckedOutError = logLost("PostgreSQL connection in use failed")
+    const clientListener = (err: Error) => {
+      queueMicrotask(() => {
+        if (!reportedIdle.has(err)) onCheckedOutError(err)
+      })
+    }
+    pool.on("connect", (client) => {
+      client.on("error", clientListener)
     })
 
     return pool

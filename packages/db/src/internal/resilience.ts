@@ -173,17 +173,19 @@ const makeReplicaPool = (
     return { pool, target, probe: replicaProbe(pool, replicaSettings, target, credentials) }
   })
 
-/** Runs `f` on the current runtime for every `event` of the pool, until the scope closes. */
+/** Runs `f` on the current runtime for every `event` of the pool that passes `when`, until the scope closes. */
 const onPoolEvent = (
   pool: Pg.Pool,
   event: "error" | "release",
-  f: (err: Error | undefined) => Effect.Effect<void>
+  f: (err: Error | undefined) => Effect.Effect<void>,
+  when: (err: Error | undefined) => boolean = () => true
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     // pg-pool passes no error on an ordinary release, whatever its typings say
     const listener = (err: Error | undefined) => {
-      runFork(f(err ?? undefined))
+      const error = err ?? undefined
+      if (when(error)) runFork(f(error))
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => pool.on(event, listener)),
@@ -249,8 +251,13 @@ export const install = (options: {
     })
     yield* Effect.addFinalizer(() => removeHook)
     yield* onPoolEvent(pool, "error", (err) => health.report("primary", classifyRuntimeError(err, target)))
-    yield* onPoolEvent(pool, "release", (err) =>
-      err !== undefined && isConnectionLoss(err) ? health.report("primary", classifyRuntimeError(err, target)) : Effect.void)
+    // every query releases a connection: decide without the runtime, fork only for a lost one
+    yield* onPoolEvent(
+      pool,
+      "release",
+      (err) => health.report("primary", classifyRuntimeError(err, target)),
+      (err) => err !== undefined && isConnectionLoss(err)
+    )
 
     // replica: no retries (a failed read goes to the primary at once), failures reported
     if (Option.isSome(replica)) {

@@ -13,6 +13,10 @@
  * a new connection's connect timeout ("Connection terminated due to connection timeout") and turns
  * the former into `PoolExhausted` with the pool size and the number of callers waiting.
  *
+ * The common case costs nothing extra: the first attempt is a plain `pool.connect` whose success
+ * goes straight to the caller; the Effect runtime (classification, reporting, the retry schedule)
+ * is entered only when that attempt fails.
+ *
  * The pool is patched in place (an own `connect` on the instance that calls the class's `connect`),
  * so whatever the pool class already does on connect — the 28P01 secret re-read — still happens
  * first, once per attempt.
@@ -102,6 +106,27 @@ export const installAcquireHook = (
     const original: (callback: ConnectCallback) => void = pool.connect.bind(pool)
     const { target } = options
 
+    // What a failed attempt is, decided inside pg's callback: the waiting count of a full pool is
+    // only right at that moment.
+    const failedAttempt = (err: Error): AttemptFailed =>
+      new AttemptFailed(
+        isPoolQueueTimeout(err)
+          ? new PoolExhausted({
+            host: target.host,
+            port: target.port,
+            max: target.poolMax,
+            timeoutMillis: target.connectTimeoutMillis,
+            // the caller that gave up has left the queue already: count it back in
+            waiting: pool.waitingCount + 1
+          })
+          : classifyConnectError(err, target),
+        err
+      )
+    const noClient = (): AttemptFailed => {
+      const lost = classifyRuntimeError("pg returned no client", target)
+      return new AttemptFailed(lost, lost)
+    }
+
     const attempt = Effect.async<Acquired, AttemptFailed>((resume) => {
       let abandoned = false
       const callback: ConnectCallback = (err, client, release) => {
@@ -109,24 +134,9 @@ export const installAcquireHook = (
           if (client !== undefined) release()
           return
         }
-        if (err !== undefined && err !== null) {
-          const error = isPoolQueueTimeout(err)
-            ? new PoolExhausted({
-              host: target.host,
-              port: target.port,
-              max: target.poolMax,
-              timeoutMillis: target.connectTimeoutMillis,
-              // the caller that gave up has left the queue already: count it back in
-              waiting: pool.waitingCount + 1
-            })
-            : classifyConnectError(err, target)
-          resume(Effect.fail(new AttemptFailed(error, err)))
-        } else if (client !== undefined) {
-          resume(Effect.succeed({ client, release }))
-        } else {
-          const lost = classifyRuntimeError("pg returned no client", target)
-          resume(Effect.fail(new AttemptFailed(lost, lost)))
-        }
+        if (err !== undefined && err !== null) resume(Effect.fail(failedAttempt(err)))
+        else if (client !== undefined) resume(Effect.succeed({ client, release }))
+        else resume(Effect.fail(noClient()))
       }
       original(callback)
       return Effect.sync(() => {
@@ -134,33 +144,37 @@ export const installAcquireHook = (
       })
     })
 
-    const reported = attempt.pipe(
-      Effect.tapError((failed) =>
-        options.onAttemptFailed === undefined ? Effect.void : options.onAttemptFailed(failed.error)
-      )
-    )
+    const report = (failed: AttemptFailed): Effect.Effect<void> =>
+      options.onAttemptFailed === undefined ? Effect.void : options.onAttemptFailed(failed.error)
     const policy = options.retry
-    const acquire = policy === undefined ? reported : reported.pipe(
-      Effect.retry({
-        schedule: ReconnectSchedule.retry(policy).pipe(
-          Schedule.tapOutput((delay) => options.onBackoff === undefined ? Effect.void : options.onBackoff(delay))
-        ),
-        while: (failed) => !pool.ending && isRetryableConnectFailure(failed.error, failed.cause)
-      })
+    const retrySchedule = policy === undefined ? undefined : ReconnectSchedule.retry(policy).pipe(
+      Schedule.tapOutput((delay) => options.onBackoff === undefined ? Effect.void : options.onBackoff(delay))
     )
+    const shouldRetry = (failed: AttemptFailed): boolean =>
+      !pool.ending && isRetryableConnectFailure(failed.error, failed.cause)
 
-    function connect(): Promise<Pg.PoolClient>
-    function connect(callback: ConnectCallback): void
-    function connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
-      if (callback === undefined) {
-        return new Promise<Pg.PoolClient>((resolve, reject) => {
-          connect((err, client) => {
-            if (err !== undefined && err !== null) reject(err)
-            else if (client !== undefined) resolve(client)
-          })
-        })
-      }
-      runCallback(acquire, {
+    /**
+     * The slow path, entered only once the first attempt (made directly on the pool) has failed:
+     * exactly what `Effect.retry` over `attempt` would do, with that first failure in the place of
+     * the first attempt — it is reported, and retried on the backoff while waiting can fix it.
+     */
+    const afterFailure = (first: AttemptFailed): Effect.Effect<Acquired, AttemptFailed> => {
+      let pending = true
+      const attemptAfter = Effect.suspend(() => {
+        if (pending) {
+          pending = false
+          return Effect.fail(first)
+        }
+        return attempt
+      })
+      const reported = Effect.tapError(attemptAfter, report)
+      return retrySchedule === undefined
+        ? reported
+        : Effect.retry(reported, { schedule: retrySchedule, while: shouldRetry })
+    }
+
+    const settle = (callback: ConnectCallback, first: AttemptFailed): void => {
+      runCallback(afterFailure(first), {
         onExit: (exit) => {
           if (Exit.isSuccess(exit)) {
             callback(undefined, exit.value.client, exit.value.release)
@@ -177,6 +191,27 @@ export const installAcquireHook = (
           const err = failure.error._tag === "PoolExhausted" ? failure.error : failure.cause
           callback(err instanceof Error ? err : failure.error, undefined, () => {})
         }
+      })
+    }
+
+    // The fast path: a connection that is available (or opens on the first try) goes straight
+    // from pg to the caller, with no Effect runtime work; the Effect machinery above (report,
+    // classification, retry on the backoff) runs only when that first attempt fails.
+    function connect(): Promise<Pg.PoolClient>
+    function connect(callback: ConnectCallback): void
+    function connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
+      if (callback === undefined) {
+        return new Promise<Pg.PoolClient>((resolve, reject) => {
+          connect((err, client) => {
+            if (err !== undefined && err !== null) reject(err)
+            else if (client !== undefined) resolve(client)
+          })
+        })
+      }
+      original((err, client, release) => {
+        if (err !== undefined && err !== null) settle(callback, failedAttempt(err))
+        else if (client !== undefined) callback(undefined, client, release)
+        else settle(callback, noClient())
       })
     }
 
