@@ -9,11 +9,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { PgTestServer, TestPki, VaultDouble } from "@takumi/testing"
 import { AuditLogging } from "../src/index.js"
 import { errorTag, runCli } from "./fixtures.js"
 
 const PASSWORD = "audit-Pa55word-0e6a12"
+const ADMIN_PASSWORD = "audit-Adm1n-Pa55-93c0d7"
+const VAULT_TOKEN = "hvs.audit-test-token-81ab"
 
 class Pki extends Context.Tag("cli-test/AuditPki")<Pki, TestPki.TestPki>() {}
 
@@ -38,6 +40,31 @@ const environment = (server: PgTestServer.PgTestServer, user: string) =>
     SECRETS_BACKEND: "env",
     DB_PASSWORD: PASSWORD
   }))
+
+/**
+ * Production: the password of `role` from its own path in a Vault KV v2 protocol double (a local
+ * HTTPS server speaking Vault's wire format, not Vault), nothing secret in the environment.
+ */
+const production = (server: PgTestServer.PgTestServer, role: string, password: string) =>
+  Effect.gen(function*() {
+    const pki = yield* Pki
+    const vault = yield* VaultDouble.make({ token: VAULT_TOKEN, tls: pki.server }).pipe(Effect.orDie)
+    const path = `secret/takumi/production/${role}`
+    yield* vault.put(path, { DB_PASSWORD: password })
+    return {
+      NODE_ENV: "production",
+      DB_HOST: server.host,
+      DB_PORT: String(server.port),
+      DB_NAME: "postgres",
+      DB_USER: role,
+      DB_SSL_CA: pki.ca.certPath,
+      SECRETS_BACKEND: "vault",
+      VAULT_ADDR: vault.address,
+      VAULT_TOKEN,
+      VAULT_PATH: path,
+      VAULT_CACERT: pki.ca.certPath
+    }
+  })
 
 /**
  * `check` until it passes: `pg_reload_conf()` only signals the postmaster, and a session opened
@@ -99,6 +126,30 @@ layer(Layer.scoped(Pki, TestPki.make).pipe(Layer.orDie), { timeout: 60_000, excl
         // nothing was changed
         const rows = yield* server.query("SELECT current_setting('log_connections') AS value").pipe(Effect.orDie)
         assert.deepStrictEqual(rows, [{ value: "off" }])
+      }))
+
+    it.scoped("in production refuses a superuser at the posture check, before any ALTER SYSTEM", () =>
+      Effect.gen(function*() {
+        const server = yield* makeServer
+        yield* server.createRole({ name: "dba", password: ADMIN_PASSWORD, superuser: true }).pipe(Effect.orDie)
+        const run = yield* runCli(["audit-logging", "enable"], yield* production(server, "dba", ADMIN_PASSWORD))
+        assert.strictEqual(run.exitCode, 1)
+        assert.deepStrictEqual(errorTag(run), Option.some("InsecureServer"))
+        assert.include(run.stderr, "SuperuserRole")
+        const rows = yield* server.query("SELECT current_setting('log_connections') AS value").pipe(Effect.orDie)
+        assert.deepStrictEqual(rows, [{ value: "off" }])
+      }))
+
+    it.scoped("in production enables as a non-superuser role granted ALTER SYSTEM, with its password from Vault", () =>
+      Effect.gen(function*() {
+        const server = yield* makeServer
+        const enabled = yield* runCli(["audit-logging", "enable"], yield* production(server, "auditor", PASSWORD))
+        assert.strictEqual(enabled.exitCode, 0, enabled.stderr)
+        assert.include(enabled.stdout, "SELECT pg_reload_conf();")
+        assert.notInclude(enabled.stdout + enabled.stderr, PASSWORD)
+        assert.notInclude(enabled.stdout + enabled.stderr, VAULT_TOKEN)
+        const after = yield* checkUntilComplete(yield* production(server, "app", PASSWORD))
+        assert.strictEqual(after.exitCode, 0, after.stdout + after.stderr)
       }))
 
     it.scoped("keeps a stricter log_statement and changes only what is missing", () =>

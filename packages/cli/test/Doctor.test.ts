@@ -8,11 +8,12 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { PgTestServer, TestPki, VaultDouble } from "@takumi/testing"
 import { errorTag, runCli } from "./fixtures.js"
 
 const PASSWORD = "doctor-Pa55word-7be21f"
 const ADMIN_PASSWORD = "doctor-Adm1n-Pa55-4c9d"
+const VAULT_TOKEN = "hvs.doctor-test-token-5f2e"
 
 const production = {
   NODE_ENV: "production",
@@ -69,17 +70,22 @@ describe("Doctor offline", () => {
 class Env extends Context.Tag("cli-test/DoctorEnv")<Env, {
   readonly pki: TestPki.TestPki
   readonly server: PgTestServer.PgTestServer
+  /** a Vault KV v2 protocol double (a local HTTPS server, not Vault) holding both roles' passwords */
+  readonly vault: VaultDouble.VaultDouble
 }>() {}
 
 const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
-  const pki = yield* TestPki.make
-  const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-  yield* server.createRole({ name: "app", password: PASSWORD })
-  yield* server.createRole({ name: "admin", password: ADMIN_PASSWORD, superuser: true })
-  yield* server.createDatabase("app", "app")
-  return { pki, server }
+    const pki = yield* TestPki.make
+    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
+    yield* server.createRole({ name: "app", password: PASSWORD })
+    yield* server.createRole({ name: "admin", password: ADMIN_PASSWORD, superuser: true })
+    yield* server.createDatabase("app", "app")
+    const vault = yield* VaultDouble.make({ token: VAULT_TOKEN, tls: pki.server })
+    yield* vault.put("secret/takumi/production", { DB_PASSWORD: PASSWORD })
+    yield* vault.put("secret/takumi/production/admin", { DB_PASSWORD: ADMIN_PASSWORD })
+    return { pki, server, vault }
   }).pipe(Effect.orDie)
 )
 
@@ -96,45 +102,85 @@ const development = (env: Context.Tag.Service<Env>, extra: Record<string, string
   ...extra
 })
 
+/** Production: passwords from the Vault double over verified TLS, no password in the environment. */
+const productionOnline = (env: Context.Tag.Service<Env>, extra: Record<string, string> = {}) => ({
+  NODE_ENV: "production",
+  DB_HOST: env.server.host,
+  DB_PORT: String(env.server.port),
+  DB_NAME: "app",
+  DB_USER: "app",
+  DB_SSL_CA: env.pki.ca.certPath,
+  SECRETS_BACKEND: "vault",
+  VAULT_ADDR: env.vault.address,
+  VAULT_TOKEN,
+  VAULT_PATH: "secret/takumi/production",
+  VAULT_CACERT: env.pki.ca.certPath,
+  ...extra
+})
+
 layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("Doctor online", (it) => {
   it.effect("reports TLS 1.3, a strong cipher, the certificate's validity and a non-superuser role", () =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    const run = yield* runCli(["doctor"], development(env))
-    assert.strictEqual(run.exitCode, 0, run.stdout + run.stderr)
-    expect(run.stdout).toMatch(/tls {10}TLSv1\.3, cipher TLS_(AES_256_GCM_SHA384|AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)/)
-    expect(run.stdout).toMatch(/certificate {2}.*valid until \d{4}-\d\d-\d\dT.* \((36[45]|366) days\)/)
-    assert.include(run.stdout, `verified     127.0.0.1:${env.server.port}, database app as app`)
-    assert.include(run.stdout, "role         app is not a superuser")
-    assert.include(run.stdout, "Result: OK")
-    assert.notInclude(run.stdout + run.stderr, PASSWORD)
-  }))
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(["doctor"], development(env))
+      assert.strictEqual(run.exitCode, 0, run.stdout + run.stderr)
+      expect(run.stdout).toMatch(/tls {10}TLSv1\.3, cipher TLS_(AES_256_GCM_SHA384|AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)/)
+      expect(run.stdout).toMatch(/certificate {2}.*valid until \d{4}-\d\d-\d\dT.* \((36[45]|366) days\)/)
+      assert.include(run.stdout, `verified     127.0.0.1:${env.server.port}, database app as app`)
+      assert.include(run.stdout, "role         app is not a superuser")
+      assert.include(run.stdout, "Result: OK")
+      assert.notInclude(run.stdout + run.stderr, PASSWORD)
+    }))
 
   it.effect("warns about a superuser role in development, naming the fix", () =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    const run = yield* runCli(["doctor"], development(env, { DB_USER: "admin", DB_PASSWORD: ADMIN_PASSWORD }))
-    assert.strictEqual(run.exitCode, 0)
-    assert.include(run.stdout, "role         admin is a SUPERUSER")
-    expect(run.stdout).toMatch(/warn {9}SuperuserRole: .*least-privilege role/)
-    assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
-  }))
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(["doctor"], development(env, { DB_USER: "admin", DB_PASSWORD: ADMIN_PASSWORD }))
+      assert.strictEqual(run.exitCode, 0)
+      assert.include(run.stdout, "role         admin is a SUPERUSER")
+      expect(run.stdout).toMatch(/warn {9}SuperuserRole: .*least-privilege role/)
+      assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
+    }))
 
   it.effect("reports the typed startup error with its fix and exits 1 when the password is wrong", () =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    const run = yield* runCli(["doctor"], development(env, { DB_PASSWORD: "not-the-password" }))
-    assert.strictEqual(run.exitCode, 1)
-    expect(run.stdout).toMatch(/FAILED AuthenticationFailed: .*DB_USER/)
-    assert.notInclude(run.stdout + run.stderr, "not-the-password")
-  }))
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(["doctor"], development(env, { DB_PASSWORD: "not-the-password" }))
+      assert.strictEqual(run.exitCode, 1)
+      expect(run.stdout).toMatch(/FAILED AuthenticationFailed: .*DB_USER/)
+      assert.notInclude(run.stdout + run.stderr, "not-the-password")
+    }))
 
   it.effect("reports an untrusted server certificate as CertificateUntrusted", () =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    const run = yield* runCli(["doctor"], development(env, { DB_SSL_CA: env.pki.unknownCaRoot.certPath }))
-    assert.strictEqual(run.exitCode, 1)
-    assert.include(run.stdout, "FAILED CertificateUntrusted")
-    assert.include(run.stdout, "DB_SSL_CA")
-  }))
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(["doctor"], development(env, { DB_SSL_CA: env.pki.unknownCaRoot.certPath }))
+      assert.strictEqual(run.exitCode, 1)
+      assert.include(run.stdout, "FAILED CertificateUntrusted")
+      assert.include(run.stdout, "DB_SSL_CA")
+    }))
+
+  it.effect("in production reports the verified posture with the password from Vault, printing neither it nor the token", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(["doctor"], productionOnline(env))
+      assert.strictEqual(run.exitCode, 0, run.stdout + run.stderr)
+      assert.include(run.stdout, "Security policy\n  no findings")
+      assert.include(run.stdout, `vault ${env.vault.address}, path secret/takumi/production`)
+      expect(run.stdout).toMatch(/tls {10}TLSv1\.3, cipher TLS_/)
+      assert.notInclude(run.stdout + run.stderr, PASSWORD)
+      assert.notInclude(run.stdout + run.stderr, VAULT_TOKEN)
+    }))
+
+  it.effect("in production reports a superuser role as the InsecureServer startup error and exits 1", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const run = yield* runCli(
+        ["doctor"],
+        productionOnline(env, { DB_USER: "admin", VAULT_PATH: "secret/takumi/production/admin" })
+      )
+      assert.strictEqual(run.exitCode, 1)
+      expect(run.stdout).toMatch(/FAILED InsecureServer: Refusing .* in production: SuperuserRole/)
+      assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
+    }))
 })
