@@ -142,6 +142,15 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("Doctor online", 
       assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
     }))
 
+  it.effect("shows the certificate-expiry alert when the certificate expires within the alert window", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      // the test certificate is valid for a year; a ten-year window makes it "expiring"
+      const run = yield* runCli(["doctor"], development(env, { DB_ALERT_CERT_EXPIRY_DAYS: "3650" }))
+      assert.strictEqual(run.exitCode, 0, run.stdout + run.stderr)
+      expect(run.stdout).toMatch(/warn {9}CertificateExpiring\w*: .*expires/)
+    }))
+
   it.effect("reports the typed startup error with its fix and exits 1 when the password is wrong", () =>
     Effect.gen(function*() {
       const env = yield* Env

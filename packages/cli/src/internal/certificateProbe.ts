@@ -51,13 +51,17 @@ export const probe = (options: {
   const fail = (reason: string) => new CertificateProbeFailed({ host, port, reason })
   return Effect.async<PeerCertificate, CertificateProbeFailed>((resume) => {
     let tlsSocket: Tls.TLSSocket | undefined
+    let settled = false
     const socket = Net.connect({ host, port })
     const done = (outcome: Effect.Effect<PeerCertificate, CertificateProbeFailed>) => {
+      if (settled) return
+      settled = true
       tlsSocket?.destroy()
       socket.destroy()
       resume(outcome)
     }
     socket.once("error", (error) => done(Effect.fail(fail(error.message))))
+    socket.once("close", () => done(Effect.fail(fail("the server closed the connection during the TLS handshake"))))
     socket.once("connect", () => socket.write(sslRequest))
     socket.once("data", (answer) => {
       if (answer[0] !== 0x53) return done(Effect.fail(fail("the server does not accept TLS (answered the SSLRequest with no)")))
