@@ -73,7 +73,11 @@ export class ReadReplicaFailedOver extends Schema.TaggedClass<ReadReplicaFailedO
   error: Schema.String,
   reason: Schema.String,
   failoverTimeoutMillis: Schema.Number
-}) {}
+}) {
+  get message(): string {
+    return `Read replica ${this.host}:${this.port} unavailable, reads go to the primary: ${this.reason}`
+  }
+}
 
 /**
  * Alert: the read replica answers again and reads go back to it.
@@ -84,7 +88,11 @@ export class ReadReplicaFailedOver extends Schema.TaggedClass<ReadReplicaFailedO
 export class ReadReplicaRestored extends Schema.TaggedClass<ReadReplicaRestored>()("ReadReplicaRestored", {
   host: Schema.String,
   port: Schema.Number
-}) {}
+}) {
+  get message(): string {
+    return `Read replica ${this.host}:${this.port} answers again, reads go back to it`
+  }
+}
 
 /**
  * Reads on the primary: `ReadReplica` as the `SqlClient` itself (what `SecureSqlClient.layer`

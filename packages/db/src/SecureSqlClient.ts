@@ -11,7 +11,8 @@
  *   socket and in `pg_stat_ssl`, refusing in production (`InsecureServer`) and warning elsewhere;
  * - every connect failure is one of the typed errors of `DbError`, with its remedy;
  * - pool and client `error` events are handled and logged, so an idle connection dying never
- *   takes the process down.
+ *   takes the process down;
+ * - the pool feeds `DbMetrics` and raises `SecurityAlerts` (provided by the layer).
  *
  * @since 0.1.0
  */
@@ -25,8 +26,10 @@ import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
 import type { DbHealth } from "./DbHealth.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience.js"
 import { makeVerifiedPool } from "./internal/startup.js"
+import * as Monitor from "./internal/monitor.js"
 import type { ReadReplica } from "./ReadReplica.js"
 import * as ReconnectSchedule from "./ReconnectSchedule.js"
+import * as SecurityAlerts from "./SecurityAlerts.js"
 
 /**
  * Everything that can stop the client from starting: a typed connection error, a refused
@@ -39,7 +42,7 @@ export type StartupError = ConnectError | PoolExhausted | InsecureServer | Secre
 
 /**
  * The default layer: requires `DbConfig` and `SecretsBackend`, provides `PgClient` and
- * `SqlClient` (plus `DbHealth` and `ReadReplica`, see those modules; the reconnect policy is read
+ * `SqlClient` (plus `DbHealth`, `ReadReplica` and `SecurityAlerts`, see those modules; the reconnect policy is read
  * from `ReconnectSchedule` when provided). Building it runs the whole startup sequence; it fails
  * with a `StartupError`.
  *
@@ -47,23 +50,33 @@ export type StartupError = ConnectError | PoolExhausted | InsecureServer | Secre
  * @category layers
  */
 export const layer: Layer.Layer<
-  PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica,
+  PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica | SecurityAlerts.SecurityAlerts,
   StartupError,
   DbConfig | SecretsBackend
 > = Layer.unwrapScoped(
   Effect.gen(function*() {
     const settings = yield* DbConfig
+    // monitoring: the alerts and the metrics instruments exist before the first connection, so
+    // that startup failures (28P01, a server without TLS) are counted and alerted too
+    const alerts = yield* SecurityAlerts.make
+    const monitor = yield* Monitor.make(settings, alerts)
     // resilience (issue 6): optional bounded wait for a database that is still starting (off by default)
     const policy = yield* ReconnectSchedule.policy
     const { pool, target } = yield* withStartupWait(
       policy,
       makeVerifiedPool(settings, { host: settings.host, port: settings.port })
-    )
+    ).pipe(Effect.provideService(Monitor.Monitor, monitor))
     // resilience (issue 6): acquisition retries, PoolExhausted, health supervisor, read replica
-    const resilience = yield* installResilience({ settings, pool, target })
+    const resilience = yield* installResilience({ settings, pool, target }).pipe(
+      Effect.provideService(Monitor.Monitor, monitor)
+    )
     // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
     // lifetime is this layer's scope, where `makeVerifiedPool` registered its `end()`.
     return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
-      .pipe(Layer.orDie, (client) => Layer.provideMerge(resilience.layer, client))
+      .pipe(
+        Layer.orDie,
+        (client) => Layer.provideMerge(resilience.layer, client),
+        Layer.merge(Layer.succeed(SecurityAlerts.SecurityAlerts, alerts))
+      )
   })
 )

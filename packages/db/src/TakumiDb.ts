@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import { type ConfigError, DbConfig, type DbSettings, type InsecureConfiguration } from "@takumi/config"
 import { type SecretsBackendUnavailable, SecretsBackend } from "@takumi/secrets"
 import * as SecureSqlClient from "./SecureSqlClient.js"
+import type * as SecurityAlerts from "./SecurityAlerts.js"
 
 /**
  * Everything that can stop a Takumi DB program from starting, configuration to connection.
@@ -33,7 +34,8 @@ import * as SecureSqlClient from "./SecureSqlClient.js"
 export type StartupError = ConfigError | InsecureConfiguration | SecretsBackendUnavailable | SecureSqlClient.StartupError
 
 /**
- * What `TakumiDb.layer` provides: the SQL clients, plus the configuration and the secrets
+ * What `TakumiDb.layer` provides: the SQL clients (with `DbHealth`, `ReadReplica` and
+ * `SecurityAlerts`), plus the configuration and the secrets
  * backend it was built from (for health checks, the CLI, or a program's own secrets).
  *
  * @since 0.1.0
@@ -43,6 +45,7 @@ export type Services =
   | PgClient.PgClient
   | SqlClient.SqlClient
   | Layer.Layer.Success<typeof SecureSqlClient.layer>
+  | SecurityAlerts.SecurityAlerts
   | DbConfig
   | SecretsBackend
 

@@ -50,3 +50,17 @@ export * as ReadReplica from "./ReadReplica.js"
  * @since 0.1.0
  */
 export * as ReconnectSchedule from "./ReconnectSchedule.js"
+
+/**
+ * The database metrics (`takumi_db_*`): pool gauges, connection errors, query / setup / TLS histograms.
+ *
+ * @since 0.1.0
+ */
+export * as DbMetrics from "./DbMetrics.js"
+
+/**
+ * Typed security alerts as a stream, also logged and counted.
+ *
+ * @since 0.1.0
+ */
+export * as SecurityAlerts from "./SecurityAlerts.js"

@@ -8,6 +8,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Tls from "node:tls"
@@ -15,6 +16,7 @@ import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import type { Credentials } from "./credentials.js"
+import { Monitor } from "./monitor.js"
 
 /**
  * When the settings carry no usable connect timeout (zero, negative, infinite) this one applies:
@@ -96,7 +98,12 @@ type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
  * `pool.query` and `@effect/sql-pg` both acquire through `connect`, so every path is covered.
  * Connections already open are never touched: PostgreSQL keeps them authenticated.
  */
-const makePoolClass = (credentials: Credentials, target: ConnectTarget, onStalePassword: () => void) =>
+const makePoolClass = (
+  credentials: Credentials,
+  target: ConnectTarget,
+  onStalePassword: () => void,
+  onConnectError: (err: Error) => void
+) =>
   class SecurePool extends Pg.Pool {
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void
@@ -111,13 +118,20 @@ const makePoolClass = (credentials: Credentials, target: ConnectTarget, onStaleP
         })
       }
       super.connect((err, client, done) => {
-        if (err !== undefined && err !== null && isAuthenticationFailure(err) && !this.ending) {
-          onStalePassword()
-          credentials.invalidate().then(
-            () => super.connect(callback),
-            () => callback(err, undefined, done)
-          )
-          return
+        if (err !== undefined && err !== null) {
+          onConnectError(err)
+          if (isAuthenticationFailure(err) && !this.ending) {
+            onStalePassword()
+            credentials.invalidate().then(
+              () =>
+                super.connect((retryErr, retryClient, retryDone) => {
+                  if (retryErr !== undefined && retryErr !== null) onConnectError(retryErr)
+                  callback(retryErr, retryClient, retryDone)
+                }),
+              () => callback(err, undefined, done)
+            )
+            return
+          }
         }
         callback(err, client, done)
       })
@@ -134,12 +148,14 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     const runFork = Runtime.runFork(runtime)
     const target = targetOf(options)
     const annotations = { host: target.host, port: target.port, database: target.database }
+    // metrics and alerts, when the pool is built by SecureSqlClient.layer
+    const instruments = Option.map(yield* Effect.serviceOption(Monitor), (monitor) => monitor.forPool(target))
     const SecurePool = makePoolClass(options.credentials, target, () => {
       runFork(
         Effect.logInfo("PostgreSQL refused the cached password (28P01); re-reading the secret and retrying once")
           .pipe(Effect.annotateLogs(annotations))
       )
-    })
+    }, Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -154,7 +170,10 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
 
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const pool = new SecurePool(poolConfig(options))
+        const config = poolConfig(options)
+        const pool = new SecurePool(
+          Option.match(instruments, { onNone: () => config, onSome: (i) => ({ ...config, Client: i.Client }) })
+        )
         pool.on("connect", () => {
           open++
         })
@@ -179,6 +198,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
 
     const logLost = (what: string) => (err: Error) => {
       const lost = classifyRuntimeError(err, target)
+      if (Option.isSome(instruments)) instruments.value.connectionLost(lost)
       runFork(
         Effect.logWarning(`${what}: ${lost.message}`).pipe(
           Effect.annotateLogs({ ...annotations, error: lost._tag, ...(lost.code === undefined ? {} : { code: lost.code }) })
@@ -210,6 +230,8 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     pool.on("connect", (client) => {
       client.on("error", clientListener)
     })
+
+    if (Option.isSome(instruments)) yield* instruments.value.watch(pool)
 
     return pool
   })

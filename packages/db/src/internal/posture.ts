@@ -14,8 +14,10 @@ import * as Tls from "node:tls"
 import type * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { InsecureServer, type PostureFinding, postureFix } from "../DbError.js"
+import { CertificateExpiringSoon, UnencryptedConnection } from "../SecurityAlerts.js"
 import { classifyRuntimeError, type ConnectTarget } from "./classify.js"
 import type { Credentials } from "./credentials.js"
+import { Monitor } from "./monitor.js"
 import { isModernProtocol, isStrongCipher } from "./tlsOptions.js"
 
 /** What the client side of the TLS socket saw. */
@@ -159,19 +161,43 @@ export const enforce = (
 ): Effect.Effect<void, InsecureServer> =>
   Effect.gen(function*() {
     const annotations = { host: target.host, port: target.port }
+    // with SecureSqlClient.layer the alerts go through SecurityAlerts (logged, counted, streamed)
+    const monitor = yield* Effect.serviceOption(Monitor)
     const cert = Option.flatMap(posture.socket, (s) => s.certificate)
-    const validTo = Option.flatMap(cert, (c) => c.validTo)
-    if (Option.isSome(validTo)) {
+    if (Option.isSome(cert) && Option.isSome(cert.value.validTo)) {
+      const validTo = cert.value.validTo.value
       const now = yield* Clock.currentTimeMillis
-      const left = validTo.value.getTime() - now
+      const left = validTo.getTime() - now
       if (left < Duration.toMillis(settings.alerts.certificateExpiry)) {
         const days = Math.floor(left / 86_400_000)
-        yield* Effect.logWarning(
-          `The PostgreSQL server certificate expires on ${validTo.value.toISOString()} (in ${days} days): renew it`
-        ).pipe(Effect.annotateLogs({ ...annotations, alert: "CertificateExpiring", validTo: validTo.value.toISOString() }))
+        const alert = new CertificateExpiringSoon({
+          host: target.host,
+          port: target.port,
+          subject: cert.value.subject,
+          validTo: validTo.toISOString(),
+          daysLeft: days
+        })
+        yield* Option.match(monitor, {
+          onSome: (m) => m.certificateExpiring(alert),
+          onNone: () =>
+            Effect.logWarning(alert.message).pipe(
+              Effect.annotateLogs({ ...annotations, alert: "CertificateExpiring", validTo: alert.validTo })
+            )
+        })
       }
     }
     const found = findings(posture)
+    const plaintext = found.find((f) => f.rule === "TlsNotNegotiated")
+    if (plaintext !== undefined && Option.isSome(monitor)) {
+      yield* monitor.value.unencrypted(
+        new UnencryptedConnection({
+          host: target.host,
+          port: target.port,
+          reason: settings.tls.enabled ? plaintext.detail : `${plaintext.detail}; TLS is disabled by configuration (DB_SSL=false)`,
+          source: plaintext.rule
+        })
+      )
+    }
     if (!Array.isNonEmptyArray(found)) return
     if (settings.environment === "production") {
       return yield* new InsecureServer({ host: target.host, port: target.port, findings: found })

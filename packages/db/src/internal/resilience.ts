@@ -29,6 +29,7 @@ import { ReadReplica, ReadReplicaFailedOver, ReadReplicaRestored } from "../Read
 import * as ReconnectSchedule from "../ReconnectSchedule.js"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isConnectionLoss } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
+import { Monitor } from "./monitor.js"
 import { makePool, targetOf } from "./pool.js"
 import { installAcquireHook } from "./resilienceAcquire.js"
 import { makeReplicaClient, replicaIssue } from "./resilienceReplica.js"
@@ -210,6 +211,13 @@ export const install = (options: {
       onSome: (server) => Effect.map(makeReplicaPool(settings, server), Option.some)
     })
     const failoverTimeoutMillis = Duration.toMillis(settings.failoverTimeout)
+    // failover alerts go through SecurityAlerts (logged, counted, streamed) when monitored
+    const monitor = yield* Effect.serviceOption(Monitor)
+    const raise = (alert: ReadReplicaFailedOver | ReadReplicaRestored): Effect.Effect<void> =>
+      Option.match(monitor, {
+        onSome: (m) => m.alerts.publish(alert),
+        onNone: () => Effect.logWarning(alert.message).pipe(Effect.annotateLogs({ alert: alert._tag }))
+      })
 
     const supervised = yield* DbHealth.makeSupervised({
       policy,
@@ -226,18 +234,13 @@ export const install = (options: {
               reason: error.message,
               failoverTimeoutMillis
             })
-            return Effect.logWarning(
-              `Read replica ${target.host}:${target.port} unavailable, reads go to the primary: ${error.message}`,
-              alert
-            ).pipe(Effect.annotateLogs({ alert: alert._tag }))
+            return raise(alert)
           }
         }),
       onReplicaUp: Option.match(replica, {
         onNone: () => Effect.void,
         onSome: ({ target }) => {
-          const alert = new ReadReplicaRestored({ host: target.host, port: target.port })
-          return Effect.logWarning(`Read replica ${target.host}:${target.port} answers again, reads go back to it`, alert)
-            .pipe(Effect.annotateLogs({ alert: alert._tag }))
+          return raise(new ReadReplicaRestored({ host: target.host, port: target.port }))
         }
       })
     })

@@ -1,0 +1,253 @@
+/**
+ * Security alerts: a stream of typed events for what the requirements say must raise an alert —
+ * repeated failed authentications, any unencrypted connection attempt, a pool near exhaustion, a
+ * slow query, a server certificate close to expiry — plus the read replica failing over and
+ * coming back, and a secret served stale. Every alert is also logged (`Effect.logWarning`,
+ * annotated `alert=<kind>`) and counted (`takumi_db_security_alerts_total{kind}`), so nothing is
+ * lost when nobody subscribes.
+ *
+ * `SecureSqlClient.layer` provides `SecurityAlerts` and raises the alerts; thresholds come from
+ * `settings.alerts` (`DbSettings`). Subscribe in the program:
+ *
+ * ```ts
+ * const watch = Effect.gen(function*() {
+ *   const alerts = yield* SecurityAlerts.SecurityAlerts
+ *   yield* Stream.runForEach(alerts.stream, (alert) =>
+ *     alert._tag === "RepeatedAuthenticationFailures" ? pageOnCall(alert) : Effect.void)
+ * })
+ * ```
+ *
+ * No alert carries a secret: no password, no key, no SQL parameter. `SlowQuery` holds the
+ * statement text with its string literals blanked and cut to 200 characters.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as DbMetrics from "./DbMetrics.js"
+import type { ReadReplicaFailedOver, ReadReplicaRestored } from "./ReadReplica.js"
+
+const Server = {
+  host: Schema.String,
+  port: Schema.Number
+}
+
+/**
+ * `failedAuthThreshold` authentications refused with 28P01 (wrong password or unknown user)
+ * within `failedAuthWindow` (sliding). Raised once per burst: the count starts again after it.
+ * Every refusal by the server counts, including the one that makes the pool re-read the secret.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class RepeatedAuthenticationFailures
+  extends Schema.TaggedClass<RepeatedAuthenticationFailures>()("RepeatedAuthenticationFailures", {
+    ...Server,
+    user: Schema.String,
+    database: Schema.String,
+    failures: Schema.Number,
+    windowMillis: Schema.Number
+  })
+{
+  get message(): string {
+    return `${this.failures} failed PostgreSQL authentications (28P01) for user "${this.user}" at ` +
+      `${this.host}:${this.port} within ${Math.round(this.windowMillis / 1000)} s: check that the DB_PASSWORD ` +
+      "secret matches the role, and whether someone is guessing passwords (the server log has the client addresses)"
+  }
+}
+
+/**
+ * A connection that would not be, or was not, encrypted: the server refused TLS ("does not
+ * support SSL connections" — the client never falls back to plaintext), pg_hba.conf rejected a
+ * client without encryption, or a connection was established without TLS (TLS disabled by
+ * configuration: raised once at startup).
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class UnencryptedConnection extends Schema.TaggedClass<UnencryptedConnection>()("UnencryptedConnection", {
+  ...Server,
+  /** what was seen, e.g. "the server does not support SSL connections" */
+  reason: Schema.String,
+  /** the error's `_tag` or posture rule that revealed it, e.g. `SslNotSupportedByServer`, `TlsNotNegotiated` */
+  source: Schema.String
+}) {
+  get message(): string {
+    return `Unencrypted PostgreSQL connection attempt at ${this.host}:${this.port} (${this.source}): ${this.reason}. ` +
+      "Every connection must use TLS: set DB_SSL=true and ssl = on on the server, and check for a proxy downgrading the connection"
+  }
+}
+
+/**
+ * Connections in use reached `poolUsageRatio` of the pool's maximum. Raised when the level is
+ * crossed, again only after use fell back below it.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class PoolNearExhaustion extends Schema.TaggedClass<PoolNearExhaustion>()("PoolNearExhaustion", {
+  ...Server,
+  active: Schema.Number,
+  max: Schema.Number,
+  waiting: Schema.Number,
+  /** the configured `poolUsageRatio` */
+  ratio: Schema.Number
+}) {
+  get message(): string {
+    return `PostgreSQL pool for ${this.host}:${this.port} at ${this.active}/${this.max} connections in use ` +
+      `(alert at ${Math.round(this.ratio * 100)} %), ${this.waiting} waiting: look for slow queries or long ` +
+      "transactions, or raise DB_POOL_MAX within the server's max_connections (takumi-db pool-size)"
+  }
+}
+
+/**
+ * A statement ran longer than `slowQuery`. The statement text has its string literals blanked
+ * (`'?'`) and is cut to 200 characters; parameters are never included.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class SlowQuery extends Schema.TaggedClass<SlowQuery>()("SlowQuery", {
+  ...Server,
+  durationMillis: Schema.Number,
+  thresholdMillis: Schema.Number,
+  statement: Schema.String
+}) {
+  get message(): string {
+    return `Slow PostgreSQL statement at ${this.host}:${this.port}: ${Math.round(this.durationMillis)} ms ` +
+      `(threshold ${Math.round(this.thresholdMillis)} ms): ${this.statement} — check its plan (EXPLAIN ANALYZE) and indexes`
+  }
+}
+
+/**
+ * The server certificate expires within `certificateExpiry`.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class CertificateExpiringSoon extends Schema.TaggedClass<CertificateExpiringSoon>()("CertificateExpiringSoon", {
+  ...Server,
+  subject: Schema.String,
+  /** ISO 8601 */
+  validTo: Schema.String,
+  daysLeft: Schema.Number
+}) {
+  get message(): string {
+    return `The PostgreSQL server certificate expires on ${this.validTo} (in ${this.daysLeft} days): renew it`
+  }
+}
+
+/**
+ * The secrets cache served an expired value because the backend was unavailable (within the
+ * bounded stale window of `@takumi/secrets`). Detected from `takumi_secret_fetches_total{outcome="stale"}`.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class SecretServedStale extends Schema.TaggedClass<SecretServedStale>()("SecretServedStale", {
+  backend: Schema.String,
+  /** stale serves since the previous check */
+  served: Schema.Number
+}) {
+  get message(): string {
+    return `The ${this.backend} secrets backend was unavailable and an expired secret was served ${this.served} ` +
+      "time(s) from the cache: restore access to the backend before the stale window ends (SECRETS_MAX_STALE)"
+  }
+}
+
+/**
+ * Every alert kind.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SecurityAlert =
+  | RepeatedAuthenticationFailures
+  | UnencryptedConnection
+  | PoolNearExhaustion
+  | SlowQuery
+  | CertificateExpiringSoon
+  | ReadReplicaFailedOver
+  | ReadReplicaRestored
+  | SecretServedStale
+
+/**
+ * The alerts service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** every alert raised from the moment the stream is run (each run is its own subscription) */
+  readonly stream: Stream.Stream<SecurityAlert>
+  /** a subscription that starts now (nothing raised after this call is missed), for the scope */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<SecurityAlert>, never, Scope.Scope>
+  /** raises an alert: logs it, counts it, publishes it */
+  readonly publish: (alert: SecurityAlert) => Effect.Effect<void>
+}
+
+/**
+ * The alerts of the database client.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SecurityAlerts extends Context.Tag("@takumi/db/SecurityAlerts")<SecurityAlerts, Service>() {}
+
+/** What a log line of the alert is annotated with, besides `alert`. */
+const whereOf = (alert: SecurityAlert): Record<string, string | number> =>
+  "host" in alert ? { host: alert.host, port: alert.port } : { backend: alert.backend }
+
+/** Alerts kept for a subscriber that lags behind; older ones are dropped first (they are logged anyway). */
+const subscriberCapacity = 1024
+
+/**
+ * Makes the alerts service, scoped (closing the scope ends every subscriber's stream).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Service, never, Scope.Scope> = Effect.gen(function*() {
+  const pubsub = yield* Effect.acquireRelease(PubSub.sliding<SecurityAlert>(subscriberCapacity), PubSub.shutdown)
+  const publish = (alert: SecurityAlert): Effect.Effect<void> =>
+    Effect.logWarning(alert.message).pipe(
+      Effect.annotateLogs({ alert: alert._tag, ...whereOf(alert) }),
+      Effect.zipRight(Metric.increment(Metric.tagged(DbMetrics.securityAlerts, DbMetrics.kindTag, alert._tag))),
+      Effect.zipRight(PubSub.publish(pubsub, alert)),
+      Effect.asVoid
+    )
+  return { stream: Stream.fromPubSub(pubsub), subscribe: PubSub.subscribe(pubsub), publish }
+})
+
+/**
+ * A standalone alerts service (what `SecureSqlClient.layer` provides is its own; use this for
+ * code that raises or consumes alerts without a database, e.g. in tests).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<SecurityAlerts> = Layer.scoped(SecurityAlerts, make)
+
+/**
+ * A statement as an alert may show it: string literals blanked (a literal may hold a password,
+ * e.g. `ALTER ROLE … PASSWORD '…'`), whitespace collapsed, at most 200 characters.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const redactStatement = (text: string): string => {
+  const blanked = text
+    .replace(/\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?\$\1\$/g, "'?'")
+    .replace(/[eE]'(?:[^'\\]|\\[\s\S]|'')*'?/g, "'?'")
+    .replace(/'(?:[^']|'')*'?/g, "'?'")
+    .replace(/\s+/g, " ")
+    .trim()
+  return blanked.length > 200 ? `${blanked.slice(0, 199)}…` : blanked
+}
