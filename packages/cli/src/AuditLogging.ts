@@ -117,12 +117,18 @@ export class AuditLoggingNotPermitted extends Schema.TaggedError<AuditLoggingNot
     /** the refused statement */
     statement: Schema.String,
     /** the server's reason, e.g. `permission denied to set parameter "log_connections"` */
-    reason: Schema.String
+    reason: Schema.String,
+    /** statements that succeeded before the refusal (written to postgresql.auto.conf, not yet reloaded) */
+    applied: Schema.Array(Schema.String)
   }
 ) {
   override get message(): string {
+    const applied = this.applied.length === 0
+      ? ""
+      : `${this.applied.map((s) => `\`${s}\``).join(", ")} succeeded and take effect at the next configuration ` +
+        `reload or restart. `
     return `Role ${this.user} may not change the audit settings of the PostgreSQL server at ${this.host}:${this.port}: ` +
-      `\`${this.statement}\` was refused (42501 ${this.reason}). ` +
+      `\`${this.statement}\` was refused (42501 ${this.reason}). ${applied}` +
       `ALTER SYSTEM needs a superuser or, on PostgreSQL 15+, a role granted the right by a superuser: ` +
       `${grantStatements(this.user).join(" ")} ` +
       `In production the connection check refuses superusers, so grant these to the administration role you ` +
@@ -251,15 +257,17 @@ export const enable: Effect.Effect<
     .filter((s) => !s.compliant)
     .map((s) => `ALTER SYSTEM SET ${s.name} = '${s.wanted}'`)
   const statements = changes.length === 0 ? [] : [...changes, "SELECT pg_reload_conf()"]
+  const applied: Array<string> = []
   for (const statement of statements) {
     yield* sql.unsafe(statement).pipe(
       Effect.mapError((error) => {
         const { code, reason } = describeCause(error)
         return code === "42501"
-          ? new AuditLoggingNotPermitted({ host, port, user, statement, reason })
+          ? new AuditLoggingNotPermitted({ host, port, user, statement, reason, applied: applied.slice() })
           : failed(host, port, statement)(error)
       })
     )
+    applied.push(statement)
     yield* Effect.logInfo(`ran ${statement}`).pipe(Effect.annotateLogs({ host, port, user }))
   }
   return { host, port, statements, before }

@@ -26,7 +26,7 @@ import { TakumiDb } from "@takumi/db"
 import * as AuditLogging from "./AuditLogging.js"
 import * as Doctor from "./Doctor.js"
 import * as PoolSize from "./PoolSize.js"
-import type { UsageError } from "./UsageError.js"
+import { UsageError } from "./UsageError.js"
 
 /**
  * Every typed failure of the commands.
@@ -148,10 +148,7 @@ export const run = (
  * @category commands
  */
 export const exitCode = (error: unknown): number =>
-  ValidationError.isValidationError(error) ||
-    (typeof error === "object" && error !== null && "_tag" in error && error._tag === "UsageError")
-    ? 2
-    : 1
+  ValidationError.isValidationError(error) || error instanceof UsageError ? 2 : 1
 
 /**
  * The message to print for a failure of {@link run}, if any: `@effect/cli` has already printed

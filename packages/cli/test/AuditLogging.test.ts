@@ -128,6 +128,18 @@ layer(Layer.scoped(Pki, TestPki.make).pipe(Layer.orDie), { timeout: 60_000, excl
         assert.deepStrictEqual(rows, [{ value: "off" }])
       }))
 
+    it.scoped("says which statements were written when only pg_reload_conf() is refused", () =>
+      Effect.gen(function*() {
+        const server = yield* makeServer
+        yield* server.query("REVOKE EXECUTE ON FUNCTION pg_reload_conf() FROM auditor").pipe(Effect.orDie)
+        const run = yield* runCli(["audit-logging", "enable"], yield* environment(server, "auditor"))
+        assert.strictEqual(run.exitCode, 1)
+        assert.deepStrictEqual(errorTag(run), Option.some("AuditLoggingNotPermitted"))
+        assert.include(run.stderr, "`SELECT pg_reload_conf()` was refused (42501 permission denied for function pg_reload_conf)")
+        assert.include(run.stderr, "`ALTER SYSTEM SET log_connections = 'on'`, ")
+        assert.include(run.stderr, "take effect at the next configuration reload")
+      }))
+
     it.scoped("in production refuses a superuser at the posture check, before any ALTER SYSTEM", () =>
       Effect.gen(function*() {
         const server = yield* makeServer
