@@ -206,7 +206,9 @@ const inspectConnection = Effect.gen(function*() {
   const rows = yield* sql.unsafe<SessionRow>(sessionQuery)
   const row = rows[0]
   const ssl = client.config.ssl
-  const certificate: Either.Either<CertificateReport, string> = typeof ssl === "object"
+  const certificate: Either.Either<CertificateReport, string> = settings.host.startsWith("/")
+    ? Either.left("a Unix socket connection carries no TLS")
+    : typeof ssl === "object"
     ? yield* probe({ host: settings.host, port: settings.port, tls: ssl, timeout: settings.connectTimeout }).pipe(
       Effect.flatMap((cert) =>
         Effect.map(Clock.currentTimeMillis, (now) => ({

@@ -45,7 +45,7 @@ export interface FormulaResult {
 }
 
 /**
- * A preset, and when the formula was computed too, whether the preset's `max` fits it.
+ * An environment's pool preset (`PoolSizing.presets`).
  *
  * @since 0.1.0
  * @category models
