@@ -245,7 +245,7 @@ export const layer: Layer.Layer<SecurityAlerts> = Layer.scoped(SecurityAlerts, m
 export const redactStatement = (text: string): string => {
   const blanked = text
     .replace(/\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?\$\1\$/g, "'?'")
-    .replace(/[eE]'(?:[^'\\]|\\[\s\S]|'')*'?/g, "'?'")
+    .replace(/(?<![A-Za-z0-9_])[eE]'(?:[^'\\]|\\[\s\S]|'')*'?/g, "'?'")
     .replace(/'(?:[^']|'')*'?/g, "'?'")
     .replace(/\s+/g, " ")
     .trim()

@@ -107,10 +107,11 @@ const isSubmittable = (first: unknown): boolean =>
 const isThenable = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && "then" in u && typeof u.then === "function"
 
-/** Makes the monitor of one client layer. */
+/** Makes the monitor of one client layer (the sampling interval is for tests on TestClock). */
 export const make = (
   settings: DbSettings,
-  alerts: AlertsService
+  alerts: AlertsService,
+  options: { readonly sampleInterval?: Duration.Duration } = {}
 ): Effect.Effect<MonitorService, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
@@ -163,7 +164,8 @@ export const make = (
       staleSeen = count
       return served > 0 ? alerts.publish(new SecretServedStale({ backend: settings.secrets.backend, served })) : Effect.void
     })
-    yield* checkStale.pipe(Effect.repeat(Schedule.spaced(sampleInterval)), Effect.forkScoped)
+    const every = Schedule.spaced(options.sampleInterval ?? sampleInterval)
+    yield* checkStale.pipe(Effect.repeat(every), Effect.forkScoped)
 
     const forPool = (target: ConnectTarget): PoolInstruments => {
       // The hot-path updates go to the untagged metrics with one label array made here: the
@@ -318,7 +320,7 @@ export const make = (
                 pool.off("acquire", onAcquire)
               })
           )
-          yield* Effect.sync(sample).pipe(Effect.repeat(Schedule.spaced(sampleInterval)), Effect.forkScoped)
+          yield* Effect.sync(sample).pipe(Effect.repeat(every), Effect.forkScoped)
         })
 
       return { Client: InstrumentedClient, connectFailed, connectionLost, watch }
