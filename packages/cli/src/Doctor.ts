@@ -1,10 +1,10 @@
 /**
  * `takumi-db doctor`: what a program with this environment would do at startup, explained.
  *
- * 1. Loads the configuration exactly as the program does (`DbConfig.make`: the active
+ * 1. Loads the configuration exactly as the program does (`DbConfig.load`: the active
  *    `ConfigProvider`, i.e. the process environment, and `.env` in development and test) and
- *    lists every security-policy finding: the refusal that stops the program and each relaxation
- *    the environment allows.
+ *    lists every security-policy finding (`SecurityPolicy.evaluate`): each refusal that stops the
+ *    program, with its fix, and each relaxation the environment allows.
  * 2. Unless offline, builds the whole stack (`TakumiDb.layer`: secrets backend, TLS pool, startup
  *    check) and reports the verified posture — TLS version and cipher as PostgreSQL reports them
  *    for the session, the server certificate's validity, whether the role is a superuser — or the
@@ -26,16 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import {
-  type ConfigError,
-  DbConfig,
-  type DbSettings,
-  type Environment,
-  type InsecureConfiguration,
-  type PemSource,
-  Rule,
-  type SecurityPolicy
-} from "@takumi/config"
+import { type ConfigError, DbConfig, type DbSettings, type Environment, type PemSource, SecurityPolicy } from "@takumi/config"
 import { PostureRule, TakumiDb } from "@takumi/db"
 import { probe } from "./internal/certificateProbe.js"
 import { capture, type CapturedLog } from "./internal/logCapture.js"
@@ -50,8 +41,8 @@ export interface DoctorOptions {
 }
 
 /**
- * The configuration as loaded: valid, invalid (`ConfigError`, every variable listed) or refused
- * by the security policy (`InsecureConfiguration`).
+ * The configuration as loaded: valid, invalid (`ConfigError`, every variable listed) or decoded
+ * but refused by the security policy (the refusals are in `DoctorReport.findings`).
  *
  * @since 0.1.0
  * @category models
@@ -59,7 +50,7 @@ export interface DoctorOptions {
 export type ConfigurationResult =
   | { readonly _tag: "Loaded"; readonly settings: DbSettings }
   | { readonly _tag: "Invalid"; readonly error: ConfigError }
-  | { readonly _tag: "Refused"; readonly error: InsecureConfiguration }
+  | { readonly _tag: "Refused"; readonly settings: DbSettings }
 
 /**
  * The server certificate as the pool's TLS options see it.
@@ -157,19 +148,16 @@ export class DoctorRefused extends Schema.TaggedError<DoctorRefused>()("DoctorRe
   }
 }
 
-const isRule = Schema.is(Rule)
 const isPostureRule = Schema.is(PostureRule)
 
-const policyWarnings = (logs: ReadonlyArray<CapturedLog>): Array<SecurityPolicy.Finding> =>
-  logs.flatMap((log) => {
-    const rule = log.annotations["rule"]
-    return log.level === "WARN" && isRule(rule)
-      ? [{ rule, severity: "warn" as const, variable: log.annotations["variable"] ?? "", message: log.message }]
-      : []
-  })
+const warnings = (logs: ReadonlyArray<CapturedLog>): Array<string> =>
+  logs.filter((log) => log.level === "WARN").map((log) => log.message)
 
-const otherWarnings = (logs: ReadonlyArray<CapturedLog>): Array<string> =>
-  logs.filter((log) => log.level === "WARN" && log.annotations["rule"] === undefined).map((log) => log.message)
+/** Refusals first, then the relaxations the environment allows. */
+const bySeverity = (findings: ReadonlyArray<SecurityPolicy.Finding>): Array<SecurityPolicy.Finding> => [
+  ...findings.filter((finding) => finding.severity === "refuse"),
+  ...findings.filter((finding) => finding.severity === "warn")
+]
 
 const postureWarnings = (logs: ReadonlyArray<CapturedLog>): Array<PostureWarning> =>
   logs.flatMap((log) => {
@@ -271,27 +259,23 @@ const errorText = (error: TakumiDb.StartupError | SqlError): string => {
  */
 export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
-    const loaded = yield* capture(DbConfig.make().pipe(Effect.provide(NodeFileSystem.layer)))
-    const warnings = policyWarnings(loaded.logs)
-    const notes = otherWarnings(loaded.logs)
-    const configuration: ConfigurationResult = Either.match(loaded.result, {
-      onLeft: (error) =>
-        error._tag === "ConfigError" ? { _tag: "Invalid", error } as const : { _tag: "Refused", error } as const,
-      onRight: (settings) => ({ _tag: "Loaded", settings } as const)
+    // decoded without enforcing the policy, so that every refusal is listed, not only the first
+    const loaded = yield* capture(DbConfig.load().pipe(Effect.provide(NodeFileSystem.layer)))
+    const notes = warnings(loaded.logs)
+    const findings = Either.match(loaded.result, {
+      onLeft: () => [],
+      onRight: ({ facts, settings }) => bySeverity(SecurityPolicy.evaluate(settings, facts))
     })
-    const findings: Array<SecurityPolicy.Finding> = configuration._tag === "Refused"
-      ? [{
-        rule: configuration.error.rule,
-        severity: "refuse",
-        variable: configuration.error.variable,
-        message: configuration.error.message
-      }, ...warnings]
-      : warnings
-    const environment: Option.Option<Environment> = configuration._tag === "Loaded"
-      ? Option.some(configuration.settings.environment)
-      : configuration._tag === "Refused"
-      ? Option.some(configuration.error.environment)
-      : Option.none()
+    const configuration: ConfigurationResult = Either.match(loaded.result, {
+      onLeft: (error) => ({ _tag: "Invalid", error } as const),
+      onRight: ({ settings }) =>
+        findings.some((finding) => finding.severity === "refuse")
+          ? { _tag: "Refused", settings } as const
+          : { _tag: "Loaded", settings } as const
+    })
+    const environment: Option.Option<Environment> = configuration._tag === "Invalid"
+      ? Option.none()
+      : Option.some(configuration.settings.environment)
 
     let connection: ConnectionResult
     if (configuration._tag !== "Loaded") {
@@ -415,7 +399,7 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
       lines.push(...configuration.error.issues.map((issue) => `  INVALID ${issue.variable}: ${issue.message}`))
       break
     case "Refused":
-      lines.push(`  refused by the security policy (${configuration.error.rule})`)
+      lines.push(...summarise(configuration.settings), "  refused by the security policy (see below)")
       break
   }
   lines.push(...report.notes.map((note) => `  note       ${note}`), "", "Security policy")

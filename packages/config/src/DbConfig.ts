@@ -28,6 +28,11 @@ export interface LoadOptions {
   readonly dotEnv?: string | false
 }
 
+const load = (
+  options: LoadOptions = {}
+): Effect.Effect<internal.Loaded, ConfigError, FileSystem.FileSystem> =>
+  internal.load(options).pipe(Effect.withSpan("DbConfig.load"))
+
 const make = (options: LoadOptions = {}): Effect.Effect<DbSettings, ConfigError | InsecureConfiguration, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const { facts, settings } = yield* internal.load(options)
@@ -70,6 +75,24 @@ export class DbConfig extends Context.Tag("@takumi/config/DbConfig")<DbConfig, D
   static readonly make: (
     options?: LoadOptions
   ) => Effect.Effect<DbSettings, ConfigError | InsecureConfiguration, FileSystem.FileSystem> = make
+
+  /**
+   * Decodes and validates the settings **without** enforcing the policy, together with the facts
+   * about the environment the policy needs (`.env` contents, `NODE_TLS_REJECT_UNAUTHORIZED`,
+   * `VAULT_SKIP_VERIFY`). For reports that list every finding — `SecurityPolicy.evaluate(settings,
+   * facts)` — rather than stopping at the first refusal (e.g. `takumi-db doctor`). A program that
+   * connects uses `make` / `layer`, never this.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly load: (
+    options?: LoadOptions
+  ) => Effect.Effect<
+    { readonly settings: DbSettings; readonly facts: SecurityPolicy.EnvironmentFacts },
+    ConfigError,
+    FileSystem.FileSystem
+  > = load
 
   /**
    * `make` as a layer, with the Node `FileSystem` provided (certificate files, `.env`).

@@ -8,7 +8,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { ConfigError, DbConfig, InsecureConfiguration, testSettings } from "../src/index.js"
+import { ConfigError, DbConfig, InsecureConfiguration, SecurityPolicy, testSettings } from "../src/index.js"
 import { decode, devBase, prodBase, withLogs } from "./fixtures.js"
 
 const fail = <A, E>(effect: Effect.Effect<A, E>) => Effect.flip(effect)
@@ -538,3 +538,23 @@ describe("DbConfig.layer", () => {
   })
 })
 
+
+describe("DbConfig.load", () => {
+  it.effect("decodes a configuration the policy would refuse, so SecurityPolicy.evaluate can list every refusal", () =>
+    Effect.gen(function*() {
+      const variables = { ...prodBase, DB_SSL: "false", SECRETS_BACKEND: "env", DB_PASSWORD: "load-secret-Pw-1" }
+      const { facts, settings } = yield* DbConfig.load({ dotEnv: false }).pipe(
+        Effect.provide(NodeFileSystem.layer),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables))))
+      )
+      expect(settings.tls.enabled).toBe(false)
+      const refusals = SecurityPolicy.evaluate(settings, facts).filter((finding) => finding.severity === "refuse")
+      expect(refusals.map((finding) => finding.rule).sort()).toEqual(
+        ["password-in-environment", "secrets-backend-env", "tls-required"]
+      )
+      expect(JSON.stringify(refusals)).not.toContain("load-secret-Pw-1")
+      // the same variables through DbConfig.make stop at the first refusal
+      const refused = yield* fail(decode(variables))
+      expect(refused._tag).toBe("InsecureConfiguration")
+    }))
+})
