@@ -36,3 +36,10 @@ export * as VaultDouble from "./VaultDouble.js"
  * @since 0.1.0
  */
 export * as SecretsManagerDouble from "./SecretsManagerDouble.js"
+
+/**
+ * A test PKI plus a TLS server with the roles and database a test needs, as one fixture.
+ *
+ * @since 0.1.0
+ */
+export * as TestDatabase from "./TestDatabase.js"
