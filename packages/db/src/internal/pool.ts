@@ -209,10 +209,12 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     // An idle client dying (server restart, terminated backend, network reset): pg-pool has
     // already removed it and will open a new one on demand. Without this listener Node would
     // throw the error and end the process.
-    const reportedIdle = new WeakSet<Error>()
+    // A connection is reported lost once: pg follows the server's error with "Connection
+    // terminated unexpectedly" when the socket closes, which is the same loss.
+    const reported = new WeakSet<Pg.PoolClient>()
     const onIdleError = logLost("Idle PostgreSQL connection lost; the pool replaces it on demand")
-    pool.on("error", (err) => {
-      reportedIdle.add(err)
+    pool.on("error", (err, client) => {
+      reported.add(client)
       onIdleError(err)
     })
 
@@ -220,15 +222,16 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     // listener on checkout). Rather than adding and removing a listener on every checkout, each
     // client gets one for its whole life when it connects. An idle client's error also reaches
     // pg-pool's idle listener, which emits it on the pool within the same `emit`: the check waits
-    // a microtask so that such an error is logged once, as the pool's.
+    // a microtask so that such a loss is reported once, as the pool's.
     const onCheckedOutError = logLost("PostgreSQL connection in use failed")
-    const clientListener = (err: Error) => {
-      queueMicrotask(() => {
-        if (!reportedIdle.has(err)) onCheckedOutError(err)
-      })
-    }
     pool.on("connect", (client) => {
-      client.on("error", clientListener)
+      client.on("error", (err) => {
+        queueMicrotask(() => {
+          if (reported.has(client)) return
+          reported.add(client)
+          onCheckedOutError(err)
+        })
+      })
     })
 
     if (Option.isSome(instruments)) yield* instruments.value.watch(pool)
