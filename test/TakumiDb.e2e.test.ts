@@ -7,7 +7,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { TakumiDb } from "@takumi/db"
-import { PgTestServer, SecretsManagerDouble, TestPki, VaultDouble } from "@takumi/testing"
+import { SecretsManagerDouble, TestDatabase, VaultDouble } from "@takumi/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
@@ -36,10 +36,7 @@ const quiet = Logger.minimumLogLevel(LogLevel.Error)
 
 /** A TLS server with an application role, and the production variables pointing at it. */
 const productionSetup = Effect.gen(function*() {
-  const pki = yield* TestPki.make
-  const server = yield* PgTestServer.make({ certificate: pki.server })
-  yield* server.createRole({ name: "app", password: FIRST_PASSWORD })
-  yield* server.createDatabase("app", "app")
+  const { pki, server } = yield* TestDatabase.make({ roles: [{ name: "app", password: FIRST_PASSWORD }], database: "app" })
   const vault = yield* VaultDouble.make({ token: TOKEN, tls: pki.server })
   yield* vault.put(VAULT_PATH, { DB_PASSWORD: FIRST_PASSWORD, DB_USER: "app" })
   const env: Record<string, string> = {
@@ -119,9 +116,7 @@ describe("TakumiDb end to end", () => {
 
   it.live("reads an RDS-style JSON secret from Secrets Manager (double) under takumi/<env>/DB_PASSWORD", () =>
     Effect.gen(function*() {
-      const pki = yield* TestPki.make
-      const server = yield* PgTestServer.make({ certificate: pki.server })
-      yield* server.createRole({ name: "app", password: FIRST_PASSWORD })
+      const { pki, server } = yield* TestDatabase.make({ roles: [{ name: "app", password: FIRST_PASSWORD }] })
       const aws = yield* SecretsManagerDouble.make({ region: "eu-west-1" })
       yield* aws.putSecretString(
         "takumi/test/DB_PASSWORD",

@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { PgTestServer, TestPki, VaultDouble } from "@takumi/testing"
+import { type PgTestServer, TestDatabase, type TestPki, VaultDouble } from "@takumi/testing"
 import { errorTag, runCli } from "./fixtures.js"
 
 const PASSWORD = "doctor-Pa55word-7be21f"
@@ -77,11 +77,10 @@ class Env extends Context.Tag("cli-test/DoctorEnv")<Env, {
 const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: PASSWORD })
-    yield* server.createRole({ name: "admin", password: ADMIN_PASSWORD, superuser: true })
-    yield* server.createDatabase("app", "app")
+    const { pki, server } = yield* TestDatabase.make({
+      roles: [{ name: "app", password: PASSWORD }, { name: "admin", password: ADMIN_PASSWORD, superuser: true }],
+      database: "app"
+    })
     const vault = yield* VaultDouble.make({ token: VAULT_TOKEN, tls: pki.server })
     yield* vault.put("secret/takumi/production", { DB_PASSWORD: PASSWORD })
     yield* vault.put("secret/takumi/production/admin", { DB_PASSWORD: ADMIN_PASSWORD })
