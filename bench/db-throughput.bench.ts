@@ -1,6 +1,7 @@
 /**
  * Throughput of SecureSqlClient against bare `@effect/sql-pg` (PgClient.fromPool on a plain
- * `pg.Pool`) and raw `pg.Pool`, on the same local TLS server, in one run: 16 concurrent
+ * `pg.Pool`), raw `pg.Pool`, and raw `pg.Pool` carrying the DbMetrics instruments (the cost of
+ * monitoring alone), on the same local TLS server, in one run: 16 concurrent
  * `SELECT $1::int` for a few seconds per round, median of several rounds, rounds interleaved
  * so that machine noise hits every contender alike. Ratios are against raw `pg` of this run.
  *
@@ -22,9 +23,10 @@ import type * as Scope from "effect/Scope"
 import * as Pg from "pg"
 import { pathToFileURL } from "node:url"
 import { DbConfig, type DbSettings } from "@takumi/config"
-import { SecureSqlClient } from "@takumi/db"
+import { SecureSqlClient, SecurityAlerts } from "@takumi/db"
 import { SecretsBackend } from "@takumi/secrets"
 import { PgTestServer, TestPki } from "@takumi/testing"
+import * as Monitor from "../packages/db/src/internal/monitor.js"
 
 const CONCURRENCY = 16
 const POOL_MAX = 10
@@ -82,7 +84,7 @@ const settingsFor = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki): D
   }
 })
 
-const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
+const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki, Client?: typeof Pg.Client) =>
   Effect.acquireRelease(
     Effect.sync(() =>
       new Pg.Pool({
@@ -92,14 +94,37 @@ const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
         user: "app",
         password: PASSWORD,
         ssl: { ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" },
-        max: POOL_MAX
+        max: POOL_MAX,
+        ...(Client === undefined ? {} : { Client })
       })
     ),
     (pool) => Effect.promise(() => pool.end())
   ).pipe(Effect.tap((pool) => Effect.sync(() => pool.on("error", () => undefined))))
 
-const rawContender = (pool: Pg.Pool): Contender => ({
-  name: "raw pg.Pool",
+/**
+ * A raw pool with exactly the per-statement and per-connection instruments SecureSqlClient uses
+ * (the monitor's client class and pool listeners): the cost of DbMetrics and the alert checks,
+ * measured where it is largest relative to everything else.
+ */
+const instrumentedPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki, settings: DbSettings) =>
+  Effect.gen(function*() {
+    const alerts = yield* SecurityAlerts.make
+    const monitor = yield* Monitor.make(settings, alerts)
+    const instruments = monitor.forPool({
+      host: server.host,
+      port: server.port,
+      user: "app",
+      database: "app",
+      connectTimeoutMillis: 2000,
+      poolMax: POOL_MAX
+    })
+    const pool = yield* plainPool(server, pki, instruments.Client)
+    yield* instruments.watch(pool)
+    return pool
+  })
+
+const rawContender = (pool: Pg.Pool, name = "raw pg.Pool"): Contender => ({
+  name,
   run: (millis) =>
     Effect.promise(async () => {
       const deadline = Date.now() + millis
@@ -148,6 +173,7 @@ export const run = (secondsPerRound = 3, rounds = 3) =>
     const settings = settingsFor(server, pki)
 
     const raw = rawContender(yield* plainPool(server, pki))
+    const instrumented = rawContender(yield* instrumentedPool(server, pki, settings), "raw pg.Pool + DbMetrics")
     const bare = yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) }))
     const secure = yield* build(
       SecureSqlClient.layer.pipe(
@@ -160,6 +186,7 @@ export const run = (secondsPerRound = 3, rounds = 3) =>
     )
     const contenders: ReadonlyArray<Contender> = [
       raw,
+      instrumented,
       effectContender("bare @effect/sql-pg", Context.get(bare, SqlClient.SqlClient)),
       effectContender("SecureSqlClient", Context.get(secure, SqlClient.SqlClient))
     ]
@@ -184,7 +211,7 @@ export const run = (secondsPerRound = 3, rounds = 3) =>
     )
     for (const r of results) {
       console.log(
-        `  ${r.name.padEnd(22)} ${r.qps.toFixed(0).padStart(8)} q/s   ${(r.qps / baseline).toFixed(2)}x raw pg`
+        `  ${r.name.padEnd(26)} ${r.qps.toFixed(0).padStart(8)} q/s   ${(r.qps / baseline).toFixed(2)}x raw pg`
       )
     }
     return results
