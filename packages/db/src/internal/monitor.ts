@@ -175,7 +175,9 @@ export const make = (
         MetricLabel.make(DbMetrics.serverTag, DbMetrics.serverLabel(target.host, target.port))
       ]
       const errors = Metric.taggedWithLabels(DbMetrics.connectionErrors, server)
-      const nowNanos = () => Number(clock.unsafeCurrentTimeNanos())
+      // nanoseconds since this pool's instruments were made: small enough for a double to hold exactly
+      const origin = clock.unsafeCurrentTimeNanos()
+      const nowNanos = () => Number(clock.unsafeCurrentTimeNanos() - origin)
 
       const countError = (kind: string) => {
         runFork(Metric.increment(Metric.tagged(errors, DbMetrics.kindTag, kind)))
@@ -237,7 +239,7 @@ export const make = (
       /** TCP connected -> the TLS socket's `secureConnect`: the handshake, PostgreSQL's SSLRequest included. */
       const timeTls = (client: Pg.Client) => {
         const connection = client.connection
-        let tcpAt = 0
+        let tcpAt: number | undefined
         connection.once("connect", () => {
           tcpAt = nowNanos()
         })
@@ -245,7 +247,7 @@ export const make = (
           const socket = connection.stream
           if (socket instanceof Tls.TLSSocket) {
             socket.once("secureConnect", () => {
-              if (tcpAt > 0) DbMetrics.tlsHandshake.unsafeUpdate((nowNanos() - tcpAt) / 1e9, server)
+              if (tcpAt !== undefined) DbMetrics.tlsHandshake.unsafeUpdate((nowNanos() - tcpAt) / 1e9, server)
             })
           }
         })
