@@ -185,9 +185,13 @@ export type SecurityAlert =
  * @category models
  */
 export interface Service {
-  /** every alert raised from the moment the stream is run (each run is its own subscription) */
+  /**
+   * every alert raised from the moment the stream is run (each run is its own subscription),
+   * preceded by the last 16 raised before it (the startup alerts, for a subscriber started with
+   * the program)
+   */
   readonly stream: Stream.Stream<SecurityAlert>
-  /** a subscription that starts now (nothing raised after this call is missed), for the scope */
+  /** a subscription, for the scope: the last 16 alerts, then everything raised after this call */
   readonly subscribe: Effect.Effect<Queue.Dequeue<SecurityAlert>, never, Scope.Scope>
   /** raises an alert: logs it, counts it, publishes it */
   readonly publish: (alert: SecurityAlert) => Effect.Effect<void>
@@ -209,13 +213,20 @@ const whereOf = (alert: SecurityAlert): Record<string, string | number> =>
 const subscriberCapacity = 1024
 
 /**
+ * The most recent alerts a new subscriber receives first: a subscriber started with the program
+ * (after the layer is built) still sees the alerts of startup — an expiring certificate, a
+ * plaintext connection — which are raised before anyone can subscribe.
+ */
+const replayed = 16
+
+/**
  * Makes the alerts service, scoped (closing the scope ends every subscriber's stream).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: Effect.Effect<Service, never, Scope.Scope> = Effect.gen(function*() {
-  const pubsub = yield* Effect.acquireRelease(PubSub.sliding<SecurityAlert>(subscriberCapacity), PubSub.shutdown)
+  const pubsub = yield* Effect.acquireRelease(PubSub.sliding<SecurityAlert>({ capacity: subscriberCapacity, replay: replayed }), PubSub.shutdown)
   const publish = (alert: SecurityAlert): Effect.Effect<void> =>
     Effect.logWarning(alert.message).pipe(
       Effect.annotateLogs({ alert: alert._tag, ...whereOf(alert) }),

@@ -345,12 +345,25 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts w
       const settings = makeSettings(server, pki, { tls: { enabled: false } })
       const counter = Metric.tagged(DbMetrics.securityAlerts, DbMetrics.kindTag, "UnencryptedConnection")
       const before = (yield* Metric.value(counter)).count
-      // the alert is raised during startup, before anyone can subscribe: it is in the log and the count
-      yield* client(settings, secrets).pipe(Effect.provide(logs.layer))
+      // raised during startup, before anyone can subscribe: replayed to the subscriber, logged, counted
+      const { subscription } = yield* client(settings, secrets).pipe(Effect.provide(logs.layer))
+      const alert = yield* nextOf(subscription, "UnencryptedConnection")
+      assert.strictEqual(alert.source, "TlsNotNegotiated")
       assert.strictEqual((yield* Metric.value(counter)).count, before + 1)
       const lines = (yield* logs.lines).filter((l) => l.text.includes("alert='UnencryptedConnection'"))
       assert.strictEqual(lines.length, 1)
       expect(lines[0]?.text).toContain("DB_SSL=false")
+    }))
+
+  it.scoped("a server certificate close to expiry raises CertificateExpiringSoon at startup, replayed to a subscriber", () =>
+    Effect.gen(function*() {
+      const { pki, server } = yield* configure({ certificate: (yield* Env).pki.expiringSoon })
+      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const { subscription } = yield* client(makeSettings(server, pki), secrets)
+      const alert = yield* nextOf(subscription, "CertificateExpiringSoon")
+      assert.strictEqual(alert.port, server.port)
+      expect(alert.daysLeft).toBeLessThan(30)
+      expect(Date.parse(alert.validTo)).toBeGreaterThan(Date.now())
     }))
 
   it.scoped("a server without TLS raises UnencryptedConnection while startup fails with SslNotSupportedByServer", () =>
