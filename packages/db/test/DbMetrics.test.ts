@@ -8,13 +8,14 @@ import { assert, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type { DbSettings } from "@takumi/config"
 import { SecretMetrics } from "@takumi/secrets"
 import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
-import { DbMetrics, SecureSqlClient } from "../src/index.js"
+import { DbMetrics, Idempotent, SecureSqlClient } from "../src/index.js"
 import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-metrics-c4e1"
@@ -120,6 +121,27 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
       ).pipe(Effect.orDie)
       const after = yield* eventually(errorsOf("ConnectionLost", server.port), (n) => n > before)
       assert.strictEqual(after - before, 1)
+    }))
+
+  it.scoped("counts a connection terminated under a running statement once as ConnectionLost", () =>
+    Effect.gen(function*() {
+      const { pki, server } = yield* Env
+      const settings = makeSettings(server, pki, { applicationName: "takumi-metrics-busy" })
+      const sql = yield* sqlClient(settings)
+      const before = yield* errorsOf("ConnectionLost", server.port)
+      const running = yield* Effect.fork(Effect.either(sql`SELECT pg_sleep(5)`))
+      const terminated = server.query(
+        "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity " +
+          "WHERE application_name = 'takumi-metrics-busy' AND query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()"
+      ).pipe(Effect.orDie, Effect.map((rows) => Number(rows[0]?.["n"] ?? 0)))
+      assert.strictEqual(yield* eventually(terminated, (n) => n === 1), 1)
+      const result = yield* Fiber.join(running)
+      assert.strictEqual(result._tag, "Left")
+      // the statement gets the server's 57P01; the connection's loss is reported when its socket
+      // closes — once, however many errors pg emits for it
+      assert.strictEqual((yield* eventually(errorsOf("ConnectionLost", server.port), (n) => n > before)) - before, 1)
+      yield* Idempotent.retry(sql`SELECT 1`)
+      assert.strictEqual((yield* errorsOf("ConnectionLost", server.port)) - before, 1)
     }))
 
   it.scoped("times every statement in the query duration histogram (average and p95 derivable)", () =>

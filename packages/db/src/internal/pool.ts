@@ -214,6 +214,9 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     const reported = new WeakSet<Pg.PoolClient>()
     const onIdleError = logLost("Idle PostgreSQL connection lost; the pool replaces it on demand")
     pool.on("error", (err, client) => {
+      // a client released with its error is back on pg-pool's idle listener when pg reports the
+      // socket closing: that is the loss already reported while it was in use
+      if (reported.has(client)) return
       reported.add(client)
       onIdleError(err)
     })
