@@ -14,27 +14,13 @@ import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type { DbSettings } from "@takumi/config"
 import { SecretMetrics } from "@takumi/secrets"
-import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
+import { BlackholeServer, TestDatabase } from "@takumi/testing"
 import { DbMetrics, Idempotent, SecureSqlClient } from "../src/index.js"
 import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-metrics-c4e1"
 
-class Env extends Context.Tag("db-metrics-test/Env")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
-
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
+const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
 
 const clientLayer = (settings: DbSettings, password = APP_PASSWORD) =>
   Layer.unwrapEffect(
@@ -64,10 +50,10 @@ const eventually = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean): 
     Effect.orElse(() => effect)
   )
 
-layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it) => {
+layer(database, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it) => {
   it.scoped("the pool gauges show connections checked out, then idle once they are returned", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const sql = yield* sqlClient(makeSettings(server, pki, { pool: { min: 0, max: 4 } }))
       yield* Effect.gen(function*() {
         yield* Effect.all([sql.reserve, sql.reserve, sql.reserve], { concurrency: "unbounded" })
@@ -80,7 +66,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("the waiting gauge counts callers queued behind a full pool", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const sql = yield* sqlClient(makeSettings(server, pki, { pool: { min: 0, max: 1 } }))
       yield* sql.reserve
       // two callers queue for the only connection (they get PoolExhausted after the connect timeout)
@@ -91,7 +77,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("counts a real refused connection as ConnectionRefused", () =>
     Effect.gen(function*() {
-      const { pki } = yield* Env
+      const { pki } = yield* TestDatabase.TestDatabase
       // a port that was just free: bind, read, close
       const port = yield* BlackholeServer.make.pipe(Effect.map((b) => b.port), Effect.scoped)
       const before = yield* errorsOf("ConnectionRefused", port)
@@ -102,7 +88,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("counts each refused password (28P01): the first and the one after re-reading the secret", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const before = yield* errorsOf("AuthenticationFailed", server.port)
       const error = yield* Layer.build(clientLayer(makeSettings(server, pki), "not-the-password-e3b1")).pipe(Effect.flip)
       assert.strictEqual(error._tag, "AuthenticationFailed")
@@ -111,7 +97,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("counts an idle connection terminated by the server as ConnectionLost", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const settings = makeSettings(server, pki, { applicationName: "takumi-metrics-lost" })
       const sql = yield* sqlClient(settings)
       yield* sql`SELECT 1`
@@ -125,7 +111,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("counts a connection terminated under a running statement once as ConnectionLost", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const settings = makeSettings(server, pki, { applicationName: "takumi-metrics-busy" })
       const sql = yield* sqlClient(settings)
       const before = yield* errorsOf("ConnectionLost", server.port)
@@ -146,7 +132,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("times every statement in the query duration histogram (average and p95 derivable)", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const sql = yield* sqlClient(makeSettings(server, pki))
       const histogram = DbMetrics.forServer(DbMetrics.queryDuration, "127.0.0.1", server.port)
       const before = yield* Metric.value(histogram)
@@ -165,7 +151,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("DbMetrics", (it)
 
   it.scoped("records the setup time and the TLS handshake of every new connection", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* Env
+      const { pki, server } = yield* TestDatabase.TestDatabase
       const setup = DbMetrics.forServer(DbMetrics.connectionSetup, "127.0.0.1", server.port)
       const tls = DbMetrics.forServer(DbMetrics.tlsHandshake, "127.0.0.1", server.port)
       const setupBefore = yield* Metric.value(setup)

@@ -13,7 +13,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { type PgTestServer, TestDatabase } from "@takumi/testing"
 import * as Idempotent from "../src/Idempotent.js"
 import { errorCode } from "../src/internal/classify.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
@@ -29,10 +29,7 @@ class Env extends Context.Tag("idempotent-test/Env")<Env, {
 const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createDatabase("app", "app")
+    const { pki, server } = yield* TestDatabase.make({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
     const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
     const client = SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(configLayer(makeSettings(server, pki)), secrets.layer)),

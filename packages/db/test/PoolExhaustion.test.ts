@@ -7,13 +7,12 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Pg from "pg"
-import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
+import { BlackholeServer, TestDatabase } from "@takumi/testing"
 import { PoolExhausted } from "../src/DbError.js"
 import { type ConnectTarget } from "../src/internal/classify.js"
 import { installAcquireHook, isPoolQueueTimeout } from "../src/internal/resilienceAcquire.js"
@@ -23,33 +22,19 @@ import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-pool-77e1"
 
-class Env extends Context.Tag("pool-exhaustion-test/Env")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
-
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
+const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
 
 type Outcome =
   | { readonly _tag: "Done"; readonly caller: number; readonly answer: number | undefined }
   | { readonly _tag: "Exhausted"; readonly caller: number; readonly error: PoolExhausted; readonly afterMillis: number }
   | { readonly _tag: "Other"; readonly caller: number; readonly error: unknown }
 
-layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("PoolExhaustion", (it) => {
+layer(database, { timeout: 60_000, excludeTestServices: true })("PoolExhaustion", (it) => {
   it.scoped(
     "50 concurrent callers on a pool of 5 with slow queries: only the overflow gets PoolExhausted, nothing else fails, nothing is lost",
     () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* Env
+        const { pki, server } = yield* TestDatabase.TestDatabase
         const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = makeSettings(server, pki, { pool: { min: 0, max: 5 }, connectTimeout: Duration.millis(1000) })
         const client = SecureSqlClient.layer.pipe(

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { DbSettings } from "@takumi/config"
-import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
+import { BlackholeServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import * as DbHealth from "../src/DbHealth.js"
 import * as ReadReplica from "../src/ReadReplica.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
@@ -34,10 +34,10 @@ class Env extends Context.Tag("replica-test/Env")<Env, {
 const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const primary = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* primary.createRole({ name: "app", password: APP_PASSWORD })
-    yield* primary.createDatabase("app", "app")
+    const { pki, server: primary } = yield* TestDatabase.make({
+      roles: [{ name: "app", password: APP_PASSWORD }],
+      database: "app"
+    })
     // the standby is a copy of the primary: it has the role and the database too
     const standby = yield* PgTestServer.makeStandby(primary)
     return { pki, primary, standby }

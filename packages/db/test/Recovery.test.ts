@@ -19,7 +19,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { SqlError } from "@effect/sql/SqlError"
 import type { DbSettings } from "@takumi/config"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { PgTestServer, TestDatabase } from "@takumi/testing"
 import * as DbHealth from "../src/DbHealth.js"
 import * as Idempotent from "../src/Idempotent.js"
 import {
@@ -39,23 +39,9 @@ import { configLayer, type FakeSecrets, makeFakeSecrets, makeSettings } from "./
 
 const APP_PASSWORD = "app-Pa55word-recovery-51c0"
 
-class Env extends Context.Tag("recovery-test/Env")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
+const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
 
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
-
-const settingsFor = (env: Context.Tag.Service<Env>, overrides: Partial<DbSettings> = {}) =>
+const settingsFor = (env: Context.Tag.Service<TestDatabase.TestDatabase>, overrides: Partial<DbSettings> = {}) =>
   makeSettings(env.server, env.pki, { pool: { min: 0, max: 4 }, ...overrides })
 
 /** The client with the given reconnect options; the policy is also provided to the program (Idempotent reads it). */
@@ -88,12 +74,12 @@ const ourBackendPids = (server: PgTestServer.PgTestServer) =>
     Effect.orDie
   )
 
-layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it) => {
+layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it) => {
   it.scoped(
     "survives a fast restart of the primary under steady load: idempotent queries never fail, health goes down and back, the first success comes within one backoff step",
     () =>
       Effect.gen(function*() {
-        const env = yield* Env
+        const env = yield* TestDatabase.TestDatabase
         const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
         const policy = yield* ReconnectSchedule.makePolicy()
         yield* Effect.gen(function*() {
@@ -139,7 +125,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
 
   it.scoped("heals after pg_terminate_backend on every pooled connection: no crash, later queries run on new backends", () =>
     Effect.gen(function*() {
-      const env = yield* Env
+      const env = yield* TestDatabase.TestDatabase
       const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -168,7 +154,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
 
   it.scoped("reports down with the error while the server is stopped for 10 s, then healthy once it is back", () =>
     Effect.gen(function*() {
-      const env = yield* Env
+      const env = yield* TestDatabase.TestDatabase
       const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -205,7 +191,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
   describe("startup", () => {
     it.scoped("refuses to start when the database is not there, without retrying (strict by default)", () =>
       Effect.gen(function*() {
-        const env = yield* Env
+        const env = yield* TestDatabase.TestDatabase
         const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
         yield* env.server.pause.pipe(Effect.orDie)
         const started = yield* now
@@ -221,7 +207,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
 
     it.scoped("waits for a database that is starting when waitForDatabase is set, and starts once it answers", () =>
       Effect.gen(function*() {
-        const env = yield* Env
+        const env = yield* TestDatabase.TestDatabase
         const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
         yield* env.server.pause.pipe(Effect.orDie)
         const client = clientLayer(settingsFor(env), secrets, { waitForDatabase: "10 seconds" })
@@ -236,7 +222,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
 
     it.scoped("never retries an authentication failure at startup, even with waitForDatabase set", () =>
       Effect.gen(function*() {
-        const env = yield* Env
+        const env = yield* TestDatabase.TestDatabase
         const secrets = yield* makeFakeSecrets({ DB_PASSWORD: "not-the-password" })
         const started = yield* now
         const error = yield* Effect.flip(
@@ -250,7 +236,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Recovery", (it)
 
   it.scoped("does not retry a connection refused for its password at run time (authentication is never retried)", () =>
     Effect.gen(function*() {
-      const env = yield* Env
+      const env = yield* TestDatabase.TestDatabase
       const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -21,34 +21,25 @@ import * as Schedule from "effect/Schedule"
 import * as Crypto from "node:crypto"
 import { inspect } from "node:util"
 import type { DbSettings } from "@takumi/config"
-import { BlackholeServer, PgTestServer, TestPki } from "@takumi/testing"
+import { BlackholeServer, PgTestServer, TestDatabase } from "@takumi/testing"
 import { SecureSqlClient } from "../src/index.js"
-import { configLayer, type FakeSecrets, file, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, type FakeSecrets, file, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-7f3c91d2"
 const SUPER_PASSWORD = "super-Pa55word-0b8e44aa"
 const ROTATED_PASSWORD = "rotated-Pa55word-5d1e6b03"
 
-class Env extends Context.Tag("db-test/Env")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
-
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createRole({ name: "boss", password: SUPER_PASSWORD, superuser: true })
-    yield* server.createRole({ name: "lazy", password: "postgres" })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
+const database = TestDatabase.layer({
+  roles: [
+    { name: "app", password: APP_PASSWORD },
+    { name: "boss", password: SUPER_PASSWORD, superuser: true },
+    { name: "lazy", password: "postgres" }
+  ],
+  database: "app"
+})
 
 /** The baseline server configuration every case starts from. */
-const baseline = (env: Context.Tag.Service<Env>): Partial<PgTestServer.ServerSettings> => ({
+const baseline = (env: Context.Tag.Service<TestDatabase.TestDatabase>): Partial<PgTestServer.ServerSettings> => ({
   ssl: true,
   certificate: env.pki.server,
   ca: env.pki.ca.certPem,
@@ -58,12 +49,7 @@ const baseline = (env: Context.Tag.Service<Env>): Partial<PgTestServer.ServerSet
   ciphers: "HIGH:MEDIUM:+3DES:!aNULL"
 })
 
-const configure = (settings: Partial<PgTestServer.ServerSettings> = {}) =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    yield* env.server.reload({ ...baseline(env), ...settings }).pipe(Effect.orDie)
-    return env
-  })
+const configure = reloadFrom(baseline)
 
 const secretsWith = (password: string) => makeFakeSecrets({ DB_PASSWORD: password })
 
@@ -92,7 +78,7 @@ const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, predicate: (a: A) =
     Effect.catchAll((last) => Option.isOption(last) && Option.isSome(last) ? Effect.succeed(last.value) : Effect.fail(last))
   )
 
-layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient", (it) => {
+layer(database, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient", (it) => {
   describe("TLS", () => {
     it.effect("connects over TLS 1.2+ with a strong cipher, and pg_stat_ssl confirms it", () =>
       Effect.gen(function*() {
@@ -197,7 +183,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("a certificate from an unknown CA fails with CertificateUntrusted naming DB_SSL_CA", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.unknownCa })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.unknownCa })
         const error = yield* startupError(makeSettings(server, pki))
         assert.strictEqual(error._tag, "CertificateUntrusted")
         expect(error.message).toMatch(/set DB_SSL_CA to the CA that signed the server certificate/i)
@@ -205,7 +191,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("an expired certificate fails with CertificateExpired (CERT_HAS_EXPIRED)", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.expired })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.expired })
         const error = yield* startupError(makeSettings(server, pki))
         assert.deepStrictEqual([error._tag, "code" in error ? error.code : undefined], [
           "CertificateExpired",
@@ -215,7 +201,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("a certificate that is not valid yet fails with CertificateExpired (CERT_NOT_YET_VALID)", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.notYetValid })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.notYetValid })
         const error = yield* startupError(makeSettings(server, pki))
         assert.deepStrictEqual([error._tag, "code" in error ? error.code : undefined], [
           "CertificateExpired",
@@ -225,7 +211,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("a certificate for another host fails with CertificateHostMismatch", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.wrongHost })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.wrongHost })
         const error = yield* startupError(makeSettings(server, pki))
         assert.strictEqual(error._tag, "CertificateHostMismatch")
       }))
@@ -309,7 +295,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("nothing listening fails with ConnectionRefused", () =>
       Effect.gen(function*() {
-        const { pki } = yield* Env
+        const { pki } = yield* TestDatabase.TestDatabase
         // a port that was just free: bind, read, close
         const port = yield* BlackholeServer.make.pipe(Effect.map((b) => b.port), Effect.scoped)
         const error = yield* startupError(makeSettings({ host: "127.0.0.1", port }, pki))
@@ -318,7 +304,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("a server that accepts TCP and never answers fails with ConnectTimeout within the bound", () =>
       Effect.gen(function*() {
-        const { pki } = yield* Env
+        const { pki } = yield* TestDatabase.TestDatabase
         const blackhole = yield* BlackholeServer.make
         const settings = makeSettings(blackhole, pki, { connectTimeout: Duration.millis(300) })
         const [elapsed, error] = yield* Effect.timed(startupError(settings))
@@ -377,7 +363,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("warns about a self-signed server certificate in development and refuses it in production", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.selfSigned })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.selfSigned })
         const tls = { ca: file(pki.selfSigned.certPath) }
         const logs = yield* makeLogCapture
         const secrets = yield* secretsWith(APP_PASSWORD)
@@ -390,7 +376,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("warns about a server certificate with a 1024-bit RSA key", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.rsa1024 })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.rsa1024 })
         const logs = yield* makeLogCapture
         const secrets = yield* secretsWith(APP_PASSWORD)
         yield* startup(makeSettings(server, pki), secrets).pipe(Effect.provide(logs.layer))
@@ -400,7 +386,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("SecureSqlClient
 
     it.effect("raises a warning when the server certificate expires within the alert window", () =>
       Effect.gen(function*() {
-        const { pki, server } = yield* configure({ certificate: (yield* Env).pki.expiringSoon })
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.expiringSoon })
         const logs = yield* makeLogCapture
         const secrets = yield* secretsWith(APP_PASSWORD)
         yield* startup(makeSettings(server, pki), secrets).pipe(Effect.provide(logs.layer))

@@ -22,11 +22,11 @@ import * as TestClock from "effect/TestClock"
 import { inspect } from "node:util"
 import type { DbSettings } from "@takumi/config"
 import { SecretMetrics } from "@takumi/secrets"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { PgTestServer, TestDatabase } from "@takumi/testing"
 import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
 import { DbMetrics, SecureSqlClient, SecurityAlerts } from "../src/index.js"
-import { configLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-alerts-41c9"
 const VICTIM_PASSWORD = "victim-Pa55word-9e07"
@@ -201,36 +201,22 @@ describe("SecurityAlerts rules", () => {
     }))
 })
 
-class Env extends Context.Tag("security-alerts-test/Env")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
+const database = TestDatabase.layer({
+  roles: [
+    { name: "app", password: APP_PASSWORD },
+    { name: "victim", password: VICTIM_PASSWORD }
+  ],
+  database: "app"
+})
 
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: APP_PASSWORD })
-    yield* server.createRole({ name: "victim", password: VICTIM_PASSWORD })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
-
-const tlsBaseline = (env: Context.Tag.Service<Env>): Partial<PgTestServer.ServerSettings> => ({
+const tlsBaseline = (env: Context.Tag.Service<TestDatabase.TestDatabase>): Partial<PgTestServer.ServerSettings> => ({
   ssl: true,
   certificate: env.pki.server,
   ca: env.pki.ca.certPem,
   hba: PgTestServer.defaultHba(true)
 })
 
-const configure = (settings: Partial<PgTestServer.ServerSettings> = {}) =>
-  Effect.gen(function*() {
-    const env = yield* Env
-    yield* env.server.reload({ ...tlsBaseline(env), ...settings }).pipe(Effect.orDie)
-    return env
-  })
+const configure = reloadFrom(tlsBaseline)
 
 /** Builds the client in the current scope and subscribes to its alerts before anything else runs. */
 const client = (settings: DbSettings, secrets: FakeSecrets) =>
@@ -271,7 +257,7 @@ const untilZero = (effect: Effect.Effect<number>): Effect.Effect<void, never, Sc
     Effect.asVoid
   )
 
-layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts with SecureSqlClient", (it) => {
+layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts with SecureSqlClient", (it) => {
   it.scoped("wrong passwords raise RepeatedAuthenticationFailures, without the password anywhere in it", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure()
@@ -357,7 +343,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts w
 
   it.scoped("a server certificate close to expiry raises CertificateExpiringSoon at startup, replayed to a subscriber", () =>
     Effect.gen(function*() {
-      const { pki, server } = yield* configure({ certificate: (yield* Env).pki.expiringSoon })
+      const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.expiringSoon })
       const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
       const { subscription } = yield* client(makeSettings(server, pki), secrets)
       const alert = yield* nextOf(subscription, "CertificateExpiringSoon")

@@ -9,28 +9,14 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { DbConfig } from "@takumi/config"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { TestDatabase } from "@takumi/testing"
 import { TakumiDb } from "../src/index.js"
 
 const PASSWORD = "takumi-Pa55word-c41d9e"
 
-class Env extends Context.Tag("db-test/TakumiDbEnv")<Env, {
-  readonly pki: TestPki.TestPki
-  readonly server: PgTestServer.PgTestServer
-}>() {}
+const database = TestDatabase.layer({ roles: [{ name: "app", password: PASSWORD }], database: "app" })
 
-const EnvLive = Layer.scoped(
-  Env,
-  Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: PASSWORD })
-    yield* server.createDatabase("app", "app")
-    return { pki, server }
-  }).pipe(Effect.orDie)
-)
-
-const environment = (env: Context.Tag.Service<Env>, extra: Record<string, string> = {}) =>
+const environment = (env: Context.Tag.Service<TestDatabase.TestDatabase>, extra: Record<string, string> = {}) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(
     new Map(Object.entries({
       NODE_ENV: "development",
@@ -47,10 +33,10 @@ const environment = (env: Context.Tag.Service<Env>, extra: Record<string, string
     }))
   ))
 
-layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("TakumiDb", (it) => {
+layer(database, { timeout: 60_000, excludeTestServices: true })("TakumiDb", (it) => {
   it.effect("provides a working SqlClient and DbConfig from the environment with one Effect.provide", () =>
     Effect.gen(function*() {
-      const env = yield* Env
+      const env = yield* TestDatabase.TestDatabase
       const [row, settings] = yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const rows = yield* sql<{ ssl: boolean; app: string }>`
@@ -63,7 +49,7 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("TakumiDb", (it) 
 
   it.effect("fails with the configuration's typed error before any connection is attempted", () =>
     Effect.gen(function*() {
-      const env = yield* Env
+      const env = yield* TestDatabase.TestDatabase
       const error = yield* Effect.flip(
         Layer.build(TakumiDb.layer.pipe(Layer.provide(environment(env, { NODE_ENV: "production" })))).pipe(
           Effect.scoped

@@ -4,7 +4,7 @@
  * logger that captures every line.
  */
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
@@ -13,62 +13,36 @@ import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import { DbConfig, type DbSettings, type PemSource } from "@takumi/config"
+import { DbConfig, type DbSettings, type PemSource, testSettings } from "@takumi/config"
 import { SecretNotFound, SecretsBackend } from "@takumi/secrets"
-import type { TestPki } from "@takumi/testing"
+import { type PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import { inspect } from "node:util"
 
 /** A file-backed PEM source. */
 export const file = (path: string): Option.Option<PemSource> => Option.some({ _tag: "File", path })
 
-/** Settings for a local test server: TLS on with the test CA, development, pool 1..4. */
+/**
+ * Settings for a local test server: `testSettings` with TLS on and the test CA, development,
+ * database and user `app`, pool 0..4 and the secrets prefix `takumi/test/`.
+ */
 export const makeSettings = (
   server: { readonly host: string; readonly port: number },
   pki: { readonly ca: Pick<TestPki.CertificateFiles, "certPath"> },
   overrides: Partial<Omit<DbSettings, "tls">> & { readonly tls?: Partial<DbSettings["tls"]> } = {}
 ): DbSettings => {
   const { tls, ...rest } = overrides
-  return {
+  return testSettings({
     environment: "development",
     host: server.host,
     port: server.port,
     database: "app",
     user: "app",
-    password: Option.none(),
     applicationName: "takumi-db-test",
     pool: { min: 0, max: 4 },
-    connectTimeout: Duration.millis(2000),
-    idleTimeout: Duration.seconds(30),
-    readReplica: Option.none(),
-    failoverTimeout: Duration.seconds(5),
-    secrets: {
-      backend: "env",
-      cacheTtl: Duration.minutes(5),
-      maxStale: Duration.minutes(10),
-      requestTimeout: Duration.seconds(3),
-      prefix: "takumi/test/",
-      aws: Option.none(),
-      vault: Option.none()
-    },
-    alerts: {
-      failedAuthThreshold: 5,
-      failedAuthWindow: Duration.minutes(5),
-      poolUsageRatio: 0.9,
-      slowQuery: Duration.seconds(5),
-      certificateExpiry: Duration.days(30)
-    },
+    secrets: { prefix: "takumi/test/" },
     ...rest,
-    tls: {
-      enabled: true,
-      rejectUnauthorized: true,
-      ca: file(pki.ca.certPath),
-      cert: Option.none(),
-      key: Option.none(),
-      keyPassphrase: Option.none(),
-      minVersion: "TLSv1.2",
-      ...tls
-    }
-  }
+    tls: { ca: file(pki.ca.certPath), ...tls }
+  })
 }
 
 /**
@@ -135,6 +109,20 @@ export const makeLogCapture = Effect.gen(function*() {
     lines: Effect.map(Ref.get(lines), (l) => List.toArray(List.reverse(l)))
   }
 })
+
+/**
+ * A file's `configure(settings)`: reloads the TestDatabase fixture's server with the file's
+ * `baseline` and the case's `settings` on top, and returns the fixture.
+ */
+export const reloadFrom = (
+  baseline: (env: Context.Tag.Service<TestDatabase.TestDatabase>) => Partial<PgTestServer.ServerSettings>
+) =>
+(settings: Partial<PgTestServer.ServerSettings> = {}) =>
+  Effect.gen(function*() {
+    const env = yield* TestDatabase.TestDatabase
+    yield* env.server.reload({ ...baseline(env), ...settings }).pipe(Effect.orDie)
+    return env
+  })
 
 /** The layer of settings. */
 export const configLayer = (settings: DbSettings): Layer.Layer<DbConfig> => Layer.succeed(DbConfig, settings)
