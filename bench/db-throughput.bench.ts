@@ -12,21 +12,19 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Pg from "pg"
 import { pathToFileURL } from "node:url"
-import { DbConfig, type DbSettings } from "@takumi/config"
-import { SecureSqlClient, SecurityAlerts } from "@takumi/db"
-import { SecretsBackend } from "@takumi/secrets"
+import type { DbSettings } from "@takumi/config"
+import { SecurityAlerts } from "@takumi/db"
 import { PgTestServer, TestPki } from "@takumi/testing"
 import * as Monitor from "../packages/db/src/internal/monitor.js"
+import * as BenchDatabase from "./internal/benchDatabase.js"
+import { median } from "./internal/median.js"
 
 const CONCURRENCY = 16
 const POOL_MAX = 10
@@ -37,52 +35,6 @@ interface Contender {
   /** runs `CONCURRENCY` workers until the deadline, returns the number of completed queries */
   readonly run: (millis: number) => Effect.Effect<number>
 }
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
-}
-
-const settingsFor = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki): DbSettings => ({
-  environment: "development",
-  host: server.host,
-  port: server.port,
-  database: "app",
-  user: "app",
-  password: Option.none(),
-  applicationName: "takumi-bench",
-  tls: {
-    enabled: true,
-    rejectUnauthorized: true,
-    ca: Option.some({ _tag: "File", path: pki.ca.certPath }),
-    cert: Option.none(),
-    key: Option.none(),
-    keyPassphrase: Option.none(),
-    minVersion: "TLSv1.2"
-  },
-  pool: { min: 0, max: POOL_MAX },
-  connectTimeout: Duration.seconds(2),
-  idleTimeout: Duration.seconds(30),
-  readReplica: Option.none(),
-  failoverTimeout: Duration.seconds(5),
-  secrets: {
-    backend: "env",
-    cacheTtl: Duration.minutes(5),
-    maxStale: Duration.minutes(10),
-    requestTimeout: Duration.seconds(3),
-    prefix: "takumi/development/",
-    aws: Option.none(),
-    vault: Option.none()
-  },
-  alerts: {
-    failedAuthThreshold: 5,
-    failedAuthWindow: Duration.minutes(5),
-    poolUsageRatio: 0.9,
-    slowQuery: Duration.seconds(5),
-    certificateExpiry: Duration.days(30)
-  }
-})
 
 const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki, Client?: typeof Pg.Client) =>
   Effect.acquireRelease(
@@ -166,24 +118,16 @@ const build = <A>(layer: Layer.Layer<A, unknown>): Effect.Effect<Context.Context
 /** The benchmark; prints a table and returns the median q/s per contender. */
 export const run = (secondsPerRound = 3, rounds = 3) =>
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: PASSWORD })
-    yield* server.createDatabase("app", "app")
-    const settings = settingsFor(server, pki)
+    const { pki, server, settings } = yield* BenchDatabase.make({
+      password: PASSWORD,
+      applicationName: "takumi-bench",
+      poolMax: POOL_MAX
+    })
 
     const raw = rawContender(yield* plainPool(server, pki))
     const instrumented = rawContender(yield* instrumentedPool(server, pki, settings), "raw pg.Pool + DbMetrics")
     const bare = yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) }))
-    const secure = yield* build(
-      SecureSqlClient.layer.pipe(
-        Layer.provide(Layer.succeed(DbConfig, settings)),
-        Layer.provide(Layer.succeed(SecretsBackend, {
-          get: () => Effect.succeed(Redacted.make(PASSWORD)),
-          invalidate: () => Effect.void
-        }))
-      )
-    )
+    const secure = yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD))
     const contenders: ReadonlyArray<Contender> = [
       raw,
       instrumented,

@@ -22,64 +22,15 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { pathToFileURL } from "node:url"
-import { DbConfig, type DbSettings } from "@takumi/config"
-import { Idempotent, ReconnectSchedule, SecureSqlClient } from "@takumi/db"
-import { SecretsBackend } from "@takumi/secrets"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { Idempotent, ReconnectSchedule } from "@takumi/db"
+import * as BenchDatabase from "./internal/benchDatabase.js"
+import { median } from "./internal/median.js"
 
 const WORKERS = 4
 const PASSWORD = "bench-Pa55word-recovery-8a1f"
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
-}
-
-const settingsFor = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki): DbSettings => ({
-  environment: "development",
-  host: server.host,
-  port: server.port,
-  database: "app",
-  user: "app",
-  password: Option.none(),
-  applicationName: "takumi-bench-recovery",
-  tls: {
-    enabled: true,
-    rejectUnauthorized: true,
-    ca: Option.some({ _tag: "File", path: pki.ca.certPath }),
-    cert: Option.none(),
-    key: Option.none(),
-    keyPassphrase: Option.none(),
-    minVersion: "TLSv1.2"
-  },
-  pool: { min: 0, max: WORKERS },
-  connectTimeout: Duration.seconds(2),
-  idleTimeout: Duration.seconds(30),
-  readReplica: Option.none(),
-  failoverTimeout: Duration.seconds(5),
-  secrets: {
-    backend: "env",
-    cacheTtl: Duration.minutes(5),
-    maxStale: Duration.minutes(10),
-    requestTimeout: Duration.seconds(3),
-    prefix: "takumi/development/",
-    aws: Option.none(),
-    vault: Option.none()
-  },
-  alerts: {
-    failedAuthThreshold: 5,
-    failedAuthWindow: Duration.minutes(5),
-    poolUsageRatio: 0.9,
-    slowQuery: Duration.seconds(5),
-    certificateExpiry: Duration.days(30)
-  }
-})
 
 interface Round {
   readonly serverRestart: number
@@ -92,20 +43,13 @@ interface Round {
 /** The benchmark; prints a table and returns the rounds. */
 export const run = (rounds = 5) =>
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: PASSWORD })
-    yield* server.createDatabase("app", "app")
+    const { server, settings } = yield* BenchDatabase.make({
+      password: PASSWORD,
+      applicationName: "takumi-bench-recovery",
+      poolMax: WORKERS
+    })
     const policy = yield* ReconnectSchedule.makePolicy()
-    const context = yield* Layer.build(
-      SecureSqlClient.layer.pipe(
-        Layer.provide(Layer.succeed(DbConfig, settingsFor(server, pki))),
-        Layer.provide(Layer.succeed(SecretsBackend, {
-          get: () => Effect.succeed(Redacted.make(PASSWORD)),
-          invalidate: () => Effect.void
-        }))
-      )
-    ).pipe(Effect.orDie)
+    const context = yield* Layer.build(BenchDatabase.secureSqlClient(settings, PASSWORD)).pipe(Effect.orDie)
     const sql = Context.get(context, SqlClient.SqlClient)
 
     const lastSuccess = yield* Ref.make(0)

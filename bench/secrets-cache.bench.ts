@@ -16,16 +16,11 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { performance } from "node:perf_hooks"
+import { median } from "./internal/median.js"
 
 const GETS = Number(process.argv[2] ?? 200_000)
 const ROUNDS = Number(process.argv[3] ?? 5)
 const FAN_IN = 1000
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
-}
 
 /** Gets per second of `get`, called `GETS` times in sequence inside one Effect. */
 const throughput = (get: () => Effect.Effect<unknown, unknown>) =>
