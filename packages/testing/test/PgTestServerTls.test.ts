@@ -6,7 +6,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Tls from "node:tls"
 import * as Pg from "pg"
-import { PgTestServer, TestPki } from "@takumi/testing"
+import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 
 // One server for the whole matrix: every TLS setting and pg_hba.conf reloads live, so each case
 // is a reload (~50 ms) rather than a new server (~1 s).
@@ -21,9 +21,7 @@ class TlsFixture extends Context.Tag("test/PgTestServerTls/Fixture")<TlsFixture,
 const FixtureLive = Layer.scoped(
   TlsFixture,
   Effect.gen(function*() {
-    const pki = yield* TestPki.make
-    const server = yield* PgTestServer.make({ certificate: pki.server, ca: pki.ca.certPem })
-    yield* server.createRole({ name: "app", password: "app-password" })
+    const { pki, server } = yield* TestDatabase.make({ roles: [{ name: "app", password: "app-password" }] })
     const appCert = yield* pki.client("app")
     return { pki, server, appCert }
   })
