@@ -6,10 +6,10 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import { DbConfig, type DbSettings, testSettings } from "@takumi/config"
 import { SecureSqlClient } from "@takumi/db"
 import { SecretsBackend } from "@takumi/secrets"
-import type * as Scope from "effect/Scope"
 import { type PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 
 export interface Options {
