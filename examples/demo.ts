@@ -6,12 +6,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { DbConfig } from "@takumi/config"
-import { DbHealth, TakumiDb } from "@takumi/db"
-import { BlackholeServer, PgTestServer, TestPki, VaultDouble } from "@takumi/testing"
+import { DbHealth, DbMetrics, TakumiDb } from "@takumi/db"
+import { BlackholeServer, TestDatabase, VaultDouble } from "@takumi/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as LogLevel from "effect/LogLevel"
 import { randomBytes } from "node:crypto"
 
@@ -42,14 +43,12 @@ const expectRefusal = (what: string, env: Record<string, string>) =>
 
 const demo = Effect.gen(function*() {
   yield* heading("Starting a throwaway PostgreSQL with TLS and a Vault protocol double ...")
-  const pki = yield* TestPki.make
-  const server = yield* PgTestServer.make({
-    certificate: pki.server,
-    hba: [{ type: "hostssl", method: "scram-sha-256" }, { type: "hostnossl", method: "reject" }]
-  })
   const password = randomBytes(18).toString("base64url")
-  yield* server.createRole({ name: "takumi_app", password })
-  yield* server.createDatabase("takumi", "takumi_app")
+  const { pki, server } = yield* TestDatabase.make({
+    roles: [{ name: "takumi_app", password }],
+    database: "takumi",
+    server: { hba: [{ type: "hostssl", method: "scram-sha-256" }, { type: "hostnossl", method: "reject" }] }
+  })
   const vaultToken = `hvs.${randomBytes(12).toString("hex")}`
   const vault = yield* VaultDouble.make({ token: vaultToken, tls: pki.server })
   yield* vault.put("secret/takumi/production", { DB_PASSWORD: password, DB_USER: "takumi_app" })
@@ -95,6 +94,12 @@ const demo = Effect.gen(function*() {
     yield* ok(`connected as ${session.user} (superuser: ${session.superuser}), application_name=${session.application}`)
     const health = yield* DbHealth.readiness
     yield* ok(`DbHealth: ${health.status}`)
+    const handshakes = yield* Metric.value(DbMetrics.forServer(DbMetrics.tlsHandshake, server.host, server.port))
+    const queries = yield* Metric.value(DbMetrics.forServer(DbMetrics.queryDuration, server.host, server.port))
+    yield* ok(
+      `DbMetrics: ${handshakes.count} TLS handshake(s), mean ${(1000 * handshakes.sum / handshakes.count).toFixed(1)} ms; ` +
+        `${queries.count} statement(s) timed`
+    )
   }).pipe(Effect.provide(TakumiDb.layer), withEnvironment(production))
 
   yield* heading("What a misconfigured deployment gets instead (typed errors, each with its fix):")
