@@ -1,3 +1,4 @@
+import { SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
@@ -315,6 +316,32 @@ describe("DbConfig.layer", () => {
         const directory = yield* fail(decode({ ...devBase, DB_SSL_CA: "/tmp" }))
         expect(directory.message).toContain("is a directory")
       }))
+
+    it.effect("refuses a certificate file the process may not read, naming the variable", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({ "ca.pem": pem("CERTIFICATE") })
+        const path = `${dir}/ca.pem`
+        // the suite runs as root, for whom no mode bit denies a read: the file system answers
+        // EACCES for this one file instead, exactly as Node reports it to a non-root process
+        const real = yield* FileSystem.FileSystem
+        const denying = Layer.succeed(FileSystem.FileSystem, {
+          ...real,
+          access: (target, options) =>
+            target === path
+              ? Effect.fail(
+                new SystemError({ reason: "PermissionDenied", module: "FileSystem", method: "access", pathOrDescriptor: target })
+              )
+              : real.access(target, options)
+        })
+        const error = yield* fail(
+          DbConfig.make({ dotEnv: false }).pipe(
+            Effect.provide(denying),
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...devBase, DB_SSL_CA: path }))))
+          )
+        )
+        expect(issueVariables(error)).toEqual(["DB_SSL_CA"])
+        expect(error.message).toContain("the file is not readable")
+      }).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped))
 
     it.effect("refuses a client certificate without its key", () =>
       Effect.gen(function*() {
