@@ -31,6 +31,8 @@ type Expectation = "refuse" | "warn" | "pass"
 interface Case {
   readonly rule: Rule
   readonly variable: string
+  /** what a refusal's message must tell the operator to do */
+  readonly fix: string
   readonly settings: (environment: Environment) => DbSettings
   readonly facts?: (environment: Environment) => SecurityPolicy.EnvironmentFacts
   readonly expected: { readonly [E in Environment]: Expectation }
@@ -53,36 +55,42 @@ const cases: ReadonlyArray<Case> = [
   {
     rule: "tls-required",
     variable: "DB_SSL",
+    fix: "Set DB_SSL=true",
     settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, enabled: false } }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
   },
   {
     rule: "certificate-validation",
     variable: "DB_SSL_REJECT_UNAUTHORIZED",
+    fix: "Set DB_SSL_REJECT_UNAUTHORIZED=true",
     settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, rejectUnauthorized: false } }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
   },
   {
     rule: "tls-min-version",
     variable: "DB_SSL_MIN_VERSION",
+    fix: "Set DB_SSL_MIN_VERSION=TLSv1.2",
     settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, minVersion: "TLSv1.1" } }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
   },
   {
     rule: "secrets-backend-env",
     variable: "SECRETS_BACKEND",
+    fix: "Set SECRETS_BACKEND=aws-secrets-manager",
     settings: (env) => ({ ...secure(env), secrets: { ...secure(env).secrets, backend: "env", aws: Option.none() } }),
     expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
   },
   {
     rule: "password-in-environment",
     variable: "DB_PASSWORD",
+    fix: "store the password in the secrets manager",
     settings: (env) => ({ ...secure(env), password: Option.some(Redacted.make("pw")) }),
     expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
   },
   {
     rule: "dotenv-password",
     variable: "DB_PASSWORD",
+    fix: "keep the password in the secrets manager",
     settings: secure,
     // as DbConfig.layer reports it: loaded in development and test, never elsewhere
     facts: (env) => ({
@@ -93,12 +101,14 @@ const cases: ReadonlyArray<Case> = [
   {
     rule: "secret-path-environment",
     variable: "SECRETS_PREFIX",
+    fix: "Point SECRETS_PREFIX at this environment's secrets",
     settings: (env) => ({ ...secure(env), secrets: { ...secure(env).secrets, prefix: `takumi/${other(env)}/` } }),
     expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
   },
   {
     rule: "secret-path-environment",
     variable: "VAULT_PATH",
+    fix: "Point VAULT_PATH at this environment's secrets",
     settings: (env) => ({
       ...secure(env),
       secrets: vault(env, "https://vault.example.com:8200", `secret/takumi/${other(env)}`)
@@ -108,12 +118,14 @@ const cases: ReadonlyArray<Case> = [
   {
     rule: "secrets-transport-tls",
     variable: "VAULT_ADDR",
+    fix: "Use an https:// address",
     settings: (env) => ({ ...secure(env), secrets: vault(env, "http://vault.example.com:8200", `secret/takumi/${env}`) }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
   },
   {
     rule: "secrets-transport-tls",
     variable: "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    fix: "Use an https:// address",
     settings: (env) => ({
       ...secure(env),
       secrets: {
@@ -126,6 +138,7 @@ const cases: ReadonlyArray<Case> = [
   {
     rule: "tls-verification-override",
     variable: "NODE_TLS_REJECT_UNAUTHORIZED",
+    fix: "Unset NODE_TLS_REJECT_UNAUTHORIZED",
     settings: secure,
     facts: () => ({ verificationOverrides: ["NODE_TLS_REJECT_UNAUTHORIZED"] }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
@@ -133,6 +146,7 @@ const cases: ReadonlyArray<Case> = [
   {
     rule: "tls-verification-override",
     variable: "VAULT_SKIP_VERIFY",
+    fix: "Unset VAULT_SKIP_VERIFY",
     settings: secure,
     facts: () => ({ verificationOverrides: ["VAULT_SKIP_VERIFY"] }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
@@ -165,6 +179,7 @@ describe("SecurityPolicy", () => {
         expect(error).toBeInstanceOf(InsecureConfiguration)
         expect(error).toMatchObject({ rule, variable, environment })
         expect(error.message).toContain(variable)
+        expect(error.message).toContain(c.fix)
       } else if (expected === "warn") {
         expect(Exit.isSuccess(exit)).toBe(true)
         expect(warnings).toHaveLength(1)
