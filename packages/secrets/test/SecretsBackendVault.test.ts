@@ -130,6 +130,27 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
         yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "ECONNRESET")
       }))
 
+    it.scoped("maps 429 (a rate-limit quota exceeded) to SecretsBackendUnavailable", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        const backend = yield* backendFor(double, pki)
+        yield* double.fault("throttled")
+        const error = yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "HTTP 429")
+        expect(error.key).toBe("DB_PASSWORD")
+        expect(yield* double.requestCount(path)).toBe(1)
+      }))
+
+    it.scoped("maps a refused connection (nothing listens at VAULT_ADDR) to SecretsBackendUnavailable", () =>
+      Effect.gen(function*() {
+        const pki = yield* Pki
+        // A double started and stopped again: its port is closed now.
+        const closed = yield* Effect.scoped(startDouble())
+        const backend = yield* backendFor(closed.double, pki)
+        const error = yield* expectFailure(backend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "ECONNREFUSED")
+        expect(error.key).toBe("DB_PASSWORD")
+        expect(error.message).toContain(closed.double.address)
+      }))
+
     it.scoped("gives up on a hanging Vault within the request timeout", () =>
       Effect.gen(function*() {
         const { double, pki } = yield* startDouble()

@@ -14,7 +14,8 @@ import * as internal from "./internal/vaultDouble.js"
 
 /**
  * A failure the double answers with: `forbidden` (403 `permission denied`), `not-found`
- * (404 `{"errors":[]}`), `internal-error` (500), `sealed` (503 `Vault is sealed`), `hang`
+ * (404 `{"errors":[]}`), `internal-error` (500), `sealed` (503 `Vault is sealed`), `throttled`
+ * (429 `rate limit quota exceeded`, as Vault answers when a rate-limit quota is exceeded), `hang`
  * (accept and never answer) or `reset` (destroy the connection).
  *
  * @since 0.1.0

@@ -111,6 +111,15 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })("VaultDoub
       expect(yield* read("s.double-token", "secret/data/app")).toMatchObject({ data: { data: { K: "v" } } })
     }))
 
+  it.scoped("answers the throttled fault with 429 rate limit quota exceeded, as Vault's rate-limit quotas do", () =>
+    Effect.gen(function*() {
+      const { double, read } = yield* started()
+      yield* double.put("secret/app", { K: "v" })
+      yield* double.fault("throttled")
+      const result = yield* Effect.either(read("s.double-token", "secret/data/app"))
+      expect(Either.isLeft(result) && result.left).toMatchObject({ status: 429, message: "rate limit quota exceeded" })
+    }))
+
   it.scoped("resets the connection or never answers when told to", () =>
     Effect.gen(function*() {
       const { double, read } = yield* started()

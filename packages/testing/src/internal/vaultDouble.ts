@@ -1,7 +1,7 @@
 import * as Http from "./httpDouble.js"
 
 /** @internal */
-export type Fault = "forbidden" | "not-found" | "internal-error" | "sealed" | "hang" | "reset"
+export type Fault = "forbidden" | "not-found" | "internal-error" | "sealed" | "throttled" | "hang" | "reset"
 
 /** @internal */
 export interface RecordedRequest {
@@ -30,6 +30,9 @@ const faultAnswer = (fault: Fault): Http.HttpDoubleAnswer => {
       return errors(500, ["internal error"])
     case "sealed":
       return errors(503, ["Vault is sealed"])
+    case "throttled":
+      // What Vault answers when a rate-limit quota is exceeded.
+      return errors(429, ["rate limit quota exceeded"])
     case "hang":
       return { _tag: "Hang" }
     case "reset":
