@@ -4,6 +4,9 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { vi } from "vitest"
 import type { SecretError } from "../src/SecretError.js"
 import { SecretsBackend } from "../src/SecretsBackend.js"
@@ -11,10 +14,11 @@ import { awsSettings } from "./fixtures.js"
 
 // The real SDK signs every request with credentials from its default chain; the double does
 // not check signatures, so static test credentials in the environment are enough.
-beforeAll(() => {
+const stubTestCredentials = () => {
   vi.stubEnv("AWS_ACCESS_KEY_ID", "AKIDTESTDOUBLE")
   vi.stubEnv("AWS_SECRET_ACCESS_KEY", "test-double-secret")
-})
+}
+beforeAll(stubTestCredentials)
 afterAll(() => {
   vi.unstubAllEnvs()
 })
@@ -23,6 +27,47 @@ const backendFor = (double: SecretsManagerDouble.SecretsManagerDouble, options: 
   SecretsBackend.makeAwsSecretsManager(awsSettings(double.endpoint, options))
 
 const read = (backend: SecretsBackend["Type"], key: string) => Effect.map(backend.get(key), Redacted.value)
+
+/**
+ * For the rest of the scope, an environment in which the SDK's default credential chain finds
+ * nothing: no AWS_* credentials, profile, web identity or container endpoint, empty shared
+ * credentials and config files, and no EC2 instance metadata. The file's static test
+ * credentials are all that is stubbed again when the scope closes.
+ */
+const withoutCredentials = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "takumi-aws-empty-"))
+    const credentialsFile = Path.join(dir, "credentials")
+    const configFile = Path.join(dir, "config")
+    Fs.writeFileSync(credentialsFile, "")
+    Fs.writeFileSync(configFile, "")
+    for (
+      const name of [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+      ]
+    ) vi.stubEnv(name, "")
+    vi.stubEnv("AWS_SHARED_CREDENTIALS_FILE", credentialsFile)
+    vi.stubEnv("AWS_CONFIG_FILE", configFile)
+    vi.stubEnv("AWS_EC2_METADATA_DISABLED", "true")
+    return dir
+  }),
+  (dir) =>
+    Effect.sync(() => {
+      vi.unstubAllEnvs()
+      stubTestCredentials()
+      Fs.rmSync(dir, { recursive: true, force: true })
+    })
+)
 
 const failure = (effect: Effect.Effect<unknown, SecretError>) =>
   Effect.flatMap(Effect.either(effect), (result) =>
@@ -159,6 +204,34 @@ describe("SecretsBackend.makeAwsSecretsManager (against the Secrets Manager doub
       const error = yield* failure(backend.get("DB_PASSWORD"))
       expect(error._tag).toBe("SecretsBackendUnavailable")
       expect(error.message).toContain("ECONNREFUSED")
+    }))
+
+  it.scopedLive("fails with SecretsBackendUnavailable (CredentialsProviderError) within the request timeout when the credential chain is empty", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      yield* double.putSecretString("takumi/test/DB_PASSWORD", "plain-password")
+      yield* withoutCredentials
+      const backend = yield* backendFor(double, { maxAttempts: 3, requestTimeoutMs: 1000 })
+      const start = yield* Clock.currentTimeMillis
+      const error = yield* failure(backend.get("DB_PASSWORD"))
+      const elapsed = (yield* Clock.currentTimeMillis) - start
+      expect(error).toMatchObject({ _tag: "SecretsBackendUnavailable", backend: "aws-secrets-manager", key: "DB_PASSWORD" })
+      expect(error.message).toContain("CredentialsProviderError")
+      expect(elapsed).toBeLessThan(1000 + 250)
+      expect(yield* double.requestCount()).toBe(0)
+    }))
+
+  it.scopedLive("sends exactly one GetSecretValue for 1000 concurrent gets of a key that is not cached", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      yield* double.putSecretString("takumi/test/DB_PASSWORD", "plain-password")
+      const backend = yield* backendFor(double, { requestTimeoutMs: 5000 })
+      const values = yield* Effect.all(Array.from({ length: 1000 }, () => read(backend, "DB_PASSWORD")), {
+        concurrency: "unbounded"
+      })
+      expect(new Set(values)).toEqual(new Set(["plain-password"]))
+      expect(values).toHaveLength(1000)
+      expect(yield* double.requestCount("takumi/test/DB_PASSWORD")).toBe(1)
     }))
 
   it.scopedLive("serves a cached value without a second request, and the promoted version after invalidate", () =>
