@@ -401,15 +401,13 @@ const build = (
     )
 
     // Pick a free port, retrying when another process grabs it between probe and bind.
+    // Five attempts in all, each on a newly probed port; any other failure ends at once.
     const firstStart = Effect.gen(function*() {
-      for (let attemptNo = 1;; attemptNo++) {
-        const port = yield* freePort
-        yield* writeConfiguration(layout, port, state.settings)
-        const result = yield* Effect.either(launch(layout, port))
-        if (result._tag === "Right") return { port, postmaster: result.right }
-        if (!isBindFailure(result.left) || attemptNo >= 5) return yield* Effect.fail(result.left)
-      }
-    })
+      const port = yield* freePort
+      yield* writeConfiguration(layout, port, state.settings)
+      const postmaster = yield* launch(layout, port)
+      return { port, postmaster }
+    }).pipe(Effect.retry({ schedule: Schedule.recurs(4), while: isBindFailure }))
     // A server that never came up leaves nothing behind, even in a long-lived scope.
     const first = yield* firstStart.pipe(Effect.tapError(() => Effect.ignore(stopNow)))
     state.postmaster = first.postmaster
@@ -572,10 +570,8 @@ const build = (
           password
         ].join(" ")
         return query(`CREATE ROLE ${quoteIdent(options.name)} WITH ${flags}`).pipe(
-          Effect.mapError((error) =>
-            // Never echo the password back in an error message.
-            new PgTestServerError({ operation: "createRole", message: error.message.split(" in: ")[0] ?? error.message })
-          ),
+          // Query errors never carry the statement, so the password is not echoed back.
+          Effect.mapError((error) => new PgTestServerError({ operation: "createRole", message: error.message })),
           Effect.asVoid
         )
       },

@@ -132,6 +132,18 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("PgTestServer 
       expect(owner?.["owner"]).toBe("Owner Role")
     }))
 
+  it.effect("reports a failed query with the server's message but without the statement, so no password is echoed", () =>
+    Effect.gen(function*() {
+      const server = yield* Server
+      const error = yield* Effect.flip(server.query("ALTER ROLE no_such_role WITH PASSWORD 'echo-me-not-4711'"))
+      expect(error.message).toContain(`role "no_such_role" does not exist`)
+      expect(error.message).not.toContain("echo-me-not-4711")
+      expect(error.message).not.toContain("ALTER ROLE")
+      const duplicate = yield* Effect.flip(server.createRole({ name: "app", password: "echo-me-not-4712" }))
+      expect(duplicate.message).toContain(`role "app" already exists`)
+      expect(duplicate.message).not.toContain("echo-me-not-4712")
+    }))
+
   it.effect("applies per-user pg_hba rules on reload and restores the default rules with hba: undefined", () =>
     Effect.gen(function*() {
       const server = yield* Server

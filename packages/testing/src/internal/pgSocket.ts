@@ -50,7 +50,8 @@ export const query = (
     (client) =>
       Effect.tryPromise({
         try: () => client.query<Record<string, unknown>>(sql, [...params]).then((result) => result.rows),
-        catch: (cause) => failure(operation, `${describeCause(cause)} in: ${sql}`)
+        // The server's message only: the statement text may carry a password (ALTER ROLE ... PASSWORD).
+        catch: (cause) => failure(operation, describeCause(cause))
       }),
     (client) => Effect.promise(() => client.end().catch(() => undefined))
   )
