@@ -3,6 +3,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
@@ -13,6 +14,7 @@ import * as Readline from "node:readline"
 import * as Url from "node:url"
 import * as Pg from "pg"
 import { PgTestServer } from "@takumi/testing"
+import { makeCommandLine } from "../src/internal/pgProcess.js"
 
 const repoRoot = Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "../../..")
 
@@ -328,6 +330,61 @@ describe("PgTestServer teardown", () => {
       expect(Fs.existsSync(orphan)).toBe(false)
       expect(Fs.existsSync(mine)).toBe(true)
     }).pipe(Effect.scoped))
+
+  it.live("sweep stops (SIGQUIT) a postmaster still running for a dead owner, then removes its folder", () =>
+    Effect.gen(function*() {
+      const dead = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          const child = ChildProcess.spawn("true")
+          child.once("exit", () => resolve(child.pid ?? -1))
+        })
+      )
+      const server = yield* PgTestServer.make()
+      const postmaster = Option.getOrThrow(yield* server.pid)
+      const processes = [postmaster, ...childrenOf(postmaster)]
+      const base = Path.dirname(server.dataDir)
+      // As if the test worker that started this server had been SIGKILLed without setpriv.
+      Fs.writeFileSync(Path.join(base, "owner.pid"), `${dead}\n`)
+      expect(yield* PgTestServer.sweepStale).toBeGreaterThanOrEqual(1)
+      expect(isGone(postmaster)).toBe(true)
+      expect(yield* untilGone(processes)).toEqual([])
+      expect(Fs.existsSync(base)).toBe(false)
+    }).pipe(Effect.scoped))
+
+  it.effect("without setpriv, runs the server unprotected and logs the missing parent-death signal once", () => {
+    const warnings: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(String(message))
+    })
+    return Effect.gen(function*() {
+      const commandLine = makeCommandLine(undefined)
+      const postmaster = yield* commandLine({ _tag: "Self" }, "/pg/bin/postgres", ["-D", "/pg/data"], "QUIT")
+      const initdb = yield* commandLine({ _tag: "Self" }, "/pg/bin/initdb", ["-D", "/pg/template"])
+      expect(postmaster).toEqual(["/pg/bin/postgres", ["-D", "/pg/data"]])
+      expect(initdb).toEqual(["/pg/bin/initdb", ["-D", "/pg/template"]])
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain("without a parent-death signal")
+      expect(warnings[0]).toContain("sweepStale")
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
+
+  it.effect("with setpriv, gives the postmaster a SIGQUIT parent-death signal and logs nothing", () => {
+    const warnings: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(String(message))
+    })
+    return Effect.gen(function*() {
+      const [command, argv] = yield* makeCommandLine("/usr/bin/setpriv")(
+        { _tag: "Self" },
+        "/pg/bin/postgres",
+        ["-D", "/pg/data"],
+        "QUIT"
+      )
+      expect(command).toBe("/usr/bin/setpriv")
+      expect(argv).toEqual(["--pdeathsig", "QUIT", "--", "/pg/bin/postgres", "-D", "/pg/data"])
+      expect(warnings).toEqual([])
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
 
   it("offers a Promise API for plain vitest: start() gives a running server, close() removes it", async () => {
     const server = await PgTestServer.start()

@@ -1,7 +1,7 @@
 /**
  * Running PostgreSQL programs: as the `postgres` user when this process is root (initdb and
- * postgres refuse to run as root), always with a parent-death signal so that nothing outlives a
- * crashed test worker.
+ * postgres refuse to run as root), with a parent-death signal (`setpriv`) so that nothing
+ * outlives a crashed test worker; where there is no `setpriv`, with a one-time warning.
  *
  * @internal
  */
@@ -48,30 +48,53 @@ const SETPRIV_CANDIDATES = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpr
 const setpriv: string | undefined = SETPRIV_CANDIDATES.find((candidate) => Fs.existsSync(candidate))
 
 /**
- * The argv that runs `file` as the server user. `setpriv --pdeathsig` makes the kernel signal it
- * when the spawning process dies, even by SIGKILL: SIGQUIT for the postmaster (PostgreSQL's
- * immediate shutdown, which also takes down every backend), SIGKILL for one-shot programs.
+ * Builds {@link commandLine} for a `setpriv` at `setprivPath` (or none). Without one, a server
+ * running as this process's user is spawned with no parent-death signal; the first such spawn
+ * logs a warning (once per builder, so once per process for {@link commandLine}).
  *
  * @internal
  */
-export const commandLine = (
-  user: ServerUser,
-  file: string,
-  args: ReadonlyArray<string>,
-  deathSignal: "QUIT" | "KILL" = "KILL"
-): Effect.Effect<readonly [string, ReadonlyArray<string>], PgTestServerError> => {
-  if (setpriv === undefined) {
-    return user._tag === "Self"
-      ? Effect.succeed([file, args] as const)
-      : Effect.fail(
-        failure("spawn", "setpriv (util-linux) is required to run PostgreSQL as the postgres user; apt-get install util-linux")
-      )
+export const makeCommandLine = (setprivPath: string | undefined) => {
+  let warned = false
+  const warnOnce = Effect.suspend(() => {
+    if (warned) return Effect.void
+    warned = true
+    return Effect.logWarning(
+      "PgTestServer: setpriv (util-linux) was not found, so PostgreSQL is started without a parent-death signal: " +
+        "a test process killed with SIGKILL leaves its postgres running until the next PgTestServer.sweepStale " +
+        "(the vitest global setup runs it) stops it. On Linux install util-linux (apt-get install util-linux)."
+    )
+  })
+  return (
+    user: ServerUser,
+    file: string,
+    args: ReadonlyArray<string>,
+    deathSignal: "QUIT" | "KILL" = "KILL"
+  ): Effect.Effect<readonly [string, ReadonlyArray<string>], PgTestServerError> => {
+    if (setprivPath === undefined) {
+      return user._tag === "Self"
+        ? Effect.as(warnOnce, [file, args] as const)
+        : Effect.fail(
+          failure("spawn", "setpriv (util-linux) is required to run PostgreSQL as the postgres user; apt-get install util-linux")
+        )
+    }
+    const identity = user._tag === "Postgres"
+      ? ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups"]
+      : []
+    return Effect.succeed([setprivPath, [...identity, "--pdeathsig", deathSignal, "--", file, ...args]] as const)
   }
-  const identity = user._tag === "Postgres"
-    ? ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups"]
-    : []
-  return Effect.succeed([setpriv, [...identity, "--pdeathsig", deathSignal, "--", file, ...args]] as const)
 }
+
+/**
+ * The argv that runs `file` as the server user. `setpriv --pdeathsig` makes the kernel signal it
+ * when the spawning process dies, even by SIGKILL: SIGQUIT for the postmaster (PostgreSQL's
+ * immediate shutdown, which also takes down every backend), SIGKILL for one-shot programs.
+ * Without `setpriv` (not root, no util-linux, e.g. macOS) the program runs unprotected and a
+ * warning is logged once; `sweepStale` then stops what a killed test process left running.
+ *
+ * @internal
+ */
+export const commandLine = makeCommandLine(setpriv)
 
 // Child processes get a clean environment: no PGSSLMODE, PGPASSWORD or locale surprises leak
 // from the developer's shell into initdb, pg_basebackup or the server.
