@@ -252,6 +252,23 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
         expect(yield* plain.requestCount()).toBe(0)
       }))
 
+    it.scoped("follows at most 3 redirect hops, carrying the token to the active node", () =>
+      Effect.gen(function*() {
+        const { double: active, pki } = yield* startDouble()
+        const tls = { certPem: pki.server.certPem, keyPem: pki.server.keyPem }
+        const standby = yield* VaultDouble.make({ token, tls })
+        yield* standby.redirectTo(active.address)
+        const backend = yield* backendFor(standby, pki)
+        expect(yield* read(backend, "DB_PASSWORD")).toBe("vault-pw")
+        const [forwarded] = yield* active.requests
+        expect(forwarded?.headers["x-vault-token"]).toBe(token)
+        const looping = yield* VaultDouble.make({ token, tls })
+        yield* looping.redirectTo(looping.address)
+        const loopBackend = yield* backendFor(looping, pki)
+        yield* expectFailure(loopBackend.get("DB_PASSWORD"), "SecretsBackendUnavailable", "TOO_MANY_REDIRECTS")
+        expect(yield* looping.requestCount()).toBe(4)
+      }))
+
     it.scoped("refuses to build with a VAULT_PATH that names no secret under a mount", () =>
       Effect.gen(function*() {
         const { double, pki } = yield* startDouble()

@@ -196,8 +196,10 @@ export const makeTemplate: Effect.Effect<string, PgTestServerError, Scope.Scope>
 
 /**
  * Deletes the temp folders of servers and templates whose owning process died without cleaning
- * up (a SIGKILLed test worker; its postgres died with it). Returns how many were removed. The
- * vitest global setup runs it once per run.
+ * up (a SIGKILLed test worker). A postmaster still running in such a folder (spawned without
+ * `setpriv`'s parent-death signal, e.g. on macOS) is stopped first with SIGQUIT, PostgreSQL's
+ * immediate shutdown. Returns how many folders were removed. The vitest global setup runs it
+ * once per run.
  *
  * @since 0.1.0
  * @category constructors
