@@ -42,7 +42,10 @@ const Server = {
 /**
  * `failedAuthThreshold` authentications refused with 28P01 (wrong password or unknown user)
  * within `failedAuthWindow` (sliding). Raised once per burst: the count starts again after it.
- * Every refusal by the server counts, including the one that makes the pool re-read the secret.
+ * One count per connection that could not be opened: a 28P01 makes the pool re-read the secret
+ * and retry once, and only the refusal that stands after that retry counts. A refusal the re-read
+ * secret cures (a password rotation seen by a burst of new connections) never counts, so a
+ * legitimate rotation cannot raise the alert. The health probes' own connections do not count.
  *
  * @since 0.1.0
  * @category alerts

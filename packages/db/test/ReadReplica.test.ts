@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { DbSettings } from "@takumi/config"
+import { readdirSync, readFileSync } from "node:fs"
 import { BlackholeServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import * as DbHealth from "../src/DbHealth.js"
 import * as ReadReplica from "../src/ReadReplica.js"
@@ -60,13 +61,53 @@ const clientLayer = (settings: DbSettings) =>
 interface Answer {
   readonly recovery: boolean
   readonly port: number
+  /** `pg_stat_ssl.ssl` of the answering backend: the connection is TLS as the server sees it */
+  readonly ssl: boolean
 }
 
 const whoAnswers = (client: SqlClient.SqlClient) =>
   Effect.map(
-    client<{ recovery: boolean; port: number }>`SELECT pg_is_in_recovery() AS recovery, inet_server_port() AS port`,
-    (rows): Answer => ({ recovery: rows[0]?.recovery ?? false, port: Number(rows[0]?.port) })
+    client<{ recovery: boolean; port: number; ssl: boolean | null }>`SELECT pg_is_in_recovery() AS recovery,
+      inet_server_port() AS port, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl`,
+    (rows): Answer => ({ recovery: rows[0]?.recovery ?? false, port: Number(rows[0]?.port), ssl: rows[0]?.ssl === true })
   )
+
+/** The pids of `parent`'s child processes, from /proc (PostgreSQL's backends, walreceiver, ...). */
+const childrenOf = (parent: number): Array<number> =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      // the fields after the command name (which may hold spaces) start at the last ")"
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return Number(fields[1]) === parent ? [Number(entry)] : []
+    } catch {
+      // the process ended while we looked
+      return []
+    }
+  })
+
+/**
+ * Freezes the whole server, scoped: the postmaster and every one of its processes (so a pooled
+ * connection's backend stops answering too, not only new connections). Continued when the scope
+ * closes; `thaw` continues them earlier.
+ */
+const freezeWholeServer = (server: PgTestServer.PgTestServer) =>
+  Effect.gen(function*() {
+    const postmaster = Option.getOrThrow(yield* server.pid)
+    const pids = [postmaster, ...childrenOf(postmaster)]
+    const signal = (sig: NodeJS.Signals) =>
+      Effect.sync(() => {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, sig)
+          } catch {
+            // a process that has already exited needs no signal
+          }
+        }
+      })
+    yield* Effect.acquireRelease(signal("SIGSTOP"), () => signal("SIGCONT"))
+    return { processes: pids.length, thaw: signal("SIGCONT") }
+  })
 
 const healthWhere = (predicate: (s: DbHealth.HealthSnapshot) => boolean) =>
   Effect.flatMap(DbHealth.DbHealth, (health) =>
@@ -82,8 +123,8 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
         yield* healthWhere((s) => s.status === "healthy")
         const replica = yield* ReadReplica.ReadReplica
         const sql = yield* SqlClient.SqlClient
-        expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port })
-        expect(yield* whoAnswers(sql)).toEqual({ recovery: false, port: env.primary.port })
+        expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
+        expect(yield* whoAnswers(sql)).toEqual({ recovery: false, port: env.primary.port, ssl: true })
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
 
@@ -117,7 +158,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const started = yield* Clock.currentTimeMillis
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
-          expect(failedOver).toEqual({ recovery: false, port: env.primary.port })
+          expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
           expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER))
 
           const degraded = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
@@ -132,7 +173,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           yield* env.standby.resume.pipe(Effect.orDie)
           const healthy = yield* healthWhere((s) => s.status === "healthy")
           expect(replicaStatus(healthy)).toEqual(Option.some("up"))
-          expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port })
+          expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
           expect((yield* logs.lines).some((l) => l.text.includes("ReadReplicaRestored"))).toBe(true)
         }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))), Effect.provide(logs.layer))
       })
@@ -175,7 +216,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const started = yield* Clock.currentTimeMillis
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
-          expect(failedOver).toEqual({ recovery: false, port: env.primary.port })
+          expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
           // it waited for the replica for the failover timeout, not longer
           expect(took).toBeGreaterThanOrEqual(Duration.toMillis(FAILOVER) - 50)
           expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 500)
@@ -190,6 +231,53 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
+  it.effect(
+    "sends a read on an idle replica connection to the primary within the failover timeout when the whole replica freezes, alerts once, and returns to the replica after thaw",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        const logs = yield* makeLogCapture
+        const failedOverAlerts = Effect.map(logs.lines, (lines) => lines.filter((l) => l.text.includes("ReadReplicaFailedOver")).length)
+        yield* Effect.gen(function*() {
+          yield* healthWhere((s) => s.status === "healthy")
+          const replica = yield* ReadReplica.ReadReplica
+          expect(yield* Effect.all([whoAnswers(replica), whoAnswers(replica)], { concurrency: 2 })).toEqual([
+            { recovery: true, port: env.standby.port, ssl: true },
+            { recovery: true, port: env.standby.port, ssl: true }
+          ])
+          // the replica pool holds idle connections: the next read takes one, nothing new is opened
+          const idle = yield* env.standby.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'takumi-db-test' AND state = 'idle'"
+          ).pipe(Effect.map((rows) => Number(rows[0]?.["n"])), Effect.orDie)
+          expect(idle).toBeGreaterThan(0)
+          const frozen = yield* freezeWholeServer(env.standby)
+          expect(frozen.processes).toBeGreaterThan(idle)
+
+          const started = yield* Clock.currentTimeMillis
+          const failedOver = yield* whoAnswers(replica)
+          const took = (yield* Clock.currentTimeMillis) - started
+          expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
+          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+
+          // the probe (a fresh connection, bounded) fails too: the replica goes down, once
+          const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
+          expect(down.status).toBe("degraded")
+          expect(down.primary.status).toBe("up")
+          expect(Option.flatMap(down.replica, (r) => Option.map(r.lastError, (e) => e._tag))).toEqual(
+            Option.some("FailoverTimeout")
+          )
+          expect(yield* failedOverAlerts).toBe(1)
+          // while it is down, reads go straight to the primary
+          expect((yield* whoAnswers(replica)).port).toBe(env.primary.port)
+
+          yield* frozen.thaw
+          yield* healthWhere((s) => s.status === "healthy")
+          expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
+          expect(yield* failedOverAlerts).toBe(1)
+        }).pipe(Effect.scoped, Effect.provide(clientLayer(settingsWithReplica(env, env.standby))), Effect.provide(logs.layer))
+      })
+  )
+
   it.effect("starts with a replica that accepts connections and never answers, sending reads to the primary (FailoverTimeout)", () =>
     Effect.gen(function*() {
       const env = yield* Env
@@ -200,7 +288,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           expect(snapshot.status).toBe("degraded")
           expect(Option.map(snapshot.lastError, (e) => e._tag)).toEqual(Option.some("FailoverTimeout"))
           const replica = yield* ReadReplica.ReadReplica
-          expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port })
+          expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port, ssl: true })
         }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, blackhole))))
       }))
     }))
@@ -212,7 +300,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
         const replica = yield* ReadReplica.ReadReplica
         const sql = yield* SqlClient.SqlClient
         expect(replica).toBe(sql)
-        expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port })
+        expect(yield* whoAnswers(replica)).toEqual({ recovery: false, port: env.primary.port, ssl: true })
         expect(Option.isNone((yield* DbHealth.DbHealth.pipe(Effect.flatMap((h) => h.get))).replica)).toBe(true)
       }).pipe(Effect.provide(clientLayer(makeSettings(env.primary, env.pki))))
     }))

@@ -46,6 +46,11 @@ export interface PoolInstruments {
   readonly Client: typeof Pg.Client
   /** a connection attempt of this pool failed with `err` (pg's own error, or a secrets error) */
   readonly connectFailed: (err: unknown) => void
+  /**
+   * a connection could not be opened: `err` is the failure handed to the caller, after the
+   * 28P01 retry with a re-read secret when there was one (a 28P01 that retry cured never gets here)
+   */
+  readonly connectGaveUp: (err: unknown) => void
   /** an established connection of this pool was lost */
   readonly connectionLost: (error: ConnectionLost) => void
   /** listens to the pool's events and samples its gauges until the scope closes */
@@ -187,7 +192,6 @@ export const make = (
         const error = classifyConnectError(err, target)
         const kind = isPoolQueueTimeout(err) ? "PoolExhausted" : error._tag
         countError(kind)
-        if (isAuthenticationFailure(err)) runFork(authenticationFailed(target))
         const noEncryption = error._tag === "ConnectionRejected" && /no encryption/i.test(error.reason ?? "")
         if (error._tag === "SslNotSupportedByServer" || noEncryption) {
           runFork(alerts.publish(
@@ -201,6 +205,12 @@ export const make = (
             })
           ))
         }
+      }
+
+      // only a refusal that stands counts toward the alert: a rotation seen by a burst of new
+      // connections is cured by the re-read secret and is not an attack
+      const connectGaveUp = (err: unknown) => {
+        if (isAuthenticationFailure(err)) runFork(authenticationFailed(target))
       }
 
       const connectionLost = (error: ConnectionLost) => countError(error._tag)
@@ -325,7 +335,7 @@ export const make = (
           yield* Effect.sync(sample).pipe(Effect.repeat(every), Effect.forkScoped)
         })
 
-      return { Client: InstrumentedClient, connectFailed, connectionLost, watch }
+      return { Client: InstrumentedClient, connectFailed, connectGaveUp, connectionLost, watch }
     }
 
     return {

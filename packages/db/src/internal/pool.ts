@@ -8,6 +8,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
@@ -92,19 +93,74 @@ export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly rep
 
 type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
 
+/** Node-style completion of one connection attempt. */
+type Completion<A> = (err: Error | undefined, value: A | undefined) => void
+
+/** What the stale-password retry reports while it works. */
+interface StalePasswordHooks {
+  readonly credentials: Credentials
+  /** false once the retry would be pointless (the pool is ending) */
+  readonly canRetry: () => boolean
+  /** a 28P01 is about to be retried with a re-read secret */
+  readonly onStalePassword: () => void
+  /** every failed attempt, the one about to be retried included (connection-error metrics) */
+  readonly onConnectError: (err: Error) => void
+  /** the failure handed to the caller, after the retry if there was one (the failed-authentication alert) */
+  readonly onGaveUp: (err: Error) => void
+}
+
+/**
+ * The one place that does "connect; on 28P01 invalidate the cached secret and retry once", for
+ * the pool's connections and for the fresh clients of the health probes alike: the password was
+ * rotated and the cached value is stale. Connections already open are never touched:
+ * PostgreSQL keeps them authenticated.
+ */
+const connectRetryingStalePassword = <A>(
+  attempt: (done: Completion<A>) => void,
+  hooks: StalePasswordHooks,
+  done: Completion<A>
+): void => {
+  const giveUp = (err: Error) => {
+    hooks.onGaveUp(err)
+    done(err, undefined)
+  }
+  attempt((err, value) => {
+    if (err === undefined) return done(undefined, value)
+    hooks.onConnectError(err)
+    if (!isAuthenticationFailure(err) || !hooks.canRetry()) return giveUp(err)
+    hooks.onStalePassword()
+    hooks.credentials.invalidate().then(
+      () =>
+        attempt((retryErr, retryValue) => {
+          if (retryErr === undefined) return done(undefined, retryValue)
+          hooks.onConnectError(retryErr)
+          giveUp(retryErr)
+        }),
+      () => giveUp(err)
+    )
+  })
+}
+
+/** A pool built by `makePool`: a `pg.Pool` that can also open a connection outside its slots. */
+export interface SecurePool extends Pg.Pool {
+  /**
+   * Opens a fresh client with the pool's options (not one of the pool's connections: its slots
+   * may all be busy with healthy work), with the same stale-password retry as the pool. Returns
+   * a function that abandons the attempt (a client that connects afterwards is closed).
+   */
+  readonly openClient: (done: Completion<Pg.Client>) => () => void
+}
+
+/** pg-pool's connect callback, after an error, hands out a release that does nothing. */
+const noRelease = () => {}
+
 /**
  * A `pg.Pool` whose `connect` retries once, after invalidating the cached secret, when a new
- * connection is refused with 28P01: the password was rotated and the cached value is stale.
- * `pool.query` and `@effect/sql-pg` both acquire through `connect`, so every path is covered.
- * Connections already open are never touched: PostgreSQL keeps them authenticated.
+ * connection is refused with 28P01 (see `connectRetryingStalePassword`). `pool.query` and
+ * `@effect/sql-pg` both acquire through `connect`, so every path is covered.
  */
-const makePoolClass = (
-  credentials: Credentials,
-  target: ConnectTarget,
-  onStalePassword: () => void,
-  onConnectError: (err: Error) => void
-) =>
-  class SecurePool extends Pg.Pool {
+const makePoolClass = (hooks: Omit<StalePasswordHooks, "canRetry">, target: ConnectTarget) =>
+  class extends Pg.Pool implements SecurePool {
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void
     override connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
@@ -117,24 +173,59 @@ const makePoolClass = (
           })
         })
       }
-      super.connect((err, client, done) => {
-        if (err !== undefined && err !== null) {
-          onConnectError(err)
-          if (isAuthenticationFailure(err) && !this.ending) {
-            onStalePassword()
-            credentials.invalidate().then(
-              () =>
-                super.connect((retryErr, retryClient, retryDone) => {
-                  if (retryErr !== undefined && retryErr !== null) onConnectError(retryErr)
-                  callback(retryErr, retryClient, retryDone)
-                }),
-              () => callback(err, undefined, done)
-            )
+      connectRetryingStalePassword<{ readonly client: Pg.PoolClient; readonly release: (err?: Error | boolean) => void }>(
+        (done) =>
+          super.connect((err, client, release) => {
+            if (err !== undefined && err !== null) done(err, undefined)
+            else if (client !== undefined) done(undefined, { client, release })
+            else done(classifyRuntimeError("pg returned no client", target), undefined)
+          }),
+        { ...hooks, canRetry: () => !this.ending },
+        (err, value) => {
+          if (value !== undefined) callback(undefined, value.client, value.release)
+          else callback(err ?? classifyRuntimeError("pg returned no client", target), undefined, noRelease)
+        }
+      )
+    }
+
+    readonly openClient = (done: Completion<Pg.Client>): (() => void) => {
+      let abandoned = false
+      let current: Pg.Client | undefined = undefined
+      const close = (client: Pg.Client) => {
+        // a client we discard: a failure to close it cleanly changes nothing
+        client.end().then(undefined, () => undefined)
+      }
+      connectRetryingStalePassword<Pg.Client>(
+        (attemptDone) => {
+          // `this.options` itself, not a copy: pg-pool hides the password function as non-enumerable
+          const client = new Pg.Client(this.options)
+          current = client
+          // the outcome arrives through the promise below; a late socket error must not crash the process
+          client.on("error", () => {})
+          client.connect().then(
+            () => attemptDone(undefined, client),
+            (err: unknown) => {
+              close(client)
+              attemptDone(err instanceof Error ? err : classifyRuntimeError(err, target), undefined)
+            }
+          )
+        },
+        // a probe's connections are not the pool's: they count in neither its connection-error
+        // metrics nor the failed-authentication alert (a probe repeating on the backoff would
+        // otherwise turn one wrong password into an alert of its own making)
+        { ...hooks, onConnectError: () => {}, onGaveUp: () => {}, canRetry: () => !abandoned && !this.ending },
+        (err, client) => {
+          if (abandoned) {
+            if (client !== undefined) close(client)
             return
           }
+          done(err, client)
         }
-        callback(err, client, done)
-      })
+      )
+      return () => {
+        abandoned = true
+        if (current !== undefined) close(current)
+      }
     }
   }
 
@@ -142,7 +233,7 @@ const makePoolClass = (
  * Builds the pool, scoped: closing the scope ends it (waiting at most 5 s for checked-out
  * connections). No connection is opened here; the first `connect` does that.
  */
-export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Scope.Scope> =>
+export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
@@ -150,12 +241,17 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     const annotations = { host: target.host, port: target.port, database: target.database }
     // metrics and alerts, when the pool is built by SecureSqlClient.layer
     const instruments = Option.map(yield* Effect.serviceOption(Monitor), (monitor) => monitor.forPool(target))
-    const SecurePool = makePoolClass(options.credentials, target, () => {
-      runFork(
-        Effect.logInfo("PostgreSQL refused the cached password (28P01); re-reading the secret and retrying once")
-          .pipe(Effect.annotateLogs(annotations))
-      )
-    }, Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }))
+    const SecurePool = makePoolClass({
+      credentials: options.credentials,
+      onStalePassword: () => {
+        runFork(
+          Effect.logInfo("PostgreSQL refused the cached password (28P01); re-reading the secret and retrying once")
+            .pipe(Effect.annotateLogs(annotations))
+        )
+      },
+      onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
+      onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
+    }, target)
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -242,9 +338,15 @@ export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, never, Sc
     return pool
   })
 
+/** Why a connection is handed back broken: pg-pool destroys a client released with an error. */
+const discarded = (target: ConnectTarget) =>
+  new Error(`the check of a connection to ${target.host}:${target.port} failed or timed out; the connection is discarded`)
+
 /**
- * Checks one connection out of the pool, scoped: closing the scope releases it. The wait is
- * bounded by the pool's connect timeout; a connection that arrives after the waiter was
+ * Checks one connection out of the pool, scoped: closing the scope releases it — with an error
+ * when the scope closes with a failure or an interruption (a timed-out check), so that pg-pool
+ * destroys the connection instead of handing a hung or half-used one to the next caller. The wait
+ * is bounded by the pool's connect timeout; a connection that arrives after the waiter was
  * interrupted is released straight away, so nothing leaks.
  */
 export const acquireClient = (
@@ -269,5 +371,28 @@ export const acquireClient = (
         })
       }
     ),
-    ({ release }) => Effect.sync(() => release())
+    ({ release }, exit) => Effect.sync(() => (Exit.isSuccess(exit) ? release() : release(discarded(target))))
   ).pipe(Effect.map(({ client }) => client))
+
+/**
+ * Opens a fresh client outside the pool's slots (see `SecurePool.openClient`), scoped: closing
+ * the scope closes the client. Bounded by pg's connect timeout per attempt.
+ */
+export const openFreshClient = (
+  pool: SecurePool,
+  target: ConnectTarget
+): Effect.Effect<Pg.Client, AcquireError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<Pg.Client, AcquireError>((resume) => {
+      const abandon = pool.openClient((err, client) => {
+        if (client !== undefined) resume(Effect.succeed(client))
+        else resume(Effect.fail(classifyConnectError(err, target)))
+      })
+      return Effect.sync(abandon)
+    }),
+    (client) =>
+      Effect.sync(() => {
+        // discarded either way; a failure to close it cleanly changes nothing
+        client.end().then(undefined, () => undefined)
+      })
+  )

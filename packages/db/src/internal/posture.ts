@@ -51,7 +51,7 @@ export interface Posture {
 const formatName = (name: Tls.Certificate | undefined): string =>
   name === undefined ? "" : Object.entries(name).map(([k, v]) => `${k}=${String(v)}`).join(", ")
 
-const inspectSocket = (client: Pg.PoolClient): Option.Option<SocketTls> => {
+const inspectSocket = (client: Pg.Client): Option.Option<SocketTls> => {
   const socket = client.connection.stream
   if (!(socket instanceof Tls.TLSSocket)) return Option.none()
   const cert = socket.getPeerCertificate(true)
@@ -87,7 +87,7 @@ WHERE s.pid = pg_backend_pid() AND r.rolname = current_user`
 
 /** Reads the posture of one freshly opened connection. */
 export const inspect = (
-  client: Pg.PoolClient,
+  client: Pg.Client,
   target: ConnectTarget,
   credentials: Credentials
 ): Effect.Effect<Posture, ReturnType<typeof classifyRuntimeError>> =>

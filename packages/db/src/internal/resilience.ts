@@ -30,41 +30,29 @@ import * as ReconnectSchedule from "../ReconnectSchedule.js"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isConnectionLoss } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
-import { makePool, targetOf } from "./pool.js"
+import { makePool, openFreshClient, type SecurePool, targetOf } from "./pool.js"
 import { installAcquireHook } from "./resilienceAcquire.js"
 import { makeReplicaClient, replicaIssue } from "./resilienceReplica.js"
 import type { HealthIssue } from "./resilienceSupervisor.js"
-import { makeVerifiedPool, type StartupError, verify } from "./startup.js"
+import { makeVerifiedPool, type StartupError, verify, verifyDeadline } from "./startup.js"
 import { makeTlsOptions } from "./tlsOptions.js"
 
 /**
  * Opens a connection with a fresh client (not from the pool, whose slots may all be busy with
- * healthy work), runs `SELECT 1` and closes it, within the connect timeout.
+ * healthy work; with the pool's 28P01 retry, so a rotated password does not make a healthy server
+ * look down), runs `SELECT 1` and closes it, all within `verifyDeadline`.
  */
-export const probeServer = (pool: Pg.Pool, target: ConnectTarget): Effect.Effect<void, AcquireError> =>
-  Effect.async<void, AcquireError>((resume) => {
-    // `pool.options` itself, not a copy: pg-pool hides the password function as non-enumerable
-    const client = new Pg.Client(pool.options)
-    // the outcome arrives through the promises below; a late socket error must not crash the process
-    client.on("error", () => {})
-    const close = () => {
-      // the probe's client is discarded either way; a failure to close it cleanly changes nothing
-      client.end().then(undefined, () => undefined)
-    }
-    client.connect().then(() => client.query("SELECT 1")).then(
-      () => {
-        close()
-        resume(Effect.void)
-      },
-      (err: unknown) => {
-        close()
-        resume(Effect.fail(classifyConnectError(err, target)))
-      }
-    )
-    return Effect.sync(close)
-  }).pipe(
+export const probeServer = (pool: SecurePool, target: ConnectTarget): Effect.Effect<void, AcquireError> =>
+  Effect.scoped(
+    Effect.flatMap(openFreshClient(pool, target), (client) =>
+      Effect.tryPromise({
+        try: () => client.query("SELECT 1"),
+        catch: (cause) => classifyConnectError(cause, target)
+      }))
+  ).pipe(
+    Effect.asVoid,
     Effect.timeoutFail({
-      duration: Duration.millis(target.connectTimeoutMillis + 250),
+      duration: verifyDeadline(target),
       onTimeout: () => new ConnectTimeout({ host: target.host, port: target.port, timeoutMillis: target.connectTimeoutMillis })
     })
   )
@@ -113,19 +101,23 @@ export interface Installed {
 }
 
 interface ReplicaPool {
-  readonly pool: Pg.Pool
+  readonly pool: SecurePool
   readonly target: ConnectTarget
   readonly probe: Effect.Effect<void, HealthIssue>
 }
 
-/** The replica's probe: the full startup check (TLS posture included), a connect timeout reported as the failover timeout. */
+/**
+ * The replica's probe: the full startup check (TLS posture included) on a fresh client, so that a
+ * replica pool whose connections are all busy (or hung on a frozen server) cannot make the probe
+ * wait or the replica look down; a connect timeout is reported as the failover timeout.
+ */
 const replicaProbe = (
-  pool: Pg.Pool,
+  pool: SecurePool,
   settings: DbSettings,
   target: ConnectTarget,
   credentials: Credentials
 ): Effect.Effect<void, HealthIssue> =>
-  verify(pool, settings, target, credentials).pipe(
+  verify(openFreshClient(pool, target), settings, target, credentials).pipe(
     Effect.asVoid,
     Effect.mapError((error) =>
       error._tag === "ConnectTimeout"
@@ -200,7 +192,7 @@ const onPoolEvent = (
  */
 export const install = (options: {
   readonly settings: DbSettings
-  readonly pool: Pg.Pool
+  readonly pool: SecurePool
   readonly target: ConnectTarget
 }): Effect.Effect<Installed, StartupError, Scope.Scope | SecretsBackend> =>
   Effect.gen(function*() {
@@ -279,6 +271,7 @@ export const install = (options: {
         primary,
         replica: replicaClient,
         target: r.target,
+        failoverTimeout: settings.failoverTimeout,
         replicaUsable: Effect.map(supervised.replicaState, (s) => Option.exists(s, (state) => state.status !== "down")),
         onReplicaFailure: (issue) => health.report("replica", issue)
       })

@@ -5,7 +5,8 @@
  * statement runs on a connection of the primary instead and the supervisor is told, which probes
  * the replica and, while it does not answer, keeps reads on the primary without trying the replica.
  * Statements that run on the replica have 25006 mapped to `ReadOnlyReplica`, and a connection
- * lost under them is reported to the supervisor too.
+ * lost under them is reported to the supervisor too. A statement the replica does not answer
+ * within `DB_FAILOVER_TIMEOUT` runs again on the primary (see `guard`).
  *
  * @internal
  */
@@ -14,8 +15,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import type * as Reactivity from "@effect/experimental/Reactivity"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import * as Pg from "pg"
 import { makeCompiler } from "@effect/sql-pg/PgClient"
 import { FailoverTimeout, PoolExhausted } from "../DbError.js"
 import { ReadOnlyReplica } from "../ReadReplica.js"
@@ -55,20 +59,88 @@ const mapReplicaError = (
   return Effect.fail(error)
 }
 
-/** A replica connection whose failures are mapped and reported. */
+/** The `pg` client under a connection of `@effect/sql-pg` (its `reserve` hands out the checked-out client). */
+const pgClientOf = (connection: Connection): Pg.Client | undefined =>
+  "pg" in connection && connection.pg instanceof Pg.Client ? connection.pg : undefined
+
+/** How a replica connection handles a statement that did not answer within the failover timeout. */
+interface Deadline {
+  readonly timeout: Duration.Duration
+  /**
+   * runs the statement again elsewhere (on the primary); `undefined` inside a transaction, whose
+   * statements cannot move to another server one by one: the statement then fails
+   */
+  readonly runElsewhere: (<A>(run: (connection: Connection) => Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>) | undefined
+}
+
+/**
+ * A replica connection whose failures are mapped and reported, and whose statements are bounded
+ * by the failover timeout. A statement the replica has not answered by then (a frozen or
+ * partitioned server: the connection was idle in the pool and looked fine) has its connection
+ * closed — `client.end()` destroys the socket under an active query and marks the client ending,
+ * so pg-pool discards it on release instead of handing it to the next read — is reported as
+ * `FailoverTimeout`, and runs again on the primary.
+ *
+ * Running it again is safe: a statement on a hot standby cannot change anything (a write fails
+ * there with 25006, read_only_sql_transaction), so whatever the replica did or did not do with it,
+ * running it on the primary applies it at most once. (A write sent to the replica by mistake is
+ * refused by a standby that answers; one that does not answer sends it to the primary, as a
+ * replica that cannot give a connection always has.) Streams (`executeStream`) are not bounded:
+ * their rows may legitimately take any time to arrive.
+ */
 const guard = (
   connection: Connection,
   target: ConnectTarget,
-  onLost: (issue: HealthIssue) => Effect.Effect<void>
+  onLost: (issue: HealthIssue) => Effect.Effect<void>,
+  deadline: Deadline
 ): Connection => {
   const mapError = mapReplicaError(target, onLost)
+  const client = pgClientOf(connection)
+  const timedOut = () => new FailoverTimeout({ host: target.host, port: target.port, timeoutMillis: Duration.toMillis(deadline.timeout) })
+  const expired = (): Effect.Effect<never, SqlError> => {
+    const issue = timedOut()
+    return Effect.zipRight(onLost(issue), Effect.fail(new SqlError({ cause: issue, message: issue.message })))
+  }
+  const bounded = <A>(run: (connection: Connection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> => {
+    const onReplica: Effect.Effect<A, SqlError> = client === undefined
+      // not a pg client underneath (never with @effect/sql-pg): interrupt the statement instead
+      ? run(connection).pipe(
+        Effect.disconnect,
+        Effect.timeoutFail({ duration: deadline.timeout, onTimeout: () => new SqlError({ cause: timedOut(), message: timedOut().message }) }),
+        Effect.catchAll((error) => (error.cause instanceof FailoverTimeout ? expired() : mapError(error)))
+      )
+      : Effect.suspend(() => {
+        // the statement is not interrupted (that would make @effect/sql-pg send pg_cancel_backend
+        // through the same hung replica pool): its connection is closed, which fails it at once
+        let ended = false
+        const expire = Effect.sleep(deadline.timeout).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            ended = true
+            client.end().then(undefined, () => undefined)
+          }))
+        )
+        return Effect.flatMap(Effect.fork(expire), (timer) =>
+          run(connection).pipe(
+            Effect.ensuring(Fiber.interrupt(timer)),
+            Effect.catchAll((error) => (ended ? expired() : mapError(error)))
+          ))
+      })
+    const elsewhere = deadline.runElsewhere
+    return elsewhere === undefined ? onReplica : Effect.catchIf(
+      onReplica,
+      (error) => error.cause instanceof FailoverTimeout,
+      (error) =>
+        Effect.zipRight(
+          Effect.logDebug(`ReadReplica: read sent again to the primary: ${error.message}`),
+          elsewhere(run)
+        )
+    )
+  }
   return {
-    execute: (sql, params, transformRows) =>
-      Effect.catchAll(connection.execute(sql, params, transformRows), mapError),
-    executeRaw: (sql, params) => Effect.catchAll(connection.executeRaw(sql, params), mapError),
-    executeValues: (sql, params) => Effect.catchAll(connection.executeValues(sql, params), mapError),
-    executeUnprepared: (sql, params, transformRows) =>
-      Effect.catchAll(connection.executeUnprepared(sql, params, transformRows), mapError),
+    execute: (sql, params, transformRows) => bounded((c) => c.execute(sql, params, transformRows)),
+    executeRaw: (sql, params) => bounded((c) => c.executeRaw(sql, params)),
+    executeValues: (sql, params) => bounded((c) => c.executeValues(sql, params)),
+    executeUnprepared: (sql, params, transformRows) => bounded((c) => c.executeUnprepared(sql, params, transformRows)),
     executeStream: (sql, params, transformRows) =>
       Stream.catchAll(connection.executeStream(sql, params, transformRows), (error) => Stream.fromEffect(mapError(error)))
   }
@@ -79,6 +151,8 @@ export interface ReplicaClientOptions {
   readonly primary: SqlClient.SqlClient
   readonly replica: PgClient.PgClient
   readonly target: ConnectTarget
+  /** `DB_FAILOVER_TIMEOUT`: how long a statement on the replica may go unanswered before it runs on the primary */
+  readonly failoverTimeout: Duration.Duration
   /** false while the replica is known to be down: reads go straight to the primary */
   readonly replicaUsable: Effect.Effect<boolean>
   /** the replica failed to give a connection or lost one: tell its supervisor */
@@ -90,24 +164,27 @@ export const makeReplicaClient = (
   options: ReplicaClientOptions
 ): Effect.Effect<SqlClient.SqlClient, never, Reactivity.Reactivity> => {
   const { primary, replica, target } = options
-  const acquirer: Connection.Acquirer = Effect.flatMap(options.replicaUsable, (usable) =>
-    usable
-      ? replica.reserve.pipe(
-        Effect.map((connection) => guard(connection, target, options.onReplicaFailure)),
-        Effect.catchAll((error) => {
-          const issue = replicaIssue(error.cause, target)
-          // a busy replica is not a broken one: this read goes to the primary, nothing is reported
-          const report = issue._tag === "PoolExhausted" ? Effect.void : options.onReplicaFailure(issue)
-          return Effect.zipRight(
-            Effect.zipRight(report, Effect.logDebug(`ReadReplica: read sent to the primary: ${issue.message}`)),
-            primary.reserve
-          )
-        })
-      )
-      : primary.reserve)
+  const onPrimary = <A>(run: (connection: Connection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+    Effect.scoped(Effect.flatMap(primary.reserve, run))
+  const makeAcquirer = (deadline: Deadline): Connection.Acquirer =>
+    Effect.flatMap(options.replicaUsable, (usable) =>
+      usable
+        ? replica.reserve.pipe(
+          Effect.map((connection) => guard(connection, target, options.onReplicaFailure, deadline)),
+          Effect.catchAll((error) => {
+            const issue = replicaIssue(error.cause, target)
+            // a busy replica is not a broken one: this read goes to the primary, nothing is reported
+            const report = issue._tag === "PoolExhausted" ? Effect.void : options.onReplicaFailure(issue)
+            return Effect.zipRight(
+              Effect.zipRight(report, Effect.logDebug(`ReadReplica: read sent to the primary: ${issue.message}`)),
+              primary.reserve
+            )
+          })
+        )
+        : primary.reserve)
   return SqlClient.make({
-    acquirer,
-    transactionAcquirer: acquirer,
+    acquirer: makeAcquirer({ timeout: options.failoverTimeout, runElsewhere: onPrimary }),
+    transactionAcquirer: makeAcquirer({ timeout: options.failoverTimeout, runElsewhere: undefined }),
     compiler: makeCompiler(),
     spanAttributes: [
       ["db.system.name", "postgresql"],

@@ -1,6 +1,7 @@
 /**
  * The startup sequence for one server: credentials -> TLS options -> pool -> one connection
- * test bounded by the connect timeout -> posture check -> ready. Reusable for a read replica.
+ * test and posture check, bounded together by the connect timeout -> ready. Reusable for a read
+ * replica, and (`verify` with a fresh client) as the replica's health probe.
  *
  * @internal
  */
@@ -14,7 +15,7 @@ import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import { ConnectTimeout, type InsecureServer, type TlsMaterialInvalid } from "../DbError.js"
 import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
-import { acquireClient, makePool, targetOf } from "./pool.js"
+import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
 
@@ -23,35 +24,46 @@ export type StartupError = AcquireError | InsecureServer | TlsMaterialInvalid | 
 
 /** A pool that passed the startup check, with what built it. */
 export interface VerifiedPool {
-  readonly pool: Pg.Pool
+  readonly pool: SecurePool
   readonly target: ConnectTarget
   readonly credentials: Credentials
   readonly posture: Posture.Posture
 }
 
 /**
- * Opens one connection and checks it. The wait is bounded twice: by pg's own connect timeout
- * per attempt, and here by two attempts' worth (a 28P01 is retried once with a re-read secret)
- * plus a small grace, so a hung secrets backend or a hook that never returns cannot hang startup.
+ * How long the whole check of one server may take: pg's connect timeout bounds each connection
+ * attempt, a 28P01 is retried once with a re-read secret (so two attempts at most), and 500 ms of
+ * grace covers the posture query on a connection that has just been opened. Past it the server
+ * counts as not answering (`ConnectTimeout`): a server that authenticates and then stalls, a hung
+ * secrets backend or a hook that never returns cannot hang startup or a probe.
+ */
+export const verifyDeadline = (target: ConnectTarget): Duration.Duration =>
+  Duration.millis(target.connectTimeoutMillis * 2 + 500)
+
+/**
+ * Opens one connection with `acquire` and checks it (TLS posture, policy), the whole of it —
+ * connection and posture query — bounded by `verifyDeadline`. On a failure or at the deadline the
+ * connection is discarded, never reused: `acquireClient` releases it to pg-pool with an error,
+ * `openFreshClient` closes it.
  */
 export const verify = (
-  pool: Pg.Pool,
+  acquire: Effect.Effect<Pg.Client, AcquireError, Scope.Scope>,
   settings: DbSettings,
   target: ConnectTarget,
   credentials: Credentials
 ): Effect.Effect<Posture.Posture, AcquireError | InsecureServer> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const client = yield* acquireClient(pool, target).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(target.connectTimeoutMillis * 2 + 500),
-          onTimeout: () =>
-            new ConnectTimeout({ host: target.host, port: target.port, timeoutMillis: target.connectTimeoutMillis })
-        })
-      )
+      const client = yield* acquire
       const posture = yield* Posture.inspect(client, target, credentials)
       yield* Posture.enforce(posture, settings, target)
       return posture
+    })
+  ).pipe(
+    Effect.timeoutFail({
+      duration: verifyDeadline(target),
+      onTimeout: () =>
+        new ConnectTimeout({ host: target.host, port: target.port, timeoutMillis: target.connectTimeoutMillis })
     })
   )
 
@@ -70,7 +82,7 @@ export const makeVerifiedPool = (
     const options = { settings, host: server.host, port: server.port, ssl, credentials }
     const target = targetOf(options)
     const pool = yield* makePool(options)
-    const posture = yield* verify(pool, settings, target, credentials)
+    const posture = yield* verify(acquireClient(pool, target), settings, target, credentials)
     const tls = Option.match(posture.socket, {
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
