@@ -309,7 +309,9 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("SecureSqlClien
         const settings = makeSettings(blackhole, pki, { connectTimeout: Duration.millis(300) })
         const [elapsed, error] = yield* Effect.timed(startupError(settings))
         assert.strictEqual(error._tag, "ConnectTimeout")
-        expect(Duration.toMillis(elapsed)).toBeLessThan(300 + 1000)
+        // pg's own connect timeout ended it: the 300 ms, plus slack for a loaded machine
+        expect(Duration.toMillis(elapsed)).toBeGreaterThanOrEqual(280)
+        expect(Duration.toMillis(elapsed)).toBeLessThanOrEqual(300 + 400)
         expect(yield* blackhole.accepted).toBeGreaterThan(0)
       }).pipe(Effect.scoped))
   })

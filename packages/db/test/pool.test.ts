@@ -1,0 +1,54 @@
+/**
+ * The pool's `pg` options come from the settings: built with `makePool` (no connection is opened)
+ * and read back from `pool.options`, which is what pg-pool and every client it creates use.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { DbSettings } from "@takumi/config"
+import type { Credentials } from "../src/internal/credentials.js"
+import { fallbackConnectTimeoutMillis, makePool } from "../src/internal/pool.js"
+import { makeSettings } from "./fixtures.js"
+
+const credentials: Credentials = {
+  password: () => Promise.resolve("never-used-here"),
+  invalidate: () => Promise.resolve(),
+  lastPasswordWasWellKnown: () => undefined
+}
+
+const optionsOf = (settings: DbSettings) =>
+  Effect.map(
+    makePool({ settings, host: settings.host, port: settings.port, ssl: false, credentials }),
+    (pool) => pool.options
+  )
+
+const server = { host: "127.0.0.1", port: 5432 }
+const pki = { ca: { certPath: "/nonexistent/ca.pem" } }
+
+describe("makePool", () => {
+  it.scoped("passes pool min/max, the idle timeout and the connect timeout from the settings to pg.Pool", () =>
+    Effect.gen(function*() {
+      const options = yield* optionsOf(makeSettings(server, pki, {
+        pool: { min: 2, max: 7 },
+        idleTimeout: Duration.millis(12_345),
+        connectTimeout: Duration.millis(1_234)
+      }))
+      expect(options.min).toBe(2)
+      expect(options.max).toBe(7)
+      expect(options.idleTimeoutMillis).toBe(12_345)
+      expect(options.connectionTimeoutMillis).toBe(1_234)
+    }))
+
+  it.scoped("turns a zero connect timeout (pg: wait forever) into 2000 ms", () =>
+    Effect.gen(function*() {
+      const options = yield* optionsOf(makeSettings(server, pki, { connectTimeout: Duration.zero }))
+      expect(fallbackConnectTimeoutMillis).toBe(2000)
+      expect(options.connectionTimeoutMillis).toBe(2000)
+    }))
+
+  it.scoped("turns an infinite connect timeout into 2000 ms", () =>
+    Effect.gen(function*() {
+      const options = yield* optionsOf(makeSettings(server, pki, { connectTimeout: Duration.infinity }))
+      expect(options.connectionTimeoutMillis).toBe(2000)
+    }))
+})
