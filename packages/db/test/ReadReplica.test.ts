@@ -6,10 +6,12 @@
 import { expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -17,6 +19,7 @@ import * as Stream from "effect/Stream"
 import type { DbSettings } from "@takumi/config"
 import { readdirSync, readFileSync } from "node:fs"
 import { BlackholeServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
+import { FailoverTimeout } from "../src/DbError.js"
 import * as DbHealth from "../src/DbHealth.js"
 import * as ReadReplica from "../src/ReadReplica.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
@@ -275,6 +278,29 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
           expect(yield* failedOverAlerts).toBe(1)
         }).pipe(Effect.scoped, Effect.provide(clientLayer(settingsWithReplica(env, env.standby))), Effect.provide(logs.layer))
+      })
+  )
+
+  it.effect(
+    "fails a transaction on a frozen replica with FailoverTimeout after the failover timeout (a typed failure, not moved statement by statement to the primary)",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        yield* Effect.gen(function*() {
+          yield* healthWhere((s) => s.status === "healthy")
+          const replica = yield* ReadReplica.ReadReplica
+          expect((yield* whoAnswers(replica)).recovery).toBe(true)
+          const frozen = yield* freezeWholeServer(env.standby)
+          const started = yield* Clock.currentTimeMillis
+          const exit = yield* Effect.exit(replica.withTransaction(whoAnswers(replica)))
+          const took = (yield* Clock.currentTimeMillis) - started
+          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+          const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          expect(Option.map(error, (e) => e instanceof SqlError && e.cause instanceof FailoverTimeout)).toEqual(Option.some(true))
+          yield* frozen.thaw
+          yield* healthWhere((s) => s.status === "healthy")
+          expect((yield* replica.withTransaction(whoAnswers(replica))).recovery).toBe(true)
+        }).pipe(Effect.scoped, Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
       })
   )
 

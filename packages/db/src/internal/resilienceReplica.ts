@@ -59,6 +59,9 @@ const mapReplicaError = (
   return Effect.fail(error)
 }
 
+/** `ROLLBACK` and `ROLLBACK TO SAVEPOINT …`, as `withTransaction` sends them. */
+const rollback = /^\s*ROLLBACK\b/i
+
 /** The `pg` client under a connection of `@effect/sql-pg` (its `reserve` hands out the checked-out client). */
 const pgClientOf = (connection: Connection): Pg.Client | undefined =>
   "pg" in connection && connection.pg instanceof Pg.Client ? connection.pg : undefined
@@ -96,6 +99,8 @@ const guard = (
 ): Connection => {
   const mapError = mapReplicaError(target, onLost)
   const client = pgClientOf(connection)
+  // set once the deadline has closed the connection
+  let closed = false
   const timedOut = () => new FailoverTimeout({ host: target.host, port: target.port, timeoutMillis: Duration.toMillis(deadline.timeout) })
   const expired = (): Effect.Effect<never, SqlError> => {
     const issue = timedOut()
@@ -116,18 +121,23 @@ const guard = (
         const expire = Effect.sleep(deadline.timeout).pipe(
           Effect.zipRight(Effect.sync(() => {
             ended = true
+            closed = true
             client.end().then(undefined, () => undefined)
           }))
         )
-        return Effect.flatMap(Effect.fork(expire), (timer) =>
+        // interruptible whatever the caller's region (`withTransaction` begins uninterruptibly):
+        // interrupting the timer must stop it, not wait for it to fire
+        return Effect.flatMap(Effect.fork(Effect.interruptible(expire)), (timer) =>
           run(connection).pipe(
             Effect.ensuring(Fiber.interrupt(timer)),
             Effect.catchAll((error) => (ended ? expired() : mapError(error)))
           ))
       })
     const elsewhere = deadline.runElsewhere
-    return elsewhere === undefined ? onReplica : Effect.catchIf(
-      onReplica,
+    // a connection the deadline closed takes no further statement (the rest of its transaction)
+    const attempt = Effect.suspend(() => (closed ? expired() : onReplica))
+    return elsewhere === undefined ? attempt : Effect.catchIf(
+      attempt,
       (error) => error.cause instanceof FailoverTimeout,
       (error) =>
         Effect.zipRight(
@@ -140,7 +150,13 @@ const guard = (
     execute: (sql, params, transformRows) => bounded((c) => c.execute(sql, params, transformRows)),
     executeRaw: (sql, params) => bounded((c) => c.executeRaw(sql, params)),
     executeValues: (sql, params) => bounded((c) => c.executeValues(sql, params)),
-    executeUnprepared: (sql, params, transformRows) => bounded((c) => c.executeUnprepared(sql, params, transformRows)),
+    executeUnprepared: (sql, params, transformRows) =>
+      // `withTransaction` rolls back on the same connection and turns a failed ROLLBACK into a
+      // defect; once the deadline closed the connection the server discards the transaction with
+      // it, so the rollback is done and the transaction fails with the typed FailoverTimeout
+      closed && rollback.test(sql)
+        ? Effect.succeed([])
+        : bounded((c) => c.executeUnprepared(sql, params, transformRows)),
     executeStream: (sql, params, transformRows) =>
       Stream.catchAll(connection.executeStream(sql, params, transformRows), (error) => Stream.fromEffect(mapError(error)))
   }
