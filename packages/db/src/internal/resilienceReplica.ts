@@ -154,9 +154,11 @@ const guard = (
       // `withTransaction` rolls back on the same connection and turns a failed ROLLBACK into a
       // defect; once the deadline closed the connection the server discards the transaction with
       // it, so the rollback is done and the transaction fails with the typed FailoverTimeout
-      closed && rollback.test(sql)
-        ? Effect.succeed([])
-        : bounded((c) => c.executeUnprepared(sql, params, transformRows)),
+      Effect.suspend(() =>
+        closed && rollback.test(sql)
+          ? Effect.succeed([])
+          : bounded((c) => c.executeUnprepared(sql, params, transformRows))
+      ),
     executeStream: (sql, params, transformRows) =>
       Stream.catchAll(connection.executeStream(sql, params, transformRows), (error) => Stream.fromEffect(mapError(error)))
   }
