@@ -3,6 +3,11 @@ import { defineConfig } from "vitest/config"
 // Integration tests start real PostgreSQL servers: forks (not threads) so that a server
 // spawned with a parent-death signal dies with the worker process that owns it.
 export default defineConfig({
+  // `@takumi/*` resolve to their TypeScript sources here (the "@takumi/source" export
+  // condition), so tests need no build; the consumer test runs the built `dist/` instead.
+  // Vitest also hands these to its workers as `--conditions` (for what Node loads itself, e.g.
+  // the AWS SDK): no "module" here, or Node would pick the SDK's extension-less `dist-es`.
+  ssr: { resolve: { conditions: ["@takumi/source", "node", "development|production"] } },
   test: {
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     pool: "forks",

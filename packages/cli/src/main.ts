@@ -1,5 +1,5 @@
 /**
- * The `takumi-db` executable (see `bin/takumi-db.mjs`): runs the command line on the Node
+ * The `takumi-db` executable (`bin/takumi-db.js` imports its compiled `dist/main.js`): runs the command line on the Node
  * runtime and exits with the code `Cli.teardown` chooses.
  *
  * @since 0.1.0

@@ -1,7 +1,6 @@
 /**
  * @since 0.1.0
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -10,6 +9,7 @@ import type { ConfigError } from "./ConfigError.js"
 import type { DbSettings } from "./DbSettings.js"
 import type { InsecureConfiguration } from "./InsecureConfiguration.js"
 import * as internal from "./internal/load.js"
+import * as NodeFileSystem from "./internal/nodeFileSystem.js"
 import * as SecurityPolicy from "./SecurityPolicy.js"
 import { testSettings, type TestSettingsInput } from "./TestSettings.js"
 

@@ -284,7 +284,7 @@ describe("PgTestServer teardown", () => {
       ].join("\n")
       const child = ChildProcess.spawn(
         process.execPath,
-        ["--import", "tsx", "--input-type=module", "-e", script],
+        ["--conditions=@takumi/source", "--import", "tsx", "--input-type=module", "-e", script],
         { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] }
       )
       yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))

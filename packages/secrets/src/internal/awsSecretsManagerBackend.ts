@@ -1,8 +1,4 @@
-import {
-  GetSecretValueCommand,
-  type GetSecretValueCommandOutput,
-  SecretsManagerClient
-} from "@aws-sdk/client-secrets-manager"
+import type { GetSecretValueCommandOutput } from "@aws-sdk/client-secrets-manager"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -15,6 +11,7 @@ import {
   SecretNotFound,
   SecretsBackendUnavailable
 } from "../SecretError.js"
+import * as OptionalClient from "./optionalClient.js"
 
 /** @internal */
 export interface AwsBackendOptions {
@@ -197,13 +194,24 @@ const extract = (key: string, secretId: string, output: GetSecretValueCommandOut
  * Credentials come from the SDK's default chain (environment, shared config, SSO, container /
  * instance role); region, endpoint and `maxAttempts` come from settings only
  * (`ignoreConfiguredEndpointUrls`: no `AWS_ENDPOINT_URL*` behind the configuration's back).
+ * The SDK client is an optional peer dependency, imported here when the backend is built.
  *
  * @internal
  */
 export const make = (
   options: AwsBackendOptions
-): Effect.Effect<(key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>, never, Scope.Scope> =>
+): Effect.Effect<
+  (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>,
+  SecretsBackendUnavailable,
+  Scope.Scope
+> =>
   Effect.gen(function*() {
+    const { GetSecretValueCommand, SecretsManagerClient } = yield* OptionalClient.load({
+      backend,
+      packageName: "@aws-sdk/client-secrets-manager",
+      version: "^3.1164",
+      importer: () => import("@aws-sdk/client-secrets-manager")
+    })
     const timeoutMs = Duration.toMillis(Duration.decode(options.requestTimeout))
     const client = yield* Effect.acquireRelease(
       Effect.sync(() =>

@@ -3,7 +3,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import NodeVault from "node-vault"
 import {
   SecretAccessDenied,
   type SecretError,
@@ -11,6 +10,7 @@ import {
   SecretNotFound,
   SecretsBackendUnavailable
 } from "../SecretError.js"
+import * as OptionalClient from "./optionalClient.js"
 import * as VaultTransport from "./vaultTransport.js"
 
 /** @internal */
@@ -183,6 +183,7 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
  * (its constructor falls back to `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`,
  * `VAULT_PREFIX` for any falsy option), and its transport is ours (see `vaultTransport`).
  * The token and namespace are sent as headers per request, unwrapped from `Redacted` there.
+ * node-vault is an optional peer dependency, imported here when the backend is built.
  *
  * @internal
  */
@@ -203,6 +204,13 @@ export const make = (
           "Fix: give the mount first and then the secret, e.g. VAULT_PATH=secret/takumi/production."
       })
     }
+    // node-vault is CommonJS (`module.exports = NodeVault`): `import()` puts it on `default`.
+    const NodeVault = yield* OptionalClient.load({
+      backend,
+      packageName: "node-vault",
+      version: "^0.12",
+      importer: () => import("node-vault").then((module) => module.default)
+    })
     const address = options.address.replace(/\/+$/, "")
     const transport = yield* Effect.acquireRelease(
       Effect.sync(() => VaultTransport.make({ ca: options.ca })),
