@@ -33,24 +33,34 @@ interface Run {
 }
 
 /**
- * A child process with a clean environment (no `npm_*` variables from `npm test`, no `PG*`), the
- * running Node first on `PATH` so that `npm`, `npx` and `#!/usr/bin/env node` scripts use it.
+ * The environment of this process without what would make the consumer's runs depend on the
+ * workspace: `npm_*` variables from `npm test`, `PG*` (pg's fallbacks), `NODE_ENV`, `DB_*`,
+ * `DATABASE_URL`, `SECRETS_*`, `VAULT_*`, `AWS_*`. The network settings stay (proxy variables,
+ * `NODE_EXTRA_CA_CERTS`: a Node from the npm registry does not read the system CA store, and npm
+ * without them retries the registry for minutes before falling back to its cache).
+ */
+const inherited = Object.fromEntries(
+  Object.entries(process.env).filter(([name, value]) =>
+    value !== undefined && !/^(npm_|PG|NODE_ENV$|DB_|DATABASE_URL$|SECRETS_|VAULT_|AWS_)/i.test(name)
+  )
+)
+
+/**
+ * A child process with that environment, the running Node first on `PATH` so that `npm`, `npx`
+ * and `#!/usr/bin/env node` scripts use it.
  */
 const run = (command: string, args: ReadonlyArray<string>, options: { cwd: string; env?: Record<string, string> }) =>
   Effect.async<Run>((resume) => {
     const child = execFile(command, [...args], {
       cwd: options.cwd,
-      env: {
-        PATH: `${Path.dirname(process.execPath)}:${process.env["PATH"] ?? ""}`,
-        HOME: process.env["HOME"] ?? Os.tmpdir(),
-        ...options.env
-      },
+      env: { ...inherited, PATH: `${Path.dirname(process.execPath)}:${process.env["PATH"] ?? ""}`, ...options.env },
       timeout: 240_000,
       maxBuffer: 16 * 1024 * 1024
     }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1
       resume(Effect.succeed({ code, stdout, stderr }))
     })
+    child.stdin?.end()
     return Effect.sync(() => child.kill())
   })
 
