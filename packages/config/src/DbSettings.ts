@@ -62,6 +62,8 @@ export interface TlsSettings {
   readonly key: Option.Option<PemSource>
   /** `DB_SSL_KEY_PASSPHRASE` */
   readonly keyPassphrase: Option.Option<Redacted.Redacted<string>>
+  /** `DB_SSL_CRL`: a certificate revocation list (PEM file or inline); a revoked server certificate is refused */
+  readonly crl: Option.Option<PemSource>
   /** `DB_SSL_MIN_VERSION` (default TLSv1.2) */
   readonly minVersion: TlsVersion
 }
@@ -159,6 +161,43 @@ export interface AlertSettings {
 }
 
 /**
+ * `DB_CHANNEL_BINDING` (libpq `channel_binding`): `require` accepts only SCRAM-SHA-256-PLUS, bound
+ * to the server's TLS certificate; `prefer` uses it whenever the server offers it; `disable` never.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ChannelBinding = "disable" | "prefer" | "require"
+
+/**
+ * An authentication method the server may ask for (libpq `require_auth` names): `scram-sha-256`
+ * (with or without channel binding), `md5`, `password` (cleartext), `none` (the server asks for no
+ * password: certificate authentication or trust).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AuthMethod = "scram-sha-256" | "md5" | "password" | "none"
+
+/**
+ * How the client may authenticate: checked when the server asks, before the password leaves the
+ * process.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AuthSettings {
+  /** `DB_CHANNEL_BINDING` (default `prefer`) */
+  readonly channelBinding: ChannelBinding
+  /**
+   * `DB_REQUIRE_AUTH`: the methods the server may ask for; any other is refused. Default in
+   * production and staging `scram-sha-256,none`; in development and test every method (md5 and
+   * cleartext then warn once).
+   */
+  readonly requireAuth: ReadonlyArray<AuthMethod>
+}
+
+/**
  * Everything Takumi DB needs to know, decoded and validated.
  *
  * @since 0.1.0
@@ -185,6 +224,20 @@ export interface DbSettings {
   readonly connectTimeout: Duration.Duration
   /** `DB_IDLE_TIMEOUT` (ms, default 30000) */
   readonly idleTimeout: Duration.Duration
+  readonly auth: AuthSettings
+  /** `DB_STATEMENT_TIMEOUT` (ms, default 30000; 0 = none): the server's `statement_timeout`, set at connect */
+  readonly statementTimeout: Duration.Duration
+  /**
+   * `DB_IDLE_IN_TRANSACTION_TIMEOUT` (ms, default 60000; 0 = none): the server's
+   * `idle_in_transaction_session_timeout`, set at connect
+   */
+  readonly idleInTransactionTimeout: Duration.Duration
+  /**
+   * `DB_QUERY_TIMEOUT` (ms; 0 = none): the client's own bound on one statement (pg's
+   * `query_timeout`), for a peer that stops answering. Default: the statement timeout + 5000 ms
+   * (so the server's own cancellation normally arrives first), 0 when the statement timeout is 0.
+   */
+  readonly queryTimeout: Duration.Duration
   readonly readReplica: Option.Option<ReplicaSettings>
   /** `DB_FAILOVER_TIMEOUT` (ms, default 5000) */
   readonly failoverTimeout: Duration.Duration

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
-import type { Environment } from "./DbSettings.js"
+import type { AuthMethod, Environment } from "./DbSettings.js"
 
 /**
  * `DB_PORT`.
@@ -30,6 +30,67 @@ export const connectTimeout: Duration.Duration = Duration.millis(2000)
  * @category constants
  */
 export const idleTimeout: Duration.Duration = Duration.millis(30_000)
+
+/**
+ * `DB_STATEMENT_TIMEOUT`: 30000 ms. A service statement that runs longer is almost always a
+ * missing index or a lock wait; the server cancels it (SQLSTATE 57014) instead of holding a pool
+ * connection indefinitely. Set a longer value (or 0) for a role that runs reports or migrations.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const statementTimeout: Duration.Duration = Duration.millis(30_000)
+
+/**
+ * `DB_IDLE_IN_TRANSACTION_TIMEOUT`: 60000 ms. A transaction left open by a stuck caller holds
+ * locks and blocks vacuum; the server ends the session after this long idle inside it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const idleInTransactionTimeout: Duration.Duration = Duration.millis(60_000)
+
+/**
+ * `DB_QUERY_TIMEOUT` when unset: the statement timeout plus this margin, so that the server's
+ * own cancellation (a clean 57014 on a healthy connection) arrives before the client gives up on
+ * a peer that stopped answering.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const queryTimeoutMargin: Duration.Duration = Duration.millis(5000)
+
+/**
+ * `DB_QUERY_TIMEOUT` for a statement timeout: the timeout plus `queryTimeoutMargin`; none (0)
+ * when the statement timeout is none.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const queryTimeout = (statementTimeout: Duration.Duration): Duration.Duration =>
+  Duration.isZero(statementTimeout) ? Duration.zero : Duration.sum(statementTimeout, queryTimeoutMargin)
+
+/**
+ * `DB_CHANNEL_BINDING`: `prefer` (libpq's default): SCRAM-SHA-256-PLUS whenever the server offers
+ * it; PgBouncer does not, so `require` is the stricter opt-in.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const channelBinding = "prefer" as const
+
+/**
+ * `DB_REQUIRE_AUTH` per environment: production and staging accept SCRAM-SHA-256 or no password
+ * request at all (certificate authentication); development and test accept every method (md5 and
+ * cleartext warn once), as a local server may be configured either way.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const requireAuth = (environment: Environment): ReadonlyArray<AuthMethod> =>
+  environment === "production" || environment === "staging"
+    ? ["scram-sha-256", "none"]
+    : ["scram-sha-256", "md5", "password", "none"]
 
 /**
  * `DB_FAILOVER_TIMEOUT`: 5000 ms.

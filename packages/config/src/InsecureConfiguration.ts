@@ -20,6 +20,9 @@ import * as Schema from "effect/Schema"
  * - `tls-verification-override`: the process environment turns verification off behind the
  *   configuration's back (`NODE_TLS_REJECT_UNAUTHORIZED=0` for every Node TLS client,
  *   `VAULT_SKIP_VERIFY` with any non-empty value, even "false", for node-vault).
+ * - `password-auth-method`: `DB_REQUIRE_AUTH` accepts `md5` or `password` (cleartext), which
+ *   hand the password (or its hash) to whichever server asks.
+ * - `channel-binding`: `DB_CHANNEL_BINDING=disable`, so SCRAM is never bound to the TLS channel.
  *
  * @since 0.1.0
  * @category models
@@ -33,7 +36,9 @@ export const Rule = Schema.Literal(
   "dotenv-password",
   "secret-path-environment",
   "secrets-transport-tls",
-  "tls-verification-override"
+  "tls-verification-override",
+  "password-auth-method",
+  "channel-binding"
 )
 
 /**

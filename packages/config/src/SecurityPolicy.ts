@@ -12,6 +12,8 @@
  * | `secret-path-environment` | refuse | refuse | refuse |
  * | `secrets-transport-tls` | refuse | refuse | warn |
  * | `tls-verification-override` | refuse | refuse | warn |
+ * | `password-auth-method` | refuse | refuse | allowed (a server asking for md5 / cleartext warns once) |
+ * | `channel-binding` | refuse | refuse | allowed |
  *
  * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
  * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
@@ -155,6 +157,27 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
           : `DB_SSL_MIN_VERSION=${tls.minVersion} allows TLS versions below 1.2. Allowed in ${env} only.`
       )
     }
+  }
+
+  const weakMethods = settings.auth.requireAuth.filter((method) => method === "md5" || method === "password")
+  if (weakMethods.length > 0 && hardensWire(env)) {
+    add(
+      "password-auth-method",
+      "refuse",
+      "DB_REQUIRE_AUTH",
+      `DB_REQUIRE_AUTH accepts ${weakMethods.join(" and ")} in ${env}: the password (or its MD5 hash) would go to ` +
+        "any server that asks for it. Set DB_REQUIRE_AUTH=scram-sha-256,none (the default), set " +
+        "password_encryption = scram-sha-256 on the server and re-set the role's password."
+    )
+  }
+  if (settings.auth.channelBinding === "disable" && hardensWire(env)) {
+    add(
+      "channel-binding",
+      "refuse",
+      "DB_CHANNEL_BINDING",
+      `DB_CHANNEL_BINDING=disable is not allowed in ${env}: SCRAM would not be bound to the TLS channel. ` +
+        "Use prefer (the default) or require."
+    )
   }
 
   const backend = settings.secrets.backend

@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import * as Option from "effect/Option"
-import type { AlertSettings, DbSettings, PoolSettings, SecretsSettings, TlsSettings } from "./DbSettings.js"
+import type { AlertSettings, AuthSettings, DbSettings, PoolSettings, SecretsSettings, TlsSettings } from "./DbSettings.js"
 import * as Defaults from "./Defaults.js"
 import * as PoolSizing from "./PoolSizing.js"
 
@@ -17,8 +17,9 @@ import * as PoolSizing from "./PoolSizing.js"
  * @category models
  */
 export type TestSettingsInput =
-  & Partial<Omit<DbSettings, "tls" | "pool" | "secrets" | "alerts">>
+  & Partial<Omit<DbSettings, "tls" | "pool" | "secrets" | "alerts" | "auth">>
   & {
+    readonly auth?: Partial<AuthSettings>
     readonly tls?: Partial<TlsSettings>
     readonly pool?: Partial<PoolSettings>
     readonly secrets?: Partial<SecretsSettings>
@@ -35,7 +36,7 @@ export type TestSettingsInput =
  * @category constructors
  */
 export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
-  const { alerts, pool, secrets, tls, ...top } = partial
+  const { alerts, auth, pool, secrets, tls, ...top } = partial
   const environment = top.environment ?? "test"
   return {
     environment,
@@ -49,7 +50,11 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
     idleTimeout: Defaults.idleTimeout,
     readReplica: Option.none(),
     failoverTimeout: Defaults.failoverTimeout,
+    statementTimeout: Defaults.statementTimeout,
+    idleInTransactionTimeout: Defaults.idleInTransactionTimeout,
+    queryTimeout: Defaults.queryTimeout(top.statementTimeout ?? Defaults.statementTimeout),
     ...top,
+    auth: { channelBinding: Defaults.channelBinding, requireAuth: Defaults.requireAuth(environment), ...auth },
     tls: {
       enabled: true,
       rejectUnauthorized: true,
@@ -57,6 +62,7 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
       cert: Option.none(),
       key: Option.none(),
       keyPassphrase: Option.none(),
+      crl: Option.none(),
       minVersion: Defaults.tlsMinVersion,
       ...tls
     },

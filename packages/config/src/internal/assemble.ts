@@ -174,6 +174,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     })
     : Option.none()
 
+  const statementTimeout = Option.getOrElse(v.DB_STATEMENT_TIMEOUT, () => Defaults.statementTimeout)
   const settings: DbSettings = {
     environment,
     host: host.value,
@@ -189,11 +190,28 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       cert: v.DB_SSL_CERT,
       key: v.DB_SSL_KEY,
       keyPassphrase: v.DB_SSL_KEY_PASSPHRASE,
+      crl: v.DB_SSL_CRL,
       minVersion: Option.getOrElse(v.DB_SSL_MIN_VERSION, () => Defaults.tlsMinVersion)
     },
     pool: { min, max },
     connectTimeout: Option.getOrElse(v.DB_CONNECTION_TIMEOUT, () => Defaults.connectTimeout),
     idleTimeout: Option.getOrElse(v.DB_IDLE_TIMEOUT, () => Defaults.idleTimeout),
+    auth: {
+      channelBinding: Option.getOrElse(
+        Option.orElse(v.DB_CHANNEL_BINDING, () => Option.flatMap(url, (parts) => parts.channelBinding)),
+        () => Defaults.channelBinding
+      ),
+      requireAuth: Option.getOrElse(
+        Option.orElse(v.DB_REQUIRE_AUTH, () => Option.flatMap(url, (parts) => parts.requireAuth)),
+        () => Defaults.requireAuth(environment)
+      )
+    },
+    statementTimeout,
+    idleInTransactionTimeout: Option.getOrElse(
+      v.DB_IDLE_IN_TRANSACTION_TIMEOUT,
+      () => Defaults.idleInTransactionTimeout
+    ),
+    queryTimeout: Option.getOrElse(v.DB_QUERY_TIMEOUT, () => Defaults.queryTimeout(statementTimeout)),
     readReplica: Option.map(v.DB_READ_REPLICA_HOST, (replicaHost) => ({
       host: replicaHost,
       port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => port)

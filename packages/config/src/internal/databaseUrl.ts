@@ -12,6 +12,8 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type { AuthMethod, ChannelBinding } from "../DbSettings.js"
+import { ChannelBinding as ChannelBindingSchema, parseRequireAuth, RequireAuth } from "./fields.js"
 
 /**
  * The `sslmode` values we accept. libpq's `allow` and `prefer` (use TLS only if the server offers
@@ -31,7 +33,11 @@ export const DatabaseUrlParts = Schema.Struct({
   user: Schema.OptionFromSelf(Schema.String),
   database: Schema.OptionFromSelf(Schema.String),
   password: Schema.OptionFromSelf(Schema.RedactedFromSelf(Schema.String)),
-  sslmode: Schema.OptionFromSelf(SslMode)
+  sslmode: Schema.OptionFromSelf(SslMode),
+  /** libpq `channel_binding` */
+  channelBinding: Schema.OptionFromSelf(ChannelBindingSchema),
+  /** libpq `require_auth` */
+  requireAuth: Schema.OptionFromSelf(Schema.typeSchema(RequireAuth))
 })
 
 /** @internal */
@@ -83,8 +89,21 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
   if (Option.isNone(database)) return Either.left("the database name has malformed percent-encoding")
   if (database.value.includes("/")) return Either.left("the database name must be a single path segment")
   let sslmode: Option.Option<SslMode> = Option.none()
+  let channelBinding: Option.Option<ChannelBinding> = Option.none()
+  let requireAuth: Option.Option<ReadonlyArray<AuthMethod>> = Option.none()
   for (const [key, parameter] of url.searchParams) {
-    if (key === "sslmode") {
+    if (key === "channel_binding") {
+      if (parameter !== "disable" && parameter !== "prefer" && parameter !== "require") {
+        return Either.left("channel_binding must be one of disable, prefer, require")
+      }
+      channelBinding = Option.some(parameter)
+    } else if (key === "require_auth") {
+      const methods = parseRequireAuth(parameter)
+      if (Either.isLeft(methods)) {
+        return Either.left("require_auth must list accepted methods from scram-sha-256, md5, password, none")
+      }
+      requireAuth = Option.some(methods.right)
+    } else if (key === "sslmode") {
       if (parameter === "disable" || parameter === "require" || parameter === "verify-ca" || parameter === "verify-full") {
         sslmode = Option.some(parameter)
       } else if (parameter === "prefer" || parameter === "allow") {
@@ -109,7 +128,9 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
     user: Option.liftPredicate(user.value, (s) => s !== ""),
     database: Option.liftPredicate(database.value, (s) => s !== ""),
     password: Option.map(Option.liftPredicate(password.value, (s) => s !== ""), Redacted.make),
-    sslmode
+    sslmode,
+    channelBinding,
+    requireAuth
   })
 }
 

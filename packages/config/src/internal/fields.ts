@@ -9,11 +9,12 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
-import type { PemSource } from "../DbSettings.js"
+import type { AuthMethod, PemSource } from "../DbSettings.js"
 
 /** @internal */
 export const Environment = Schema.Literal("development", "test", "staging", "production")
@@ -63,6 +64,47 @@ export const maxTimerMillis = 2_147_483_647
 
 /** @internal */
 export const Millis = intBetween(1, maxTimerMillis).pipe(Schema.compose(Schema.DurationFromMillis))
+
+/** Milliseconds where 0 means "no limit" (`DB_STATEMENT_TIMEOUT=0`), as PostgreSQL reads it. */
+export const MillisOrNone = intBetween(0, maxTimerMillis).pipe(Schema.compose(Schema.DurationFromMillis))
+
+/** @internal */
+export const ChannelBinding = Schema.Literal("disable", "prefer", "require")
+
+const authMethods: ReadonlyArray<AuthMethod> = ["scram-sha-256", "md5", "password", "none"]
+
+const isAuthMethod = (name: string): name is AuthMethod => authMethods.some((method) => method === name)
+
+/**
+ * libpq's `require_auth` list (`scram-sha-256,none`): the methods the server may ask for. libpq's
+ * negated form (`!md5`) and the Kerberos / SSPI methods are not supported: say so rather than
+ * guess.
+ *
+ * @internal
+ */
+export const parseRequireAuth = (text: string): Either.Either<ReadonlyArray<AuthMethod>, string> => {
+  const names = text.split(",").map((name) => name.trim().toLowerCase())
+  const methods: Array<AuthMethod> = []
+  for (const name of names) {
+    if (name.startsWith("!")) return Either.left("negated methods (!md5) are not supported; list the accepted ones")
+    if (!isAuthMethod(name)) {
+      return Either.left(`"${name.slice(0, 20)}" is not one of ${authMethods.join(", ")}`)
+    }
+    if (!methods.includes(name)) methods.push(name)
+  }
+  return Either.right(methods)
+}
+
+/** @internal */
+export const RequireAuth = Schema.transformOrFail(Schema.String, Schema.Array(Schema.Literal(...authMethods)), {
+  strict: true,
+  decode: (input, _, ast) =>
+    Either.match(parseRequireAuth(input), {
+      onLeft: (reason) => ParseResult.fail(new ParseResult.Type(ast, input, reason)),
+      onRight: ParseResult.succeed
+    }),
+  encode: (methods) => ParseResult.succeed(methods.join(","))
+})
 
 /** @internal */
 export const Days = intBetween(1, 3650).pipe(

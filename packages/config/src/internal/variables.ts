@@ -31,11 +31,17 @@ export const Variables = Schema.Struct({
   DB_SSL_CERT: opt(F.PemFromString),
   DB_SSL_KEY: opt(F.PemFromRedacted),
   DB_SSL_KEY_PASSPHRASE: opt(F.Secret),
+  DB_SSL_CRL: opt(F.PemFromString),
   DB_SSL_MIN_VERSION: opt(F.TlsVersion),
+  DB_CHANNEL_BINDING: opt(F.ChannelBinding),
+  DB_REQUIRE_AUTH: opt(F.RequireAuth),
   DB_POOL_MIN: opt(F.intBetween(0, 10_000)),
   DB_POOL_MAX: opt(F.intBetween(1, 10_000)),
   DB_CONNECTION_TIMEOUT: opt(F.Millis),
   DB_IDLE_TIMEOUT: opt(F.Millis),
+  DB_STATEMENT_TIMEOUT: opt(F.MillisOrNone),
+  DB_IDLE_IN_TRANSACTION_TIMEOUT: opt(F.MillisOrNone),
+  DB_QUERY_TIMEOUT: opt(F.MillisOrNone),
   DB_READ_REPLICA_HOST: opt(F.Host),
   DB_READ_REPLICA_PORT: opt(F.Port),
   DB_FAILOVER_TIMEOUT: opt(F.Millis),
@@ -76,6 +82,7 @@ export interface VariableInfo {
 }
 
 const millis = "a whole number of milliseconds from 1 to 2147483647"
+const millisOrNone = "a whole number of milliseconds from 0 (no limit) to 2147483647"
 const pem = "a readable PEM file path or inline PEM (-----BEGIN ...)"
 const info = (expected: string, options: { secret?: boolean; explains?: boolean } = {}): VariableInfo => ({
   expected,
@@ -99,11 +106,17 @@ export const variableInfo: { readonly [K in VariableName]: VariableInfo } = {
   DB_SSL_CERT: info(pem, { explains: true }),
   DB_SSL_KEY: info(pem, { secret: true, explains: true }),
   DB_SSL_KEY_PASSPHRASE: info("a non-empty passphrase", { secret: true }),
+  DB_SSL_CRL: info("a readable PEM file path or inline PEM (-----BEGIN X509 CRL-----)", { explains: true }),
+  DB_CHANNEL_BINDING: info("one of disable, prefer, require"),
+  DB_REQUIRE_AUTH: info("a comma-separated list of scram-sha-256, md5, password, none", { explains: true }),
   DB_SSL_MIN_VERSION: info("one of TLSv1.2, TLSv1.3 (TLSv1, TLSv1.1 outside production)"),
   DB_POOL_MIN: info("an integer from 0 to 10000"),
   DB_POOL_MAX: info("an integer from 1 to 10000"),
   DB_CONNECTION_TIMEOUT: info(millis),
   DB_IDLE_TIMEOUT: info(millis),
+  DB_STATEMENT_TIMEOUT: info(millisOrNone),
+  DB_IDLE_IN_TRANSACTION_TIMEOUT: info(millisOrNone),
+  DB_QUERY_TIMEOUT: info(millisOrNone),
   DB_READ_REPLICA_HOST: info("a host name or IP address"),
   DB_READ_REPLICA_PORT: info("an integer port from 1 to 65535"),
   DB_FAILOVER_TIMEOUT: info(millis),
