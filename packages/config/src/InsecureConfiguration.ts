@@ -23,6 +23,8 @@ import * as Schema from "effect/Schema"
  * - `password-auth-method`: `DB_REQUIRE_AUTH` accepts `md5` or `password` (cleartext), which
  *   hand the password (or its hash) to whichever server asks.
  * - `channel-binding`: `DB_CHANNEL_BINDING=disable`, so SCRAM is never bound to the TLS channel.
+ * - `public-ca-trust` (a warning, never a refusal): no `DB_SSL_CA`, so the server is trusted
+ *   through the public CA store (and `NODE_EXTRA_CA_CERTS`).
  *
  * @since 0.1.0
  * @category models
@@ -38,7 +40,8 @@ export const Rule = Schema.Literal(
   "secrets-transport-tls",
   "tls-verification-override",
   "password-auth-method",
-  "channel-binding"
+  "channel-binding",
+  "public-ca-trust"
 )
 
 /**

@@ -14,6 +14,7 @@
  * | `tls-verification-override` | refuse | refuse | warn |
  * | `password-auth-method` | refuse | refuse | allowed (a server asking for md5 / cleartext warns once) |
  * | `channel-binding` | refuse | refuse | allowed |
+ * | `public-ca-trust` | warn | warn | allowed |
  *
  * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
  * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
@@ -52,6 +53,8 @@ export interface EnvironmentFacts {
    * `NODE_TLS_REJECT_UNAUTHORIZED=0` and a non-empty `VAULT_SKIP_VERIFY`
    */
   readonly verificationOverrides?: ReadonlyArray<"NODE_TLS_REJECT_UNAUTHORIZED" | "VAULT_SKIP_VERIFY">
+  /** `NODE_EXTRA_CA_CERTS`, when set: Node trusts its certificates in addition to the public CA store */
+  readonly extraCaCerts?: string
 }
 
 /**
@@ -159,6 +162,17 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
     }
   }
 
+  if (tls.enabled && Option.isNone(tls.ca) && hardensWire(env)) {
+    add(
+      "public-ca-trust",
+      "warn",
+      "DB_SSL_CA",
+      `DB_SSL_CA is not set: the database server is trusted through the public CA store${
+        facts.extraCaCerts === undefined ? "" : ` and NODE_EXTRA_CA_CERTS=${facts.extraCaCerts}`
+      }, so any publicly trusted certificate for ${settings.host} is accepted. Set DB_SSL_CA to the CA that ` +
+        "issues your database certificates (e.g. the RDS or Cloud SQL CA bundle) to trust that CA only."
+    )
+  }
   const weakMethods = settings.auth.requireAuth.filter((method) => method === "md5" || method === "password")
   if (weakMethods.length > 0 && hardensWire(env)) {
     add(

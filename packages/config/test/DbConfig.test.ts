@@ -9,8 +9,9 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Crypto from "node:crypto"
 import { ConfigError, DbConfig, InsecureConfiguration, SecurityPolicy, testSettings } from "../src/index.js"
-import { decode, devBase, prodBase, withLogs } from "./fixtures.js"
+import { decode, devBase, prodBase, testCaPem, withLogs } from "./fixtures.js"
 
 const fail = <A, E>(effect: Effect.Effect<A, E>) => Effect.flip(effect)
 
@@ -18,6 +19,10 @@ const issueVariables = (error: ConfigError | InsecureConfiguration): ReadonlyArr
   error._tag === "ConfigError" ? error.issues.map((issue) => issue.variable) : [error.variable]
 
 const pem = (label: string, body = "MIIBszCCAVmgAwIBAgIUQk") => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`
+
+/** A fresh, real (unencrypted, PKCS #8) private key. */
+const privateKeyPem = () =>
+  Crypto.generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString()
 
 /** A scoped temporary directory with the given files written into it. */
 const tempFiles = (files: Readonly<Record<string, string>>) =>
@@ -193,6 +198,75 @@ describe("DbConfig.layer", () => {
       }))
   })
 
+  describe("authentication methods and statement timeouts", () => {
+    it.effect("defaults to channel binding prefer, SCRAM or no password in production, every method in development", () =>
+      Effect.gen(function*() {
+        const production = yield* decode(prodBase)
+        expect(production.auth).toEqual({ channelBinding: "prefer", requireAuth: ["scram-sha-256", "none"] })
+        const development = yield* decode(devBase)
+        expect(development.auth.requireAuth).toEqual(["scram-sha-256", "md5", "password", "none"])
+      }))
+
+    it.effect("reads DB_CHANNEL_BINDING and DB_REQUIRE_AUTH, and the same names in DATABASE_URL", () =>
+      Effect.gen(function*() {
+        const variables = yield* decode({ ...prodBase, DB_CHANNEL_BINDING: "require", DB_REQUIRE_AUTH: "scram-sha-256" })
+        expect(variables.auth).toEqual({ channelBinding: "require", requireAuth: ["scram-sha-256"] })
+        const { DB_HOST: _host, DB_USER: _user, DB_NAME: _name, ...rest } = prodBase
+        const url = yield* decode({
+          ...rest,
+          DATABASE_URL: "postgres://takumi_prod@db.example.com/takumi?channel_binding=require&require_auth=none"
+        })
+        expect(url.auth).toEqual({ channelBinding: "require", requireAuth: ["none"] })
+      }))
+
+    it.effect("refuses an unknown channel binding, an unknown or negated method, naming the variable", () =>
+      Effect.gen(function*() {
+        for (const [variable, value] of [
+          ["DB_CHANNEL_BINDING", "always"],
+          ["DB_REQUIRE_AUTH", "scram-sha-256,kerberos"],
+          ["DB_REQUIRE_AUTH", "!md5"]
+        ] as const) {
+          const error = yield* fail(decode({ ...devBase, [variable]: value }))
+          expect(issueVariables(error)).toEqual([variable])
+        }
+        const url = yield* fail(decode({ ...devBase, DATABASE_URL: "postgres://app@localhost/app?require_auth=!md5" }))
+        expect(issueVariables(url)).toEqual(["DATABASE_URL"])
+      }))
+
+    it.effect("refuses md5 or cleartext in DB_REQUIRE_AUTH and channel binding off in production (InsecureConfiguration)", () =>
+      Effect.gen(function*() {
+        const md5 = yield* fail(decode({ ...prodBase, DB_REQUIRE_AUTH: "scram-sha-256,md5" }))
+        expect(md5).toMatchObject({ _tag: "InsecureConfiguration", rule: "password-auth-method" })
+        const off = yield* fail(decode({ ...prodBase, DB_CHANNEL_BINDING: "disable" }))
+        expect(off).toMatchObject({ _tag: "InsecureConfiguration", rule: "channel-binding" })
+        expect((yield* decode({ ...devBase, DB_REQUIRE_AUTH: "md5" })).auth.requireAuth).toEqual(["md5"])
+      }))
+
+    it.effect("sends statement and idle-in-transaction timeouts by default; the client bound follows the statement timeout", () =>
+      Effect.gen(function*() {
+        const defaults = yield* decode(devBase)
+        expect([defaults.statementTimeout, defaults.idleInTransactionTimeout, defaults.queryTimeout].map(Duration.toMillis))
+          .toEqual([30_000, 60_000, 35_000])
+        const shorter = yield* decode({ ...devBase, DB_STATEMENT_TIMEOUT: "1000", DB_IDLE_IN_TRANSACTION_TIMEOUT: "0" })
+        expect([shorter.statementTimeout, shorter.idleInTransactionTimeout, shorter.queryTimeout].map(Duration.toMillis))
+          .toEqual([1000, 0, 6000])
+        const none = yield* decode({ ...devBase, DB_STATEMENT_TIMEOUT: "0" })
+        expect(Duration.toMillis(none.queryTimeout)).toBe(0)
+        const own = yield* decode({ ...devBase, DB_QUERY_TIMEOUT: "2500" })
+        expect(Duration.toMillis(own.queryTimeout)).toBe(2500)
+      }))
+
+    it.effect("warns in production when no DB_SSL_CA is set that the public CA store (and NODE_EXTRA_CA_CERTS) is trusted", () =>
+      Effect.gen(function*() {
+        const { DB_SSL_CA: _ca, ...withoutCa } = prodBase
+        const { logs } = yield* withLogs(decode({ ...withoutCa, NODE_EXTRA_CA_CERTS: "/etc/ssl/corp.pem" }))
+        const warning = logs.find((line) => line.annotations["rule"] === "public-ca-trust")
+        expect(warning?.message).toContain("public CA store and NODE_EXTRA_CA_CERTS=/etc/ssl/corp.pem")
+        const withCa = yield* withLogs(decode(prodBase))
+        expect(withCa.logs.filter((line) => line.level === "WARN")).toEqual([])
+      }))
+  })
+
   describe("bad input", () => {
     const cases: ReadonlyArray<readonly [string, Readonly<Record<string, string>>, string]> = [
       ["port 0", { ...devBase, DB_PORT: "0" }, "DB_PORT"],
@@ -278,7 +352,7 @@ describe("DbConfig.layer", () => {
   describe("certificates", () => {
     it.scoped("accepts a readable PEM file path as a File source", () =>
       Effect.gen(function*() {
-        const dir = yield* tempFiles({ "ca.pem": pem("CERTIFICATE"), "client.pem": pem("CERTIFICATE"), "client.key": pem("PRIVATE KEY") })
+        const dir = yield* tempFiles({ "ca.pem": testCaPem, "client.pem": testCaPem, "client.key": privateKeyPem() })
         const settings = yield* decode({
           ...devBase,
           DB_SSL_CA: `${dir}/ca.pem`,
@@ -300,12 +374,12 @@ describe("DbConfig.layer", () => {
 
     it.effect("accepts inline PEM, restoring escaped line breaks, and keeps it Redacted", () =>
       Effect.gen(function*() {
-        const escaped = "-----BEGIN CERTIFICATE-----\\nMIIBszCC\\n-----END CERTIFICATE-----"
+        const escaped = testCaPem.trim().replaceAll("\n", "\\n")
         const settings = yield* decode({ ...devBase, DB_SSL_CA: escaped })
         const ca = Option.getOrThrow(settings.tls.ca)
         expect(ca._tag).toBe("Inline")
         if (ca._tag !== "Inline") return
-        expect(Redacted.value(ca.pem)).toBe("-----BEGIN CERTIFICATE-----\nMIIBszCC\n-----END CERTIFICATE-----")
+        expect(Redacted.value(ca.pem)).toBe(testCaPem.trim())
         expect(String(ca.pem)).toBe("<redacted>")
       }))
 
@@ -319,7 +393,7 @@ describe("DbConfig.layer", () => {
 
     it.effect("refuses a certificate file the process may not read, naming the variable", () =>
       Effect.gen(function*() {
-        const dir = yield* tempFiles({ "ca.pem": pem("CERTIFICATE") })
+        const dir = yield* tempFiles({ "ca.pem": testCaPem })
         const path = `${dir}/ca.pem`
         // the suite runs as root, for whom no mode bit denies a read: the file system answers
         // EACCES for this one file instead, exactly as Node reports it to a non-root process
@@ -345,8 +419,35 @@ describe("DbConfig.layer", () => {
 
     it.effect("refuses a client certificate without its key", () =>
       Effect.gen(function*() {
-        const error = yield* fail(decode({ ...devBase, DB_SSL_CERT: pem("CERTIFICATE") }))
+        const error = yield* fail(decode({ ...devBase, DB_SSL_CERT: testCaPem }))
         expect(issueVariables(error)).toEqual(["DB_SSL_KEY"])
+      }))
+
+    it.scoped("parses every PEM when the configuration loads and blames the variable that holds a broken one", () =>
+      Effect.gen(function*() {
+        const key = privateKeyPem()
+        const dir = yield* tempFiles({
+          "ca-with-key.pem": testCaPem + key,
+          "garbage.pem": pem("CERTIFICATE"),
+          "huge.pem": testCaPem + "#".repeat(1024 * 1024)
+        })
+        const refused = (variables: Readonly<Record<string, string>>) =>
+          fail(decode({ ...devBase, ...variables })).pipe(Effect.map((error) => [issueVariables(error), error.message] as const))
+        const [withKey, withKeyMessage] = yield* refused({ DB_SSL_CA: `${dir}/ca-with-key.pem` })
+        expect(withKey).toEqual(["DB_SSL_CA"])
+        expect(withKeyMessage).toContain("holds a private key")
+        expect(withKeyMessage).not.toContain(key.split("\n")[1])
+        const [garbage, garbageMessage] = yield* refused({ DB_SSL_CA: `${dir}/garbage.pem` })
+        expect([garbage, garbageMessage]).toEqual([["DB_SSL_CA"], expect.stringContaining("cannot be parsed")])
+        const [huge] = yield* refused({ DB_SSL_CA: `${dir}/huge.pem` })
+        expect(huge).toEqual(["DB_SSL_CA"])
+        const [cert] = yield* refused({ DB_SSL_CERT: pem("CERTIFICATE"), DB_SSL_KEY: key })
+        expect(cert).toEqual(["DB_SSL_CERT"])
+        const [badKey, badKeyMessage] = yield* refused({ DB_SSL_CERT: testCaPem, DB_SSL_KEY: pem("PRIVATE KEY", "c2VjcmV0LWtleS1ib2R5") })
+        expect(badKey).toEqual(["DB_SSL_KEY"])
+        expect(badKeyMessage).not.toContain("c2VjcmV0LWtleS1ib2R5")
+        const [crl] = yield* refused({ DB_SSL_CRL: testCaPem })
+        expect(crl).toEqual(["DB_SSL_CRL"])
       }))
   })
 
@@ -390,7 +491,7 @@ describe("DbConfig.layer", () => {
       ["DB_SSL_REJECT_UNAUTHORIZED=false against verify-ca", { DB_SSL_REJECT_UNAUTHORIZED: "false" }, "verify-ca", "DB_SSL_REJECT_UNAUTHORIZED"],
       ["DB_SSL_REJECT_UNAUTHORIZED=true against require", { DB_SSL_REJECT_UNAUTHORIZED: "true" }, "require", "DB_SSL_REJECT_UNAUTHORIZED"],
       ["DB_SSL_MIN_VERSION against disable", { DB_SSL_MIN_VERSION: "TLSv1.3" }, "disable", "DB_SSL_MIN_VERSION"],
-      ["DB_SSL_CA against disable", { DB_SSL_CA: pem("CERTIFICATE") }, "disable", "DB_SSL_CA"]
+      ["DB_SSL_CA against disable", { DB_SSL_CA: testCaPem }, "disable", "DB_SSL_CA"]
     ] as const)("refuses %s as a conflict, never overriding either", ([, extra, mode, variable]) =>
       Effect.gen(function*() {
         const error = yield* fail(decode({ ...devBase, ...extra, DATABASE_URL: `postgres://h/db?sslmode=${mode}` }))

@@ -18,6 +18,7 @@ const secure = (environment: Environment): DbSettings =>
   testSettings({
     environment,
     host: "db.example.com",
+    tls: { ca: Option.some({ _tag: "File", path: "/etc/takumi/db-ca.pem" }) },
     secrets: {
       backend: "aws-secrets-manager",
       aws: Option.some({ region: "us-east-1", endpoint: Option.none(), maxAttempts: 3 })
@@ -52,6 +53,35 @@ const vault = (environment: Environment, address: string, path: string) => ({
 })
 
 const cases: ReadonlyArray<Case> = [
+  {
+    rule: "password-auth-method",
+    variable: "DB_REQUIRE_AUTH",
+    fix: "password_encryption = scram-sha-256",
+    settings: (env) => ({ ...secure(env), auth: { ...secure(env).auth, requireAuth: ["scram-sha-256", "md5"] } }),
+    expected: { production: "refuse", staging: "refuse", development: "pass", test: "pass" }
+  },
+  {
+    rule: "password-auth-method",
+    variable: "DB_REQUIRE_AUTH",
+    fix: "DB_REQUIRE_AUTH=scram-sha-256,none",
+    settings: (env) => ({ ...secure(env), auth: { ...secure(env).auth, requireAuth: ["password"] } }),
+    expected: { production: "refuse", staging: "refuse", development: "pass", test: "pass" }
+  },
+  {
+    rule: "channel-binding",
+    variable: "DB_CHANNEL_BINDING",
+    fix: "Use prefer (the default) or require",
+    settings: (env) => ({ ...secure(env), auth: { ...secure(env).auth, channelBinding: "disable" } }),
+    expected: { production: "refuse", staging: "refuse", development: "pass", test: "pass" }
+  },
+  {
+    rule: "public-ca-trust",
+    variable: "DB_SSL_CA",
+    fix: "Set DB_SSL_CA to the CA that issues your database certificates",
+    settings: (env) => ({ ...secure(env), tls: { ...secure(env).tls, ca: Option.none() } }),
+    facts: () => ({ extraCaCerts: "/etc/ssl/corporate-ca.pem" }),
+    expected: { production: "warn", staging: "warn", development: "pass", test: "pass" }
+  },
   {
     rule: "tls-required",
     variable: "DB_SSL",

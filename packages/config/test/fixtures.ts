@@ -30,9 +30,27 @@ export const devBase: Readonly<Record<string, string>> = {
   DB_PASSWORD: "dev-password-123"
 }
 
-/** A minimal valid (policy-compliant) production environment. */
+/**
+ * A real CA certificate (EC P-256, valid until 2126; its key was thrown away), for variables whose
+ * PEM is parsed when the configuration loads. Public material: nothing secret here.
+ */
+export const testCaPem = `-----BEGIN CERTIFICATE-----
+MIIBlzCCAT2gAwIBAgIUF1u1Spi6PXr5XHbHq/JmcL6hPhgwCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVVGFrdW1pIGNvbmZpZyB0ZXN0IENBMCAXDTI2MTIwMjA1NTY0
+OVoYDzIxMjYxMTA4MDU1NjQ5WjAgMR4wHAYDVQQDDBVUYWt1bWkgY29uZmlnIHRl
+c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQRsXkckf7/69GFOFI8f8cV
+OPEW5RSDaRYGKAPm4zseQ49yls/v17FHc341LGJd+tlGV8Y0Y+VeSDwcsJqsGoH7
+o1MwUTAdBgNVHQ4EFgQU0JN+qI4RYXiNf2gpN04DH2BWSkYwHwYDVR0jBBgwFoAU
+0JN+qI4RYXiNf2gpN04DH2BWSkYwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+AgNIADBFAiBtpFqGYEA3uohoHAaCAU3CAvKFSqYfrFm8jq0VzibsIAIhALyO6IYs
+OABdHw52Pv1nVZPdDzroLsxEWcfiqmi6++X2
+-----END CERTIFICATE-----
+`
+
+/** A minimal valid (policy-compliant) production environment: its own CA, secrets from AWS. */
 export const prodBase: Readonly<Record<string, string>> = {
   NODE_ENV: "production",
+  DB_SSL_CA: testCaPem,
   DB_HOST: "db.example.com",
   DB_USER: "takumi_prod",
   DB_NAME: "takumi",

@@ -56,9 +56,33 @@ export class CertificateUntrusted extends Schema.TaggedError<CertificateUntruste
   code: Schema.String
 }) {
   override get message(): string {
+    if (this.code === "INVALID_PURPOSE") {
+      return `The certificate presented by ${where(this)} is not meant for a TLS server (INVALID_PURPOSE: its ` +
+        "extendedKeyUsage lacks serverAuth). Reissue the server certificate with extendedKeyUsage=serverAuth " +
+        "(a client certificate installed as ssl_cert_file shows this)."
+    }
     return `The certificate presented by ${where(this)} is not trusted (${this.code}). ` +
       "Set DB_SSL_CA to the CA that signed the server certificate " +
       "(development only: DB_SSL_REJECT_UNAUTHORIZED=false)."
+  }
+}
+
+/**
+ * The server's certificate is listed in the certificate revocation list `DB_SSL_CRL`
+ * (`CERT_REVOKED`): its key is compromised or it was withdrawn.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CertificateRevoked extends Schema.TaggedError<CertificateRevoked>()("CertificateRevoked", {
+  ...Target,
+  /** `CERT_REVOKED` */
+  code: Schema.String
+}) {
+  override get message(): string {
+    return `The certificate presented by ${where(this)} has been revoked (${this.code}, listed in DB_SSL_CRL). ` +
+      "Install a newly issued server certificate (ssl_cert_file, ssl_key_file) and reload PostgreSQL; if the " +
+      "revocation is a mistake, publish a corrected CRL and point DB_SSL_CRL at it."
   }
 }
 
@@ -145,6 +169,71 @@ export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFaile
     return `Password authentication failed for user "${this.user}" at ${where(this)} (${this.code}). ` +
       "Check that DB_USER exists and that the DB_PASSWORD secret in the secrets backend matches the role's password " +
       "(after a rotation, both ALTER ROLE and the secret must be updated)."
+  }
+}
+
+/**
+ * The client refused to authenticate the way the server asked, before sending anything derived
+ * from the password (libpq's `require_auth` and `channel_binding`). A server that asks for the
+ * password in cleartext or as an MD5 hash, or that offers SCRAM without channel binding when
+ * `DB_CHANNEL_BINDING=require`, may be an impostor holding a certificate the client trusts: it
+ * gets nothing. `rule` says which setting refused it:
+ *
+ * - `MethodNotAllowed`: `method` is not in `DB_REQUIRE_AUTH` (`none`: the server let the client
+ *   in without asking for a password at all — trust or certificate authentication).
+ * - `ChannelBindingRequired`: `DB_CHANNEL_BINDING=require` and the server did not authenticate
+ *   with SCRAM-SHA-256-PLUS over TLS.
+ * - `AuthenticationIncomplete`: the server declared the client authenticated before finishing
+ *   the SCRAM exchange (it never proved it knows the password's verifier), and `DB_REQUIRE_AUTH`
+ *   lacks `none`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AuthenticationMethodRefused extends Schema.TaggedError<AuthenticationMethodRefused>()(
+  "AuthenticationMethodRefused",
+  {
+    ...Target,
+    user: Schema.String,
+    /** what the server asked for: `password` (cleartext), `md5`, `scram-sha-256` or `none` (no password request) */
+    method: Schema.Literal("password", "md5", "scram-sha-256", "none"),
+    rule: Schema.Literal("MethodNotAllowed", "ChannelBindingRequired", "AuthenticationIncomplete"),
+    /** the SASL mechanisms the server offered, when it asked for SASL */
+    offered: Schema.optional(Schema.Array(Schema.String)),
+    /** `DB_REQUIRE_AUTH` in force */
+    allowed: Schema.Array(Schema.String)
+  }
+) {
+  override get message(): string {
+    const who = `user "${this.user}" at ${where(this)}`
+    const asked = this.method === "password"
+      ? "asked for the password in cleartext (password)"
+      : this.method === "md5"
+      ? "asked for an MD5 password hash (md5)"
+      : this.method === "scram-sha-256"
+      ? `asked for SCRAM-SHA-256${this.offered === undefined ? "" : ` (offered: ${this.offered.join(", ")})`}`
+      : "let the client in without asking for a password (trust or certificate authentication)"
+    const toScram = "If this is the real server, move the role to SCRAM: on the server set " +
+      "password_encryption = 'scram-sha-256', re-set the role's password (ALTER ROLE … PASSWORD …) and use " +
+      "scram-sha-256 in pg_hba.conf, then reload (SELECT pg_reload_conf()). If it is not, something is impersonating it."
+    switch (this.rule) {
+      case "ChannelBindingRequired":
+        return `The server ${asked} for ${who}, but DB_CHANNEL_BINDING=require accepts only SCRAM-SHA-256-PLUS ` +
+          "over TLS; nothing derived from the password was sent. Connect directly to PostgreSQL with TLS " +
+          "(DB_SSL=true; PgBouncer does not offer SCRAM-SHA-256-PLUS), or set DB_CHANNEL_BINDING=prefer."
+      case "AuthenticationIncomplete":
+        return `The server accepted ${who} before completing the SCRAM exchange: it never proved that it knows ` +
+          `the role's password verifier, which DB_REQUIRE_AUTH (${this.allowed.join(",")}) does not allow without ` +
+          `"none". Something may be impersonating the server; check DB_HOST and the server's certificate.`
+      case "MethodNotAllowed":
+        return `The server ${asked} for ${who}, which DB_REQUIRE_AUTH (${this.allowed.join(",")}) does not allow; ` +
+          "nothing derived from the password was sent. " +
+          (this.method === "none"
+            ? "Use scram-sha-256 in pg_hba.conf, or add none to DB_REQUIRE_AUTH if certificate authentication is intended."
+            : this.method === "scram-sha-256"
+            ? "Add scram-sha-256 to DB_REQUIRE_AUTH, or authenticate with a client certificate (pg_hba cert)."
+            : toScram)
+    }
   }
 }
 
@@ -386,6 +475,13 @@ export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("Connec
 }) {
   override get message(): string {
     const code = this.code === undefined ? "" : ` (${this.code})`
+    if (this.code === "25P03") {
+      // not an outage: the server ended a session whose caller left its transaction open
+      return `The server at ${where(this)} ended a session whose transaction stayed idle longer than ` +
+        `idle_in_transaction_session_timeout (DB_IDLE_IN_TRANSACTION_TIMEOUT)${code}${because(this.reason)}; the ` +
+        "transaction was rolled back. Do not keep a transaction open while waiting on something else (an HTTP call, " +
+        "a queue, user input); raise DB_IDLE_IN_TRANSACTION_TIMEOUT only if such a wait is intended."
+    }
     return `The connection to ${where(this)} was lost${code}${because(this.reason)}. ` +
       "The pool replaces broken connections by itself; retry the operation if it is idempotent, " +
       "and check the server's log for a restart, failover or terminated backend."
@@ -409,6 +505,49 @@ export class FailoverTimeout extends Schema.TaggedError<FailoverTimeout>()("Fail
 }
 
 /**
+ * A statement ran past its time bound. `side: "server"`: PostgreSQL cancelled it when it reached
+ * `statement_timeout` (`DB_STATEMENT_TIMEOUT`, SQLSTATE 57014); the statement had no effect and
+ * the connection stays usable. `side: "client"`: no answer came within `DB_QUERY_TIMEOUT` (a
+ * server, proxy or network path that stopped answering); the connection was discarded and whether
+ * the statement ran is unknown, so it is re-run only when marked `Idempotent.retry`.
+ *
+ * Statements fail with a `SqlError` whose `cause` is this error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StatementTimeout extends Schema.TaggedError<StatementTimeout>()("StatementTimeout", {
+  ...Target,
+  /** who gave up: the server (`statement_timeout`) or this client (`query_timeout`) */
+  side: Schema.Literal("server", "client"),
+  /**
+   * the bound that applied: `DB_STATEMENT_TIMEOUT` (server) or `DB_QUERY_TIMEOUT` (client); absent
+   * when `DB_STATEMENT_TIMEOUT` is 0 and the server's own `statement_timeout` (postgresql.conf,
+   * ALTER ROLE / DATABASE ... SET) cancelled the statement
+   */
+  timeoutMillis: Schema.optional(Schema.Number),
+  /** `57014` (query_canceled) when the server cancelled the statement */
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    if (this.side === "client") {
+      return `No answer from ${where(this)} within ${this.timeoutMillis ?? "?"} ms (DB_QUERY_TIMEOUT): the server, a ` +
+        "proxy or the network path stopped answering. The connection was discarded; whether the statement ran is " +
+        "unknown, so it is not re-run unless marked Idempotent.retry. Check the server and the network path " +
+        "(SlowQuery alerts and DbHealth show stuck statements); keep DB_QUERY_TIMEOUT above DB_STATEMENT_TIMEOUT so " +
+        "that a merely slow statement is cancelled by the server first."
+    }
+    const bound = this.timeoutMillis === undefined
+      ? "the server's own statement_timeout (DB_STATEMENT_TIMEOUT is 0: postgresql.conf or ALTER ROLE / DATABASE applies)"
+      : `${this.timeoutMillis} ms (statement_timeout, DB_STATEMENT_TIMEOUT)`
+    return `PostgreSQL at ${where(this)} cancelled a statement that ran longer than ${bound}` +
+      `${this.code === undefined ? "" : ` (${this.code})`}. It had no effect and the connection stays usable. ` +
+      "Make it faster (EXPLAIN ANALYZE, an index, smaller batches) or find the lock it waited on (pg_locks); raise " +
+      "DB_STATEMENT_TIMEOUT, or SET LOCAL statement_timeout inside its transaction, only for work known to be long."
+  }
+}
+
+/**
  * Every way opening a connection can fail.
  *
  * @since 0.1.0
@@ -418,15 +557,18 @@ export type ConnectError =
   | SslNotSupportedByServer
   | CertificateUntrusted
   | CertificateExpired
+  | CertificateRevoked
   | CertificateHostMismatch
   | TlsProtocolRejected
   | AuthenticationFailed
+  | AuthenticationMethodRefused
   | ConnectionRejected
   | DatabaseNotFound
   | TooManyConnections
   | ConnectionRefused
   | ConnectTimeout
   | TlsMaterialInvalid
+  | InsecureServer
   | ConnectionLost
 
 /**
@@ -435,4 +577,4 @@ export type ConnectError =
  * @since 0.1.0
  * @category errors
  */
-export type DbError = ConnectError | InsecureServer | PoolExhausted | FailoverTimeout
+export type DbError = ConnectError | PoolExhausted | FailoverTimeout | StatementTimeout

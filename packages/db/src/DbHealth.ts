@@ -5,7 +5,9 @@
  *
  * - `healthy`: the primary answered its last probe and the read replica (if configured) serves reads.
  * - `degraded`: the primary works but something is off: a connection error was just seen and the
- *   probe is on its way, or the read replica is unavailable and reads go to the primary.
+ *   probe is on its way, the read replica is unavailable and reads go to the primary, or every
+ *   connection of a pool is stuck in a statement running past the slow-query threshold (a server
+ *   or network path that stopped answering, or statements waiting on locks). `detail` says which.
  * - `down`: the primary did not answer its last probe; it is re-probed on the backoff.
  *
  * For orchestrators: use `readiness` for the readiness check (fails while `down`, so no traffic is
@@ -48,8 +50,18 @@ export type HealthStatus = supervisor.HealthStatus
 export type ServerState = supervisor.ServerState
 
 /**
- * What `DbHealth` reports: the overall status and since when (from `Clock`), the last error (a
- * typed `DbError` or `SecretError`, never a secret) and when it happened, and each server's state.
+ * Every connection of a server's pool is checked out with a statement running longer than the
+ * slow-query threshold (`DB_ALERT_SLOW_QUERY`): the server counts as degraded until one answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StuckStatements = supervisor.StuckStatements
+
+/**
+ * What `DbHealth` reports: the overall status and since when (from `Clock`), why it is not
+ * healthy (`detail`), the last error (a typed `DbError` or `SecretError`, never a secret) and
+ * when it happened, and each server's state.
  *
  * @since 0.1.0
  * @category models
@@ -169,6 +181,11 @@ export interface Supervised {
   readonly health: Context.Tag.Service<DbHealth>
   /** the replica's current state (`None` without a replica) */
   readonly replicaState: Effect.Effect<Option.Option<ServerState>>
+  /**
+   * sets whether every connection of the pool of `role` is stuck in a slow statement (`Some`:
+   * degraded, `None`: no longer); no probe is made — the server may well answer new connections
+   */
+  readonly reportStuck: (role: supervisor.ServerRole, stuck: Option.Option<StuckStatements>) => Effect.Effect<void>
 }
 
 /**
@@ -226,7 +243,8 @@ export const makeSupervised = (options: MakeOptions): Effect.Effect<Supervised, 
     }
     return {
       health,
-      replicaState: Effect.map(get, (snapshot) => snapshot.replica)
+      replicaState: Effect.map(get, (snapshot) => snapshot.replica),
+      reportStuck: (role, stuck) => state.update(role, (s) => ({ ...s, stuck }))
     }
   })
 
@@ -259,7 +277,8 @@ export const layerTest = (status: HealthStatus = "healthy"): Layer.Layer<DbHealt
         lastError: Option.none(),
         lastErrorAt: Option.none(),
         primary: server,
-        replica: Option.none()
+        replica: Option.none(),
+        detail: supervisor.describeStatus(server, Option.none())
       }
       return {
         get: Effect.succeed(snapshot),

@@ -26,6 +26,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { StatementTimeout } from "./DbError.js"
 import { isConnectionLoss } from "./internal/classify.js"
 import * as ReconnectSchedule from "./ReconnectSchedule.js"
 
@@ -37,14 +38,18 @@ const lostMessages = /^(Connection terminated|Client has encountered a connectio
 
 /**
  * True for a failure that means the connection was lost while (or before) the statement ran — the
- * failures `retry` retries. Any other `SqlError` (a constraint violation, a syntax error, a
- * serialization failure) is the statement's own result and is never retried.
+ * failures `retry` retries. A client-side `StatementTimeout` (no answer within `DB_QUERY_TIMEOUT`)
+ * is one: the connection was discarded and whether the statement ran is unknown. Any other
+ * `SqlError` (a constraint violation, a syntax error, a serialization failure, a statement the
+ * server cancelled at `DB_STATEMENT_TIMEOUT`, which would only run as long again) is the
+ * statement's own result and is never retried.
  *
  * @since 0.1.0
  * @category predicates
  */
 export const isConnectionLost = (error: unknown): boolean => {
   if (!(error instanceof SqlError)) return false
+  if (error.cause instanceof StatementTimeout) return error.cause.side === "client"
   if (isConnectionLoss(error.cause)) return true
   const message = error.cause instanceof Error ? error.cause.message : error.message
   return lostMessages.test(message) || lostMessages.test(error.message)

@@ -111,21 +111,32 @@ export class PoolNearExhaustion extends Schema.TaggedClass<PoolNearExhaustion>()
 }
 
 /**
- * A statement ran longer than `slowQuery`. The statement text has its string literals blanked
- * (`'?'`) and is cut to 200 characters; parameters are never included.
+ * A statement ran longer than `slowQuery`: raised while it is still running (`running: true`,
+ * found by a check of the statements in flight every `slowQuery / 2`, so between 1 and 1.5
+ * thresholds after it was submitted — a statement that never answers is reported too), or when it
+ * completes over the threshold between two checks. Once per statement. The statement text has its
+ * string literals blanked (`'?'`) and is cut to 200 characters; parameters are never included.
  *
  * @since 0.1.0
  * @category alerts
  */
 export class SlowQuery extends Schema.TaggedClass<SlowQuery>()("SlowQuery", {
   ...Server,
+  /** how long it had run when the alert was raised: its whole duration, unless `running` */
   durationMillis: Schema.Number,
   thresholdMillis: Schema.Number,
-  statement: Schema.String
+  statement: Schema.String,
+  /** true when the statement was still running (no answer yet) when the alert was raised */
+  running: Schema.optional(Schema.Boolean)
 }) {
   get message(): string {
-    return `Slow PostgreSQL statement at ${this.host}:${this.port}: ${Math.round(this.durationMillis)} ms ` +
-      `(threshold ${Math.round(this.thresholdMillis)} ms): ${this.statement} — check its plan (EXPLAIN ANALYZE) and indexes`
+    const threshold = `(threshold ${Math.round(this.thresholdMillis)} ms): ${this.statement}`
+    return this.running === true
+      ? `Slow PostgreSQL statement at ${this.host}:${this.port} still running after ${Math.round(this.durationMillis)} ms ` +
+        `${threshold} — check its plan (EXPLAIN ANALYZE), the locks it waits on (pg_stat_activity, pg_locks) and ` +
+        "whether the server and the network path still answer"
+      : `Slow PostgreSQL statement at ${this.host}:${this.port}: ${Math.round(this.durationMillis)} ms ` +
+        `${threshold} — check its plan (EXPLAIN ANALYZE) and indexes`
   }
 }
 

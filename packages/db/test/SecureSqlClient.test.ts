@@ -20,10 +20,11 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Crypto from "node:crypto"
 import { inspect } from "node:util"
+import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { BlackholeServer, PgTestServer, TestDatabase } from "@takumi/testing"
-import { SecureSqlClient } from "../src/index.js"
-import { configLayer, type FakeSecrets, file, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom } from "./fixtures.js"
+import { makeTlsOptions } from "../src/internal/tlsOptions.js"
+import { clientLayer, type FakeSecrets, file, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-7f3c91d2"
 const SUPER_PASSWORD = "super-Pa55word-0b8e44aa"
@@ -53,8 +54,6 @@ const configure = reloadFrom(baseline)
 
 const secretsWith = (password: string) => makeFakeSecrets({ DB_PASSWORD: password })
 
-const clientLayer = (settings: DbSettings, secrets: FakeSecrets) =>
-  SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
 
 /** Builds the layer and fails with its startup error, if any. */
 const startup = (settings: DbSettings, secrets: FakeSecrets) =>
@@ -116,6 +115,27 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("SecureSqlClien
         expect(inspect(config, { depth: 5 })).not.toContain("PRIVATE KEY")
         expect(JSON.stringify(config)).not.toContain("PRIVATE KEY")
       }))
+
+    it.effect("no depth of inspect on a connected mutual-TLS client shows the private key (it lives in the secure context)", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({
+          hba: [{ type: "hostssl", method: "cert", clientCert: "verify-full" }]
+        })
+        const client = yield* pki.client("app")
+        const settings = makeSettings(server, pki, { tls: { cert: file(client.certPath), key: file(client.keyPath) } })
+        const ssl = yield* makeTlsOptions(settings, server)
+        const pg = new Pg.Client({ host: server.host, port: server.port, user: "app", database: "app", ssl })
+        pg.on("error", () => undefined)
+        yield* Effect.acquireRelease(Effect.promise(() => pg.connect()), () => Effect.promise(() => pg.end()))
+        const rows = yield* Effect.promise(() => pg.query<{ dn: string }>("SELECT client_dn AS dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
+        expect(rows.rows[0]?.dn).toContain("CN=app")
+        const keyLine = client.keyPem.split("\n")[1] ?? "unreachable"
+        for (const depth of [6, 12]) {
+          const text = inspect(pg, { depth, showHidden: true })
+          expect(text).not.toContain("PRIVATE KEY")
+          expect(text).not.toContain(keyLine)
+        }
+      }).pipe(Effect.scoped))
 
     it.effect("authenticates with an encrypted client key unlocked by DB_SSL_KEY_PASSPHRASE", () =>
       Effect.gen(function*() {
@@ -214,6 +234,77 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("SecureSqlClien
         const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.wrongHost })
         const error = yield* startupError(makeSettings(server, pki))
         assert.strictEqual(error._tag, "CertificateHostMismatch")
+      }))
+
+    it.effect("a certificate with its host only in the CN (no subjectAltName) is refused in production, warned about once in development", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.cnOnly })
+        // Node's CN fallback applies to DNS names only: connect by name
+        const byName = { host: "localhost", port: server.port }
+        const error = yield* startupError(makeSettings(byName, pki, { environment: "production" }))
+        assert.strictEqual(error._tag, "CertificateHostMismatch")
+        expect(error.message).toContain("no subjectAltName")
+        const logs = yield* makeLogCapture
+        const secrets = yield* secretsWith(APP_PASSWORD)
+        yield* startup(makeSettings(byName, pki), secrets).pipe(Effect.provide(logs.layer))
+        const warnings = (yield* logs.lines).filter((l) => l.level === "WARN" && l.text.includes("no subjectAltName"))
+        assert.strictEqual(warnings.length, 1)
+      }))
+
+    it.effect("a server certificate made for clients (INVALID_PURPOSE) is a certificate error naming extendedKeyUsage, in production and development", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.clientPurpose })
+        for (const environment of ["production", "development"] as const) {
+          const error = yield* startupError(makeSettings(server, pki, { environment }))
+          assert.deepStrictEqual([error._tag, "code" in error ? error.code : undefined], ["CertificateUntrusted", "INVALID_PURPOSE"])
+          expect(error.message).toContain("extendedKeyUsage=serverAuth")
+        }
+      }))
+
+    it.effect("a revoked server certificate is refused with CertificateRevoked when DB_SSL_CRL lists it; a valid one still connects", () =>
+      Effect.gen(function*() {
+        const env = yield* TestDatabase.TestDatabase
+        const crl = { crl: file(env.pki.crl.path) }
+        yield* configure({ certificate: env.pki.revoked })
+        for (const environment of ["production", "development"] as const) {
+          const error = yield* startupError(makeSettings(env.server, env.pki, { environment, tls: crl }))
+          assert.deepStrictEqual([error._tag, "code" in error ? error.code : undefined], ["CertificateRevoked", "CERT_REVOKED"])
+          expect(error.message).toContain("revoked")
+        }
+        const { pki, server } = yield* configure()
+        yield* startup(makeSettings(server, pki, { tls: crl }), yield* secretsWith(APP_PASSWORD))
+      }))
+
+    it.effect("checks the certificate of every new connection: a live switch to a 1024-bit key is refused in production, warned about in development", () =>
+      Effect.gen(function*() {
+        const env = yield* TestDatabase.TestDatabase
+        const query = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ one: number }>`SELECT 1 AS one`)
+        const dropOurConnections = env.server.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'takumi-db-test'"
+        ).pipe(Effect.orDie)
+        for (const environment of ["production", "development"] as const) {
+          const { pki, server } = yield* configure()
+          const logs = yield* makeLogCapture
+          const secrets = yield* secretsWith(APP_PASSWORD)
+          const outcome = yield* Effect.gen(function*() {
+            yield* query
+            yield* server.reload({ ...baseline(env), certificate: pki.rsa1024 }).pipe(Effect.orDie)
+            yield* dropOurConnections
+            return yield* Effect.either(query)
+          }).pipe(
+            Effect.provide(clientLayer(makeSettings(server, pki, { environment }), secrets)),
+            Effect.provide(logs.layer)
+          )
+          const weakKeyWarnings = (yield* logs.lines).filter((l) => l.level === "WARN" && l.text.includes("WeakRsaKey"))
+          if (environment === "production") {
+            assert.isTrue(outcome._tag === "Left", "a new connection to the 1024-bit certificate must be refused")
+            expect(inspect(outcome, { depth: 8 })).toContain("WeakRsaKey")
+          } else {
+            assert.strictEqual(outcome._tag, "Right")
+            assert.strictEqual(weakKeyWarnings.length, 1)
+          }
+        }
+        yield* configure()
       }))
 
     it.effect("a server with ssl off fails with SslNotSupportedByServer (no plaintext fallback)", () =>

@@ -15,8 +15,9 @@ import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import { DbConfig, type DbSettings, type PemSource, testSettings } from "@takumi/config"
 import { SecretNotFound, SecretsBackend } from "@takumi/secrets"
-import { type PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
+import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import { inspect } from "node:util"
+import { SecureSqlClient } from "../src/index.js"
 
 /** A file-backed PEM source. */
 export const file = (path: string): Option.Option<PemSource> => Option.some({ _tag: "File", path })
@@ -126,3 +127,15 @@ export const reloadFrom = (
 
 /** The layer of settings. */
 export const configLayer = (settings: DbSettings): Layer.Layer<DbConfig> => Layer.succeed(DbConfig, settings)
+
+/** `SecureSqlClient.layer` on `settings` (no policy check) and a fake secrets backend. */
+export const clientLayer = (settings: DbSettings, secrets: FakeSecrets) =>
+  SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
+
+/** A TLS server presenting the fixture's certificate, trusting its CA, `hostssl` only. */
+export const tlsBaseline = (env: Context.Tag.Service<TestDatabase.TestDatabase>): Partial<PgTestServer.ServerSettings> => ({
+  ssl: true,
+  certificate: env.pki.server,
+  ca: env.pki.ca.certPem,
+  hba: PgTestServer.defaultHba(true)
+})

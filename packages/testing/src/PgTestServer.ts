@@ -98,7 +98,8 @@ interface HbaRuleFields {
 export type HbaRule =
   | HbaRuleFields & {
     readonly type: "hostssl"
-    readonly method: "scram-sha-256" | "cert" | "trust" | "reject"
+    /** `md5` and `password` let a test see a client offered the legacy methods (see `createRole`: SCRAM-stored passwords make `md5` use SCRAM) */
+    readonly method: "scram-sha-256" | "md5" | "password" | "cert" | "trust" | "reject"
     readonly clientCert?: "verify-ca" | "verify-full"
   }
   | HbaRuleFields & { readonly type: "hostnossl"; readonly method: "reject" | "scram-sha-256" | "trust" }

@@ -60,6 +60,14 @@ export interface TestPki {
   readonly selfSigned: CertificateFiles
   /** Right SANs, signed by `ca`, expires 10 days from generation. */
   readonly expiringSoon: CertificateFiles
+  /** CN=localhost and no subjectAltName at all, signed by `ca` (Node falls back to the CN for a DNS host). */
+  readonly cnOnly: CertificateFiles
+  /** Right SANs, signed by `ca`, but extendedKeyUsage clientAuth only (OpenSSL: INVALID_PURPOSE as a server). */
+  readonly clientPurpose: CertificateFiles
+  /** Right SANs, signed by `ca`, and listed in `crl`. */
+  readonly revoked: CertificateFiles
+  /** A CRL of `ca` (PEM, and its file) revoking `revoked` and nothing else. */
+  readonly crl: { readonly pem: string; readonly path: string }
   /** A client certificate with CN = `role` and extendedKeyUsage clientAuth, signed by `ca`. */
   readonly client: (role: string) => Effect.Effect<CertificateFiles>
 }
@@ -133,8 +141,21 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     Certificates.privateKeyPem(caKeys),
     Certificates.privateKeyPem(otherCaKeys)
   ])
-  const [caPem, otherCaPem, serverPem, expiredPem, notYetValidPem, wrongHostPem, unknownCaPem, rsa1024Pem, selfSignedPem, expiringSoonPem] =
-    await Promise.all([
+  const [
+    caPem,
+    otherCaPem,
+    serverPem,
+    expiredPem,
+    notYetValidPem,
+    wrongHostPem,
+    unknownCaPem,
+    rsa1024Pem,
+    selfSignedPem,
+    expiringSoonPem,
+    cnOnlyPem,
+    clientPurposePem,
+    revokedPem
+  ] = await Promise.all([
       Certificates.createCa({ name: ca.name, keys: caKeys, notBefore, notAfter: new Date(now + 3650 * DAY) }),
       Certificates.createCa({ name: otherCa.name, keys: otherCaKeys, notBefore, notAfter: new Date(now + 3650 * DAY) }),
       Certificates.createLeaf(serverLeaf("CN=localhost", serverKeys, ca)),
@@ -159,10 +180,28 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
       Certificates.createLeaf({
         ...serverLeaf("CN=localhost (expiring soon)", brokenKeys, ca),
         notAfter: new Date(now + 10 * DAY)
-      })
+      }),
+      Certificates.createLeaf({ ...serverLeaf("CN=localhost", brokenKeys, ca), dnsNames: [], ipAddresses: [] }),
+      Certificates.createLeaf({ ...serverLeaf("CN=localhost (client purpose)", brokenKeys, ca), usage: "client" }),
+      Certificates.createLeaf(serverLeaf("CN=localhost (revoked)", brokenKeys, ca))
     ])
-  const [caFiles, server, expired, notYetValid, wrongHost, unknownCa, unknownCaRoot, rsa1024, selfSigned, expiringSoon] =
-    await Promise.all([
+  const crlPem = await Certificates.createCrl({ issuer: ca, revoked: [revokedPem], thisUpdate: notBefore })
+  const crlPath = Path.join(dir, "ca.crl")
+  const [
+    caFiles,
+    server,
+    expired,
+    notYetValid,
+    wrongHost,
+    unknownCa,
+    unknownCaRoot,
+    rsa1024,
+    selfSigned,
+    expiringSoon,
+    cnOnly,
+    clientPurpose,
+    revoked
+  ] = await Promise.all([
       writeFiles(dir, "ca", caPem, caKeyPem),
       writeFiles(dir, "server", serverPem, serverKeyPem),
       writeFiles(dir, "expired", expiredPem, brokenKeyPem),
@@ -172,7 +211,11 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
       writeFiles(dir, "unknown-ca-root", otherCaPem, otherCaKeyPem),
       writeFiles(dir, "rsa1024", rsa1024Pem, weakKeyPem),
       writeFiles(dir, "self-signed", selfSignedPem, brokenKeyPem),
-      writeFiles(dir, "expiring-soon", expiringSoonPem, brokenKeyPem)
+      writeFiles(dir, "expiring-soon", expiringSoonPem, brokenKeyPem),
+      writeFiles(dir, "cn-only", cnOnlyPem, brokenKeyPem),
+      writeFiles(dir, "client-purpose", clientPurposePem, brokenKeyPem),
+      writeFiles(dir, "revoked", revokedPem, brokenKeyPem),
+      Fs.writeFile(crlPath, crlPem, { mode: 0o644 })
     ])
   const clients = new Map<string, Promise<CertificateFiles>>()
   const client = (role: string): Effect.Effect<CertificateFiles> =>
@@ -206,6 +249,10 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     rsa1024,
     selfSigned,
     expiringSoon,
+    cnOnly,
+    clientPurpose,
+    revoked,
+    crl: { pem: crlPem, path: crlPath },
     client
   }
 }

@@ -24,6 +24,20 @@ export * as PgTestServer from "./PgTestServer.js"
 export * as BlackholeServer from "./BlackholeServer.js"
 
 /**
+ * An impostor PostgreSQL server that asks for cleartext, MD5, SCRAM or no authentication and records what the client sends.
+ *
+ * @since 0.1.0
+ */
+export * as HostilePgServer from "./HostilePgServer.js"
+
+/**
+ * A loopback TCP proxy to a real server that can stop forwarding (both directions, sockets kept open) and resume.
+ *
+ * @since 0.1.0
+ */
+export * as StallingProxy from "./StallingProxy.js"
+
+/**
  * A protocol-level double of Vault's KV v2 engine (not Vault) for the real `node-vault` client.
  *
  * @since 0.1.0

@@ -1,6 +1,6 @@
 /**
  * Reading the server certificate the way the pool sees it: one TCP connection, PostgreSQL's
- * SSLRequest, a TLS handshake with the pool's own TLS options (CA, server name, minimum version,
+ * SSLRequest, a TLS handshake with the pool's own TLS options (secure context, server name, identity check,
  * ciphers, verification), then close — before any startup message, so no session is created
  * (the server may log "incomplete startup packet" for it). `SecureSqlClient` verifies the
  * certificate at startup but does not expose its dates; `doctor` reports them.
@@ -65,17 +65,10 @@ export const probe = (options: {
     socket.once("connect", () => socket.write(sslRequest))
     socket.once("data", (answer) => {
       if (answer[0] !== 0x53) return done(Effect.fail(fail("the server does not accept TLS (answered the SSLRequest with no)")))
-      // The pool's options, field by field: the CA and identity settings are what matter for the
-      // server certificate; the client certificate is not sent (the probe never logs in).
-      tlsSocket = Tls.connect({
-        socket,
-        host,
-        rejectUnauthorized: options.tls.rejectUnauthorized,
-        ca: options.tls.ca,
-        minVersion: options.tls.minVersion,
-        ciphers: options.tls.ciphers,
-        ...(options.tls.servername === undefined ? {} : { servername: options.tls.servername })
-      })
+      // The pool's own TLS options: its secure context (CA, CRL, minimum version, ciphers; the
+      // client certificate too, presented only if the server asks, and the probe never logs in)
+      // and its identity check, so the probe trusts exactly what the pool trusts.
+      tlsSocket = Tls.connect({ ...options.tls, socket, host })
       tlsSocket.once("error", (error) => done(Effect.fail(fail(error.message))))
       tlsSocket.once("secureConnect", () => {
         const cert = tlsSocket?.getPeerCertificate()

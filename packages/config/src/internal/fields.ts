@@ -14,6 +14,8 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
+import * as Crypto from "node:crypto"
+import * as Tls from "node:tls"
 import type { AuthMethod, PemSource } from "../DbSettings.js"
 
 /** @internal */
@@ -168,7 +170,55 @@ const looksLikePem = (value: string): boolean => value.trimStart().startsWith("-
 const normalizePem = (value: string): string =>
   value.includes("\n") ? value.trim() : value.trim().replace(/\\n/g, "\n")
 
-const checkPemFile = (path: string, actual: unknown, ast: AST.AST) =>
+/** What a PEM variable must hold. */
+export type PemKind = "certificates" | "certificate" | "privateKey" | "crl"
+
+/** The largest PEM accepted: a CA bundle of every public root is about 200 KiB. */
+export const maxPemBytes = 1024 * 1024
+
+const blocks = (pem: string, label: string): Array<string> =>
+  pem.match(new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, "g")) ?? []
+
+const parses = (parse: () => unknown): boolean => {
+  try {
+    parse()
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Parses the PEM with OpenSSL (node:crypto, node:tls) as the connection will, so that a broken
+ * file is a `ConfigError` on its own variable when the configuration loads rather than a TLS
+ * error blamed on the server. Reasons never quote the content.
+ */
+const pemProblem = (kind: PemKind, pem: string): string | undefined => {
+  if (pem.length > maxPemBytes) return `it is larger than ${maxPemBytes / 1024} KiB, which no PEM file for this purpose is`
+  switch (kind) {
+    case "certificates":
+    case "certificate": {
+      if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+        return "it holds a private key: it must hold certificates only (never put a key in a certificate file)"
+      }
+      const certificates = blocks(pem, "CERTIFICATE")
+      if (certificates.length === 0) return "it holds no -----BEGIN CERTIFICATE----- block"
+      const broken = certificates.findIndex((block) => !parses(() => new Crypto.X509Certificate(block)))
+      return broken === -1 ? undefined : `certificate ${broken + 1} of ${certificates.length} cannot be parsed`
+    }
+    case "privateKey": {
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) return "it holds no -----BEGIN ... PRIVATE KEY----- block"
+      // an encrypted key is opened with DB_SSL_KEY_PASSPHRASE when the TLS options are built
+      if (/ENCRYPTED/.test(pem)) return undefined
+      return parses(() => Crypto.createPrivateKey(pem)) ? undefined : "the private key cannot be parsed"
+    }
+    case "crl":
+      if (blocks(pem, "X509 CRL").length === 0) return "it holds no -----BEGIN X509 CRL----- block"
+      return parses(() => Tls.createSecureContext({ crl: pem })) ? undefined : "the revocation list cannot be parsed"
+  }
+}
+
+const checkPemFile = (kind: PemKind, path: string, actual: unknown, ast: AST.AST) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const refuse = (reason: string) => new ParseResult.Type(ast, actual, reason)
@@ -183,6 +233,9 @@ const checkPemFile = (path: string, actual: unknown, ast: AST.AST) =>
         )
       )
     )
+    if (info.size > BigInt(maxPemBytes)) {
+      return yield* Effect.fail(refuse(`the file is ${info.size} bytes, larger than any PEM file for this purpose`))
+    }
     if (info.type !== "File") {
       return yield* Effect.fail(
         refuse(info.type === "Directory" ? "is a directory, not a PEM file" : "is not a regular file")
@@ -195,36 +248,41 @@ const checkPemFile = (path: string, actual: unknown, ast: AST.AST) =>
         refuse("the file holds no PEM document (no -----BEGIN line; convert DER with `openssl x509 -inform der`)")
       )
     }
+    const problem = pemProblem(kind, content)
+    if (problem !== undefined) return yield* Effect.fail(refuse(problem))
     const source: PemSource = { _tag: "File", path }
     return source
   })
 
-const decodePem = (value: string, actual: unknown, ast: AST.AST) => {
+const decodePem = (kind: PemKind, value: string, actual: unknown, ast: AST.AST) => {
   if (looksLikePem(value)) {
     const pem = normalizePem(value)
     if (!/-----END [A-Z0-9 ]+-----/.test(pem)) {
       return Effect.fail(new ParseResult.Type(ast, actual, "inline PEM without its -----END line"))
     }
+    const problem = pemProblem(kind, pem)
+    if (problem !== undefined) return Effect.fail(new ParseResult.Type(ast, actual, problem))
     const source: PemSource = { _tag: "Inline", pem: Redacted.make(pem) }
     return Effect.succeed(source)
   }
   if (value.trim() === "") {
     return Effect.fail(new ParseResult.Type(ast, actual, "empty"))
   }
-  return checkPemFile(value, actual, ast)
+  return checkPemFile(kind, value, actual, ast)
 }
 
-/** A certificate: a readable PEM file's path, or inline PEM. */
-export const PemFromString = Schema.transformOrFail(Schema.String, PemSourceSchema, {
-  strict: true,
-  decode: (input, _, ast) => decodePem(input, input, ast),
-  encode: (source) => ParseResult.succeed(source._tag === "File" ? source.path : Redacted.value(source.pem))
-})
+/** Certificates (or a CRL): a readable PEM file's path, or inline PEM, parsed as `kind`. */
+export const PemFromString = (kind: Exclude<PemKind, "privateKey">) =>
+  Schema.transformOrFail(Schema.String, PemSourceSchema, {
+    strict: true,
+    decode: (input, _, ast) => decodePem(kind, input, input, ast),
+    encode: (source) => ParseResult.succeed(source._tag === "File" ? source.path : Redacted.value(source.pem))
+  })
 
 /** A private key (kept `Redacted` from the start): a readable PEM file's path, or inline PEM. */
 export const PemFromRedacted = Schema.transformOrFail(Schema.RedactedFromSelf(Schema.String), PemSourceSchema, {
   strict: true,
-  decode: (input, _, ast) => decodePem(Redacted.value(input), input, ast),
+  decode: (input, _, ast) => decodePem("privateKey", Redacted.value(input), input, ast),
   encode: (source) =>
     ParseResult.succeed(source._tag === "File" ? Redacted.make(source.path) : source.pem)
 })

@@ -141,6 +141,12 @@ const readVerificationOverrides = Effect.gen(function*() {
   return overrides
 })
 
+/** `NODE_EXTRA_CA_CERTS`: Node adds its certificates to the public CA store of every TLS client. */
+const readExtraCaCerts = Config.option(Config.string("NODE_EXTRA_CA_CERTS")).pipe(
+  Effect.orElseSucceed(() => Option.none<string>()),
+  Effect.map(Option.filter((path) => path !== ""))
+)
+
 /** @internal */
 export const load = (
   options: LoadOptions = {}
@@ -194,7 +200,9 @@ export const load = (
       return yield* Effect.fail(ConfigError.fromIssues(first ?? unexplained, ...rest))
     }
     const verificationOverrides = yield* readVerificationOverrides
+    const extraCaCerts = yield* readExtraCaCerts
     const facts: EnvironmentFacts = {
+      ...(Option.isSome(extraCaCerts) ? { extraCaCerts: extraCaCerts.value } : {}),
       ...(verificationOverrides.length === 0 ? {} : { verificationOverrides }),
       ...(Option.isSome(assembled.right.passwordVariable)
         ? { passwordVariable: assembled.right.passwordVariable.value }

@@ -6,7 +6,9 @@
  *
  * @internal
  */
+import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
 import {
   SecretAccessDenied,
   type SecretError,
@@ -16,8 +18,10 @@ import {
 } from "@takumi/secrets"
 import {
   AuthenticationFailed,
+  AuthenticationMethodRefused,
   CertificateExpired,
   CertificateHostMismatch,
+  CertificateRevoked,
   CertificateUntrusted,
   type ConnectError,
   ConnectionLost,
@@ -25,7 +29,9 @@ import {
   ConnectionRejected,
   ConnectTimeout,
   DatabaseNotFound,
+  InsecureServer,
   PoolExhausted,
+  PostureFinding,
   SslNotSupportedByServer,
   TlsMaterialInvalid,
   TlsProtocolRejected,
@@ -54,8 +60,9 @@ const untrustedCodes = new Set([
   "CERT_UNTRUSTED",
   "CERT_SIGNATURE_FAILURE",
   "CERT_REJECTED",
-  "INVALID_CA",
-  "CERT_REVOKED"
+  // a certificate for another purpose (no serverAuth in its extendedKeyUsage): not a lost connection
+  "INVALID_PURPOSE",
+  "INVALID_CA"
 ])
 
 const expiredCodes = new Set(["CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID"])
@@ -116,6 +123,8 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
   if (isSecretError(cause)) return cause
   // already typed by the acquisition hook (internal/resilienceAcquire.ts), which alone knows the waiting count
   if (cause instanceof PoolExhausted) return cause
+  // refused by the authentication policy (internal/authPolicy.ts) before anything was sent: already typed
+  if (cause instanceof AuthenticationMethodRefused) return cause
   const { host, port } = target
   const message = errorMessage(cause)
   const ownCode = stringProperty(cause, "code")
@@ -151,8 +160,21 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
       return new TooManyConnections({ host, port, code: ownCode, reason: message })
   }
 
+  if (ownCode === "ERR_TAKUMI_CERTIFICATE_POSTURE" && Predicate.hasProperty(cause, "findings")) {
+    // refused during the handshake by `certificatePosture` (production): self-signed, weak key
+    const findings = Schema.decodeUnknownOption(Schema.NonEmptyArray(PostureFinding))(cause.findings)
+    if (Option.isSome(findings)) return new InsecureServer({ host, port, findings: findings.value })
+  }
   if (untrustedCodes.has(code)) return new CertificateUntrusted({ host, port, code })
   if (expiredCodes.has(code)) return new CertificateExpired({ host, port, code })
+  if (code === "CERT_REVOKED") return new CertificateRevoked({ host, port, code })
+  if (code === "UNABLE_TO_GET_CRL") {
+    return new TlsMaterialInvalid({
+      variable: "DB_SSL_CRL",
+      code,
+      reason: "it holds no revocation list from the CA that issued the server certificate"
+    })
+  }
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return new CertificateHostMismatch({ host, port, code, reason: message })
   }

@@ -19,6 +19,8 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Tls from "node:tls"
 import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
@@ -36,6 +38,7 @@ import {
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilienceAcquire.js"
+import type { StuckStatements } from "./resilienceSupervisor.js"
 
 /** How often the pool gauges (and the stale-secret counter) are sampled. */
 export const sampleInterval: Duration.Duration = Duration.seconds(1)
@@ -66,6 +69,11 @@ export interface MonitorService {
   readonly authenticationFailed: (target: ConnectTarget) => Effect.Effect<void>
   /** a finished statement: the `SlowQuery` rule */
   readonly statementDone: (target: ConnectTarget, nanos: number, statement: unknown) => Effect.Effect<void>
+  /**
+   * whether every connection of a watched pool is stuck in a statement running past the slow-query
+   * threshold: the current state, then every change (`Some` while they are); empty for a pool never watched
+   */
+  readonly stuckStatements: (pool: Pg.Pool) => Stream.Stream<Option.Option<StuckStatements>>
   /** the startup posture saw the certificate or a plaintext socket */
   readonly certificateExpiring: (alert: CertificateExpiringSoon) => Effect.Effect<void>
   readonly unencrypted: (alert: UnencryptedConnection) => Effect.Effect<void>
@@ -112,6 +120,27 @@ const isSubmittable = (first: unknown): boolean =>
 const isThenable = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && "then" in u && typeof u.then === "function"
 
+/** A statement in flight on one of a pool's connections, from submission to its answer. */
+interface RunningStatement {
+  readonly client: Pg.Client
+  /** `nowNanos()` when the statement was submitted */
+  readonly start: number
+  /** `client.query`'s first argument */
+  readonly statement: unknown
+  /** set once `SlowQuery` was raised for it while it ran: its completion raises no second one */
+  slowReported: boolean
+}
+
+/**
+ * How often the statements in flight are checked against the slow-query threshold: half of it, so
+ * a statement is reported between 1 and 1.5 thresholds after it was submitted; never more often
+ * than every 10 ms. `undefined` (no sweep) for a threshold of zero or infinity.
+ */
+export const sweepInterval = (slowQuery: Duration.Duration): Duration.Duration | undefined => {
+  const millis = Duration.toMillis(slowQuery)
+  return Number.isFinite(millis) && millis > 0 ? Duration.millis(Math.max(millis / 2, 10)) : undefined
+}
+
 /** Makes the monitor of one client layer (the sampling interval is for tests on TestClock). */
 export const make = (
   settings: DbSettings,
@@ -128,6 +157,9 @@ export const make = (
       Option.getOrElse(() => Number.POSITIVE_INFINITY)
     )
     const slowMillis = Duration.toMillis(settings.alerts.slowQuery)
+    const sweepEvery = sweepInterval(settings.alerts.slowQuery)
+    // each watched pool's stuck state, for DbHealth (`stuckStatements`)
+    const stuckByPool = new WeakMap<Pg.Pool, SubscriptionRef.SubscriptionRef<Option.Option<StuckStatements>>>()
 
     const authenticationFailed = (target: ConnectTarget) =>
       Effect.flatMap(auth.record, (reached) =>
@@ -184,6 +216,9 @@ export const make = (
       const origin = clock.unsafeCurrentTimeNanos()
       const nowNanos = () => Number(clock.unsafeCurrentTimeNanos() - origin)
 
+      // the statements in flight on this pool's connections (see `watch` for the sweep over them)
+      const running = new Set<RunningStatement>()
+
       const countError = (kind: string) => {
         runFork(Metric.increment(Metric.tagged(errors, DbMetrics.kindTag, kind)))
       }
@@ -218,17 +253,21 @@ export const make = (
       /**
        * Times every statement around `client.query`: the callback form (what `@effect/sql-pg` and
        * `pool.query` use) and the promise form; cursors and streams (submittables) pass untimed.
+       * A statement is in `running` from submission to its answer, for the sweep of `watch`.
        */
       const timeQueries = (client: Pg.Client) => {
         const query: (...args: Array<unknown>) => unknown = client.query
         const timed = function(this: unknown, ...args: Array<unknown>): unknown {
           const first = args[0]
           if (isSubmittable(first)) return Reflect.apply(query, this, args)
-          const start = nowNanos()
+          const entry: RunningStatement = { client, start: nowNanos(), statement: first, slowReported: false }
+          running.add(entry)
           const done = () => {
-            const nanos = nowNanos() - start
+            running.delete(entry)
+            const nanos = nowNanos() - entry.start
             DbMetrics.queryDuration.unsafeUpdate(nanos / 1e9, server)
-            if (nanos >= slowNanos) runFork(statementDone(target, nanos, first))
+            // one alert per statement: none on completion when the sweep raised it while it ran
+            if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, first))
           }
           const last = args.length - 1
           const callback = args[last]
@@ -333,6 +372,53 @@ export const make = (
               })
           )
           yield* Effect.sync(sample).pipe(Effect.repeat(every), Effect.forkScoped)
+
+          // SlowQuery while a statement still runs, and whether every connection is stuck, from one
+          // sweep over the statements in flight every slowQuery / 2, started with the pool and
+          // stopped with its scope. A timer per statement would cost every statement a setTimeout
+          // and a clearTimeout (about 1 µs, plus a timer object per statement in flight); the sweep
+          // costs a statement one Set add and delete, and the pool one wake-up per half threshold
+          // (2.5 s by default) that walks at most `max` entries.
+          const stuck = yield* SubscriptionRef.make(Option.none<StuckStatements>())
+          stuckByPool.set(pool, stuck)
+          const sweep = Effect.suspend(() => {
+            const now = nowNanos()
+            const slow: Array<SlowQuery> = []
+            const stuckClients = new Set<Pg.Client>()
+            let oldestNanos = 0
+            for (const entry of running) {
+              const nanos = now - entry.start
+              if (nanos < slowNanos) continue
+              stuckClients.add(entry.client)
+              oldestNanos = Math.max(oldestNanos, nanos)
+              if (entry.slowReported) continue
+              entry.slowReported = true
+              slow.push(
+                new SlowQuery({
+                  host: target.host,
+                  port: target.port,
+                  durationMillis: nanos / 1e6,
+                  thresholdMillis: slowMillis,
+                  statement: redactStatement(statementText(entry.statement)),
+                  running: true
+                })
+              )
+            }
+            const next = stuckClients.size >= max
+              ? Option.some<StuckStatements>({
+                connections: stuckClients.size,
+                max,
+                thresholdMillis: slowMillis,
+                oldestMillis: oldestNanos / 1e6
+              })
+              : Option.none<StuckStatements>()
+            const publishStuck = Effect.flatMap(SubscriptionRef.get(stuck), (previous) =>
+              Option.isSome(previous) === Option.isSome(next) ? Effect.void : SubscriptionRef.set(stuck, next))
+            return Effect.zipRight(Effect.forEach(slow, alerts.publish, { discard: true }), publishStuck)
+          })
+          if (sweepEvery !== undefined) {
+            yield* sweep.pipe(Effect.repeat(Schedule.spaced(sweepEvery)), Effect.forkScoped)
+          }
         })
 
       return { Client: InstrumentedClient, connectFailed, connectGaveUp, connectionLost, watch }
@@ -343,6 +429,11 @@ export const make = (
       forPool,
       authenticationFailed,
       statementDone,
+      stuckStatements: (pool) =>
+        Stream.unwrap(Effect.sync(() => {
+          const stuck = stuckByPool.get(pool)
+          return stuck === undefined ? Stream.empty : stuck.changes
+        })),
       certificateExpiring: alerts.publish,
       unencrypted: alerts.publish
     }

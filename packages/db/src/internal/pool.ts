@@ -16,8 +16,10 @@ import type * as Tls from "node:tls"
 import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
+import * as AuthPolicy from "./authPolicy.js"
 import type { Credentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
+import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
  * When the settings carry no usable connect timeout (zero, negative, infinite) this one applies:
@@ -87,6 +89,12 @@ export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly rep
     min: settings.pool.min,
     max: settings.pool.max,
     keepAlive: true,
+    // DB_STATEMENT_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT as startup parameters, DB_QUERY_TIMEOUT
+    // as pg's own timer; a zero bound is not sent (internal/statementTimeout.ts)
+    ...timeoutOptions(settings),
+    // SCRAM-SHA-256-PLUS when the server offers it over TLS (DB_CHANNEL_BINDING); the refusals are
+    // the client class's (internal/authPolicy.ts)
+    enableChannelBinding: AuthPolicy.enableChannelBinding(settings),
     allowExitOnIdle: false
   }
 }
@@ -159,7 +167,12 @@ const noRelease = () => {}
  * connection is refused with 28P01 (see `connectRetryingStalePassword`). `pool.query` and
  * `@effect/sql-pg` both acquire through `connect`, so every path is covered.
  */
-const makePoolClass = (hooks: Omit<StalePasswordHooks, "canRetry">, target: ConnectTarget) =>
+const makePoolClass = (
+  hooks: Omit<StalePasswordHooks, "canRetry">,
+  target: ConnectTarget,
+  /** the class of the fresh clients: `pg.Client` under the pool's authentication policy */
+  FreshClient: typeof Pg.Client
+) =>
   class extends Pg.Pool implements SecurePool {
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void
@@ -198,7 +211,7 @@ const makePoolClass = (hooks: Omit<StalePasswordHooks, "canRetry">, target: Conn
       connectRetryingStalePassword<Pg.Client>(
         (attemptDone) => {
           // `this.options` itself, not a copy: pg-pool hides the password function as non-enumerable
-          const client = new Pg.Client(this.options)
+          const client = new FreshClient(this.options)
           current = client
           // the outcome arrives through the promise below; a late socket error must not crash the process
           client.on("error", () => {})
@@ -241,6 +254,28 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     const annotations = { host: target.host, port: target.port, database: target.database }
     // metrics and alerts, when the pool is built by SecureSqlClient.layer
     const instruments = Option.map(yield* Effect.serviceOption(Monitor), (monitor) => monitor.forPool(target))
+    // DB_REQUIRE_AUTH and DB_CHANNEL_BINDING on every client of this pool: its connections and the
+    // probes' fresh clients. An allowed md5 or cleartext request is logged once per pool, not per
+    // connection (a pool of 20 would otherwise repeat it 20 times at every reconnect).
+    let warnedWeakMethod = false
+    const withAuthPolicy = AuthPolicy.make(options.settings, target, {
+      onWeakMethod: (method) => {
+        if (warnedWeakMethod) return
+        warnedWeakMethod = true
+        runFork(
+          Effect.logWarning(AuthPolicy.weakMethodWarning(options.settings, target, method)).pipe(
+            Effect.annotateLogs({ ...annotations, method })
+          )
+        )
+      }
+    })
+    // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
+    // answering is discarded), over the authentication policy and the monitor's instruments
+    const PoolClient = withStatementTimeouts(
+      withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })),
+      target,
+      options.settings
+    )
     const SecurePool = makePoolClass({
       credentials: options.credentials,
       onStalePassword: () => {
@@ -251,7 +286,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target)
+    }, target, withAuthPolicy(Pg.Client))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -266,10 +301,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
 
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const config = poolConfig(options)
-        const pool = new SecurePool(
-          Option.match(instruments, { onNone: () => config, onSome: (i) => ({ ...config, Client: i.Client }) })
-        )
+        const pool = new SecurePool({ ...poolConfig(options), Client: PoolClient })
         pool.on("connect", () => {
           open++
         })

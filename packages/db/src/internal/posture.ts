@@ -1,20 +1,20 @@
 /**
- * The startup check of the security posture: what the TLS socket negotiated (protocol, cipher,
- * peer certificate), what the server itself reports for our backend in `pg_stat_ssl`, whether
- * the role is a superuser and whether the password is a well-known default.
+ * The startup check of the security posture: what the TLS socket negotiated (protocol, cipher),
+ * what the server itself reports for our backend in `pg_stat_ssl`, whether the role is a
+ * superuser and whether the password is a well-known default. The server certificate's own
+ * posture (self-signed, weak key, expiry) is checked on every connection, during the handshake,
+ * by `certificatePosture`.
  *
  * @internal
  */
 import * as Array from "effect/Array"
-import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Tls from "node:tls"
 import type * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { InsecureServer, type PostureFinding, postureFix } from "../DbError.js"
-import { CertificateExpiringSoon, UnencryptedConnection } from "../SecurityAlerts.js"
+import { UnencryptedConnection } from "../SecurityAlerts.js"
 import { classifyRuntimeError, type ConnectTarget } from "./classify.js"
 import type { Credentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
@@ -24,13 +24,6 @@ import { isModernProtocol, isStrongCipher } from "./tlsOptions.js"
 export interface SocketTls {
   readonly protocol: string | null
   readonly cipher: string
-  readonly certificate: Option.Option<{
-    readonly subject: string
-    readonly selfSigned: boolean
-    /** RSA key size; none for EC keys (whose `bits` are a curve size) */
-    readonly rsaBits: Option.Option<number>
-    readonly validTo: Option.Option<Date>
-  }>
 }
 
 /** What the server reports about our own backend. */
@@ -48,30 +41,10 @@ export interface Posture {
   readonly wellKnownPassword: boolean
 }
 
-const formatName = (name: Tls.Certificate | undefined): string =>
-  name === undefined ? "" : Object.entries(name).map(([k, v]) => `${k}=${String(v)}`).join(", ")
-
 const inspectSocket = (client: Pg.Client): Option.Option<SocketTls> => {
   const socket = client.connection.stream
   if (!(socket instanceof Tls.TLSSocket)) return Option.none()
-  const cert = socket.getPeerCertificate(true)
-  const hasCert = Object.keys(cert).length > 0
-  const validTo = hasCert ? new Date(cert.valid_to) : undefined
-  return Option.some({
-    protocol: socket.getProtocol(),
-    cipher: socket.getCipher().name,
-    certificate: hasCert
-      ? Option.some({
-        subject: formatName(cert.subject),
-        // issued by itself: same name as issuer and subject, and (when the chain is known) the
-        // issuer is the very same certificate
-        selfSigned: formatName(cert.issuer) === formatName(cert.subject) &&
-          (cert.issuerCertificate === undefined || cert.issuerCertificate.fingerprint256 === cert.fingerprint256),
-        rsaBits: cert.modulus !== undefined && cert.bits !== undefined ? Option.some(cert.bits) : Option.none(),
-        validTo: validTo !== undefined && !Number.isNaN(validTo.getTime()) ? Option.some(validTo) : Option.none()
-      })
-      : Option.none()
-  })
+  return Option.some({ protocol: socket.getProtocol(), cipher: socket.getCipher().name })
 }
 
 interface ServerRow {
@@ -137,22 +110,12 @@ export const findings = (posture: Posture): Array<PostureFinding> => {
   if (posture.wellKnownPassword) {
     out.push({ rule: "DefaultPassword", detail: "the password is a well-known default or equals the user name" })
   }
-  const cert = Option.flatMap(socket, (s) => s.certificate)
-  if (Option.isSome(cert)) {
-    if (cert.value.selfSigned) {
-      out.push({ rule: "SelfSignedCertificate", detail: `the server certificate (${cert.value.subject}) is self-signed` })
-    }
-    if (Option.isSome(cert.value.rsaBits) && cert.value.rsaBits.value < 2048) {
-      out.push({ rule: "WeakRsaKey", detail: `the server certificate has a ${cert.value.rsaBits.value}-bit RSA key` })
-    }
-  }
   return out
 }
 
 /**
  * Applies the policy to a posture: production fails with `InsecureServer` naming every finding;
- * other environments log each finding as a warning. A server certificate expiring within
- * `alerts.certificateExpiry` is always a warning (an alert, not a refusal).
+ * other environments log each finding as a warning.
  */
 export const enforce = (
   posture: Posture,
@@ -163,29 +126,6 @@ export const enforce = (
     const annotations = { host: target.host, port: target.port }
     // with SecureSqlClient.layer the alerts go through SecurityAlerts (logged, counted, streamed)
     const monitor = yield* Effect.serviceOption(Monitor)
-    const cert = Option.flatMap(posture.socket, (s) => s.certificate)
-    if (Option.isSome(cert) && Option.isSome(cert.value.validTo)) {
-      const validTo = cert.value.validTo.value
-      const now = yield* Clock.currentTimeMillis
-      const left = validTo.getTime() - now
-      if (left < Duration.toMillis(settings.alerts.certificateExpiry)) {
-        const days = Math.floor(left / 86_400_000)
-        const alert = new CertificateExpiringSoon({
-          host: target.host,
-          port: target.port,
-          subject: cert.value.subject,
-          validTo: validTo.toISOString(),
-          daysLeft: days
-        })
-        yield* Option.match(monitor, {
-          onSome: (m) => m.certificateExpiring(alert),
-          onNone: () =>
-            Effect.logWarning(alert.message).pipe(
-              Effect.annotateLogs({ ...annotations, alert: "CertificateExpiring", validTo: alert.validTo })
-            )
-        })
-      }
-    }
     const found = findings(posture)
     const plaintext = found.find((f) => f.rule === "TlsNotNegotiated")
     if (plaintext !== undefined && Option.isSome(monitor)) {

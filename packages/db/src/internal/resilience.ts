@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Pg from "pg"
 import { ConnectTimeout, FailoverTimeout } from "../DbError.js"
 import * as DbHealth from "../DbHealth.js"
@@ -159,7 +160,7 @@ const makeReplicaPool = (
     const error = failure.value
     yield* Effect.logWarning(`The read replica at ${server.host}:${server.port} does not answer at startup; reads go to the primary until it does: ${error.message}`)
     const credentials = yield* makeCredentials(settings.user)
-    const ssl = yield* makeTlsOptions(replicaSettings, server.host)
+    const ssl = yield* makeTlsOptions(replicaSettings, server)
     const options = { settings: replicaSettings, host: server.host, port: server.port, ssl, credentials }
     const pool = yield* makePool(options)
     const target = targetOf(options)
@@ -253,6 +254,18 @@ export const install = (options: {
       (err) => health.report("primary", classifyRuntimeError(err, target)),
       (err) => err !== undefined && isConnectionLoss(err)
     )
+
+    // every connection stuck in a slow statement degrades the server (the monitor's sweep sees it)
+    const watchStuck = (role: "primary" | "replica", watched: Pg.Pool): Effect.Effect<void, never, Scope.Scope> =>
+      Option.match(monitor, {
+        onNone: () => Effect.void,
+        onSome: (m) =>
+          Effect.asVoid(Effect.forkScoped(
+            Stream.runForEach(m.stuckStatements(watched), (stuck) => supervised.reportStuck(role, stuck))
+          ))
+      })
+    yield* watchStuck("primary", pool)
+    if (Option.isSome(replica)) yield* watchStuck("replica", replica.value.pool)
 
     // replica: no retries (a failed read goes to the primary at once), failures reported
     if (Option.isSome(replica)) {

@@ -26,6 +26,21 @@ export type HealthIssue = DbError | SecretError
 /** The two servers a client can talk to. */
 export type ServerRole = "primary" | "replica"
 
+/**
+ * Every connection of a server's pool is checked out with a statement that has run longer than the
+ * slow-query threshold: nothing else can run there until one of them answers.
+ */
+export interface StuckStatements {
+  /** connections with a statement running past the threshold */
+  readonly connections: number
+  /** the pool's `DB_POOL_MAX` */
+  readonly max: number
+  /** the slow-query threshold (`DB_ALERT_SLOW_QUERY`) */
+  readonly thresholdMillis: number
+  /** how long the oldest of them had run when this was seen */
+  readonly oldestMillis: number
+}
+
 /** The state of one server as its supervisor sees it. */
 export interface ServerState {
   /** `up`: answered the last probe; `suspect`: an error was reported, a probe is on its way; `down`: the last probe failed */
@@ -38,6 +53,8 @@ export interface ServerState {
   readonly retryDelay: Option.Option<Duration.Duration>
   /** probes that failed since the server was last up */
   readonly failedProbes: number
+  /** `Some` while every connection of its pool is stuck in a slow statement (the server counts as degraded) */
+  readonly stuck: Option.Option<StuckStatements>
 }
 
 /** The overall status; see `DbHealth`. */
@@ -54,14 +71,44 @@ export interface HealthSnapshot {
   readonly primary: ServerState
   /** `None` when no read replica is configured */
   readonly replica: Option.Option<ServerState>
+  /** why the status is not `healthy`, in words (`None` while healthy) */
+  readonly detail: Option.Option<string>
 }
 
-/** The overall status: the primary decides between down and up; anything short of fully up degrades. */
+/**
+ * The overall status: the primary decides between down and up; anything short of fully up
+ * degrades, and so does a pool whose every connection is stuck in a slow statement.
+ */
 export const deriveStatus = (primary: ServerState, replica: Option.Option<ServerState>): HealthStatus => {
   if (primary.status === "down") return "down"
-  if (primary.status === "suspect") return "degraded"
-  if (Option.isSome(replica) && replica.value.status !== "up") return "degraded"
+  if (primary.status === "suspect" || Option.isSome(primary.stuck)) return "degraded"
+  if (Option.isSome(replica) && (replica.value.status !== "up" || Option.isSome(replica.value.stuck))) return "degraded"
   return "healthy"
+}
+
+const describeStuck = (name: string, stuck: StuckStatements): string =>
+  `every connection of the ${name} pool (${stuck.connections} of ${stuck.max}) has a statement running for more ` +
+  `than ${Math.round(stuck.thresholdMillis)} ms (the oldest ${Math.round(stuck.oldestMillis)} ms): the server, a ` +
+  "proxy or the network path may have stopped answering, or the statements wait on locks (see the SlowQuery alerts)"
+
+const describeServer = (role: ServerRole, state: ServerState): ReadonlyArray<string> => {
+  const name = role === "primary" ? "primary" : "read replica"
+  const error = Option.match(state.lastError, { onNone: () => "", onSome: (e) => ` (${e._tag})` })
+  const status = state.status === "down"
+    ? [`the ${name} did not answer its last probe${error}${role === "replica" ? "; reads go to the primary" : ""}`]
+    : state.status === "suspect"
+    ? [`the ${name} is being probed after an error${error}`]
+    : []
+  return [...status, ...Option.match(state.stuck, { onNone: () => [], onSome: (s) => [describeStuck(name, s)] })]
+}
+
+/** Why a snapshot is not healthy, for `HealthSnapshot.detail`. */
+export const describeStatus = (primary: ServerState, replica: Option.Option<ServerState>): Option.Option<string> => {
+  const reasons = [
+    ...describeServer("primary", primary),
+    ...Option.match(replica, { onNone: () => [], onSome: (r) => describeServer("replica", r) })
+  ]
+  return reasons.length === 0 ? Option.none() : Option.some(reasons.join("; "))
 }
 
 const latestError = (
@@ -89,7 +136,8 @@ export const upState = (now: DateTime.Utc): ServerState => ({
   lastError: Option.none(),
   lastErrorAt: Option.none(),
   retryDelay: Option.none(),
-  failedProbes: 0
+  failedProbes: 0,
+  stuck: Option.none()
 })
 
 /** Builds the snapshot for new server states, keeping `since` unless the overall status changed. */
@@ -105,7 +153,8 @@ export const nextSnapshot = (
     since: previous !== undefined && previous.status === status ? previous.since : now,
     ...latestError(primary, replica),
     primary,
-    replica
+    replica,
+    detail: describeStatus(primary, replica)
   }
 }
 

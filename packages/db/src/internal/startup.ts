@@ -78,7 +78,7 @@ export const makeVerifiedPool = (
 ): Effect.Effect<VerifiedPool, StartupError, Scope.Scope | SecretsBackend> =>
   Effect.gen(function*() {
     const credentials = yield* makeCredentials(settings.user)
-    const ssl = yield* makeTlsOptions(settings, server.host)
+    const ssl = yield* makeTlsOptions(settings, server)
     const options = { settings, host: server.host, port: server.port, ssl, credentials }
     const target = targetOf(options)
     const pool = yield* makePool(options)

@@ -7,12 +7,14 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
-import type * as Tls from "node:tls"
+import * as Tls from "node:tls"
 import type { DbSettings, PemSource } from "@takumi/config"
 import { TlsMaterialInvalid } from "../DbError.js"
+import * as CertificatePosture from "./certificatePosture.js"
 import { errorCode, errorMessage } from "./classify.js"
 
 /**
@@ -81,9 +83,8 @@ const readPem = (variable: string, source: PemSource): Effect.Effect<string, Tls
 }
 
 /**
- * An encrypted key is decrypted once, here: `pg` passes `ssl.passphrase` on only as an
- * enumerable property (which `inspect(pool)` would print), while it hides `ssl.key` itself.
- * A wrong passphrase or a key that is not PEM fails now, naming the variable.
+ * An encrypted key is decrypted once, here, so that the secure context below needs no
+ * passphrase. A wrong passphrase or a key that is not PEM fails now, naming the variable.
  */
 const usableKey = (
   pem: string,
@@ -114,43 +115,90 @@ const optionalPem = (variable: string, source: Option.Option<PemSource>) =>
     onSome: (s) => Effect.map(readPem(variable, s), Option.some)
   })
 
+/** Runs one OpenSSL parse, blaming `variable` when it throws. */
+const parsedBy = <A>(variable: string, reason: string, parse: () => A): Effect.Effect<A, TlsMaterialInvalid> =>
+  Effect.try({
+    try: parse,
+    catch: (cause) => {
+      const code = errorCode(cause)
+      return new TlsMaterialInvalid({ variable, ...(code === undefined ? {} : { code }), reason })
+    }
+  })
+
+const ifSome = <A>(value: Option.Option<A>, f: (a: A) => Effect.Effect<unknown, TlsMaterialInvalid>) =>
+  Option.match(value, { onNone: () => Effect.void, onSome: f })
+
+/**
+ * One `SecureContext` from the material. Each piece is parsed on its own first, so that a broken
+ * one is blamed on its own variable (OpenSSL's combined error would not say which); what can still
+ * fail together is a key that does not belong to the certificate.
+ */
+const secureContext = (material: {
+  readonly settings: DbSettings
+  readonly ca: Option.Option<string>
+  readonly cert: Option.Option<string>
+  readonly key: Option.Option<string>
+  readonly crl: Option.Option<string>
+}): Effect.Effect<Tls.SecureContext, TlsMaterialInvalid> =>
+  Effect.gen(function*() {
+    yield* ifSome(material.ca, (ca) =>
+      parsedBy("DB_SSL_CA", "the CA bundle holds no certificate OpenSSL can read", () => Tls.createSecureContext({ ca })))
+    yield* ifSome(material.cert, (cert) =>
+      parsedBy("DB_SSL_CERT", "not a PEM certificate OpenSSL can read", () => new Crypto.X509Certificate(cert)))
+    yield* ifSome(material.key, (key) =>
+      parsedBy("DB_SSL_KEY", "not a PEM private key OpenSSL can read", () => Crypto.createPrivateKey(key)))
+    yield* ifSome(material.crl, (crl) =>
+      parsedBy("DB_SSL_CRL", "not a PEM certificate revocation list (-----BEGIN X509 CRL-----)", () =>
+        Tls.createSecureContext({ crl })))
+    return yield* parsedBy(
+      "DB_SSL_KEY",
+      "the private key does not belong to the certificate in DB_SSL_CERT",
+      () =>
+        Tls.createSecureContext({
+          minVersion: material.settings.tls.minVersion,
+          ciphers: cipherList,
+          ...Option.match(material.ca, { onNone: () => ({}), onSome: (ca) => ({ ca }) }),
+          ...Option.match(material.cert, { onNone: () => ({}), onSome: (cert) => ({ cert }) }),
+          ...Option.match(material.key, { onNone: () => ({}), onSome: (key) => ({ key }) }),
+          ...Option.match(material.crl, { onNone: () => ({}), onSome: (crl) => ({ crl }) })
+        })
+    )
+  })
+
 /**
  * Builds the `ssl` option for `pg` from the settings, or `false` when TLS is disabled. `false`
  * (never `undefined`) so that `PGSSLMODE` cannot switch TLS on or off behind our back.
  *
- * The private key is made non-enumerable so that neither `inspect(pool)` nor
- * `JSON.stringify(pool.options)` prints it.
+ * The certificates, the client key, the CRL, the minimum version and the ciphers all go into one
+ * `SecureContext` built here: pg copies `ssl.key` into the options of every socket it opens,
+ * where `inspect(pool, { depth: 6 })` would print it; a `SecureContext` holds the key in
+ * OpenSSL's memory, where no inspect, JSON or log line reaches it.
  */
 export const makeTlsOptions = (
   settings: DbSettings,
-  host: string
-): Effect.Effect<Tls.ConnectionOptions | false, TlsMaterialInvalid> =>
+  server: { readonly host: string; readonly port: number }
+): Effect.Effect<Tls.ConnectionOptions | false, TlsMaterialInvalid, Scope.Scope> =>
   Effect.gen(function*() {
     const tls = settings.tls
     if (!tls.enabled) return false
     const ca = yield* optionalPem("DB_SSL_CA", tls.ca)
     const cert = yield* optionalPem("DB_SSL_CERT", tls.cert)
     const key = yield* optionalPem("DB_SSL_KEY", tls.key)
+    const crl = yield* optionalPem("DB_SSL_CRL", tls.crl)
     if (Option.isSome(cert) !== Option.isSome(key)) {
       return yield* new TlsMaterialInvalid({
         variable: Option.isSome(cert) ? "DB_SSL_KEY" : "DB_SSL_CERT",
         reason: "DB_SSL_CERT and DB_SSL_KEY must be set together for mutual TLS"
       })
     }
-    const options: Tls.ConnectionOptions = {
+    const usable = Option.isSome(key) ? Option.some(yield* usableKey(key.value, tls.keyPassphrase)) : Option.none()
+    const context = yield* secureContext({ settings, ca, cert, key: usable, crl })
+    const posture = yield* CertificatePosture.make(settings, server)
+    return {
       rejectUnauthorized: tls.rejectUnauthorized,
-      minVersion: tls.minVersion,
-      ciphers: cipherList,
+      secureContext: context,
+      checkServerIdentity: posture.checkServerIdentity,
       // SNI and certificate identity: the DNS name; never an IP address (RFC 6066 §3)
-      ...(Net.isIP(host) === 0 ? { servername: host } : {}),
-      ...(Option.isSome(ca) ? { ca: ca.value } : {}),
-      ...(Option.isSome(cert) ? { cert: cert.value } : {})
+      ...(Net.isIP(server.host) === 0 ? { servername: server.host } : {})
     }
-    if (Option.isSome(key)) {
-      const usable = yield* usableKey(key.value, tls.keyPassphrase)
-      // pg copies `key` explicitly (Object.assign skips non-enumerable properties); nothing else
-      // of ours may be hidden this way, which is why an encrypted key is decrypted here.
-      Object.defineProperty(options, "key", { value: usable, enumerable: false, writable: true, configurable: true })
-    }
-    return options
   })

@@ -115,3 +115,29 @@ export const createLeaf = async (options: LeafOptions): Promise<string> => {
   })
   return withNewline(cert.toString("pem"))
 }
+
+/**
+ * A CRL signed by `issuer` that revokes the certificates given as PEM (keyCompromise), valid for
+ * 30 days from `thisUpdate`. @internal
+ */
+export const createCrl = async (options: {
+  readonly issuer: Issuer
+  readonly revoked: ReadonlyArray<string>
+  readonly thisUpdate: Date
+}): Promise<string> => {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: options.issuer.name,
+    thisUpdate: options.thisUpdate,
+    nextUpdate: new Date(options.thisUpdate.getTime() + 30 * 24 * 60 * 60 * 1000),
+    signingAlgorithm,
+    signingKey: options.issuer.keys.privateKey,
+    extensions: [await x509.AuthorityKeyIdentifierExtension.create(options.issuer.keys.publicKey)],
+    entries: options.revoked.map((pem) => ({
+      serialNumber: new x509.X509Certificate(pem).serialNumber,
+      revocationDate: options.thisUpdate,
+      reason: x509.X509CrlReason.keyCompromise
+    }))
+  })
+  // OpenSSL reads only the "X509 CRL" label (@peculiar/x509 writes "CRL")
+  return withNewline(x509.PemConverter.encode(crl.rawData, "X509 CRL"))
+}

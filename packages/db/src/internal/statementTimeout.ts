@@ -1,0 +1,198 @@
+/**
+ * Statements cannot hang forever: the time bounds of `DbSettings` as `pg` options, and the client
+ * class that turns the two ways a bound ends a statement into `StatementTimeout`.
+ *
+ * - `statement_timeout` and `idle_in_transaction_session_timeout` go to the server as startup
+ *   parameters of every connection (pg sends them in the startup packet; no extra round trip, and
+ *   no `SET` that a transaction-mode PgBouncer would leak into another client's session). The
+ *   server cancels a statement at its bound with SQLSTATE 57014 on a healthy connection.
+ *   Behind PgBouncer (1.18) a startup parameter it does not track is refused (08P01 "unsupported
+ *   startup parameter", as FACTS.md records for the `options` and `replication` this pool already
+ *   sends) unless listed in `ignore_startup_parameters` — and an ignored one is dropped, not
+ *   applied. Behind PgBouncer, set the bounds on the server (`ALTER ROLE … SET statement_timeout`)
+ *   and list both names in `ignore_startup_parameters`; `DB_QUERY_TIMEOUT` works either way.
+ * - `query_timeout` is pg's own timer per statement, for a peer that stops answering: the server
+ *   cannot cancel anything it never hears about. pg then fails the statement with
+ *   "Query read timeout" and leaves the connection as it was — still waiting for the answer to
+ *   the statement it sent, so the next statement on it would queue behind a reply that may never
+ *   come. The connection is therefore ended here, before the caller hears of the failure, so that
+ *   pg-pool discards it on release instead of handing it to the next caller.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Pg from "pg"
+import type { DbSettings } from "@takumi/config"
+import { StatementTimeout } from "../DbError.js"
+import { type ConnectTarget, errorCode, errorMessage } from "./classify.js"
+
+/** pg's message when `query_timeout` passed without an answer (pg 8 `client.js`; it has no code). */
+export const queryReadTimeoutMessage = "Query read timeout"
+
+/** SQLSTATE query_canceled: what `statement_timeout` ends a statement with. */
+export const queryCanceledCode = "57014"
+
+/**
+ * The largest bound both ends accept: the server's `statement_timeout` is an int of milliseconds
+ * and Node's `setTimeout` (pg's `query_timeout`) fires at once for anything above 2^31 - 1.
+ */
+const maxMillis = 2_147_483_647
+
+/** A bound in whole milliseconds, or `undefined` for none (zero, negative or infinite: nothing is sent). */
+export const boundMillis = (duration: Duration.Duration): number | undefined => {
+  const millis = Duration.toMillis(duration)
+  return Number.isFinite(millis) && millis > 0 ? Math.min(Math.ceil(millis), maxMillis) : undefined
+}
+
+/** The bounds a connection runs with, as `StatementTimeout` reports them. */
+export interface StatementBounds {
+  /** `DB_STATEMENT_TIMEOUT`, sent as `statement_timeout` */
+  readonly statementMillis: number | undefined
+  /** `DB_QUERY_TIMEOUT`, pg's `query_timeout` */
+  readonly queryMillis: number | undefined
+}
+
+/** The bounds of the settings. */
+export const statementBounds = (settings: DbSettings): StatementBounds => ({
+  statementMillis: boundMillis(settings.statementTimeout),
+  queryMillis: boundMillis(settings.queryTimeout)
+})
+
+/**
+ * The pg options for the settings' bounds. A bound of zero is left out, so the server's default
+ * (postgresql.conf, `ALTER ROLE` / `ALTER DATABASE ... SET`) applies; pg sends nothing for an
+ * absent option and, for these three, never falls back to a `PG*` environment variable.
+ */
+export const timeoutOptions = (
+  settings: DbSettings
+): Pick<Pg.ClientConfig, "statement_timeout" | "idle_in_transaction_session_timeout" | "query_timeout"> => {
+  const { queryMillis, statementMillis } = statementBounds(settings)
+  const idleMillis = boundMillis(settings.idleInTransactionTimeout)
+  return {
+    ...(statementMillis === undefined ? {} : { statement_timeout: statementMillis }),
+    ...(idleMillis === undefined ? {} : { idle_in_transaction_session_timeout: idleMillis }),
+    ...(queryMillis === undefined ? {} : { query_timeout: queryMillis })
+  }
+}
+
+/**
+ * A statement's failure as a `StatementTimeout`, when it is one. The server's cancellation is told
+ * from an administrator's `pg_cancel_backend` (57014 as well, "due to user request") by its text,
+ * which is English unless the server's `lc_messages` says otherwise: under another language a
+ * statement timeout stays the plain `SqlError` with code 57014.
+ */
+export const classifyStatementTimeout = (
+  cause: unknown,
+  target: Pick<ConnectTarget, "host" | "port">,
+  bounds: StatementBounds
+): StatementTimeout | undefined => {
+  const { host, port } = target
+  const code = errorCode(cause)
+  const message = errorMessage(cause)
+  if (code === undefined && message === queryReadTimeoutMessage) {
+    return new StatementTimeout({
+      host,
+      port,
+      side: "client",
+      ...(bounds.queryMillis === undefined ? {} : { timeoutMillis: bounds.queryMillis })
+    })
+  }
+  if (code === queryCanceledCode && /statement timeout/i.test(message)) {
+    return new StatementTimeout({
+      host,
+      port,
+      side: "server",
+      code,
+      ...(bounds.statementMillis === undefined ? {} : { timeoutMillis: bounds.statementMillis })
+    })
+  }
+  return undefined
+}
+
+/** `ROLLBACK` and `ROLLBACK TO SAVEPOINT …`, as `withTransaction` sends them. */
+const rollback = /^\s*ROLLBACK\b/i
+
+const statementText = (first: unknown): string | undefined =>
+  typeof first === "string"
+    ? first
+    : typeof first === "object" && first !== null && "text" in first && typeof first.text === "string"
+    ? first.text
+    : undefined
+
+const isSubmittable = (first: unknown): boolean =>
+  typeof first === "object" && first !== null && "submit" in first && typeof first.submit === "function"
+
+const isThenable = (u: unknown): u is PromiseLike<unknown> =>
+  typeof u === "object" && u !== null && "then" in u && typeof u.then === "function"
+
+/** What pg answers a `ROLLBACK` with; handed out for the one that cannot be sent any more. */
+const rolledBack = (): Pg.QueryResult => ({ command: "ROLLBACK", rowCount: null, oid: 0, fields: [], rows: [] })
+
+/**
+ * Patches `client.query` (whatever it is at this point: pg's, or the monitor's timing wrapper) so
+ * that a statement ended by a bound fails with a `StatementTimeout` as its error — `@effect/sql-pg`
+ * wraps it as the `cause` of its `SqlError`, as the acquisition hook does with `PoolExhausted`.
+ * Per statement this costs one closure around the callback; the error path alone does more.
+ *
+ * After a client-side timeout the connection is ended (see the module documentation). A
+ * `ROLLBACK` sent to it afterwards — `withTransaction` rolls back on the same connection and turns
+ * a failed ROLLBACK into a defect — is answered as done without being sent: the transaction cannot
+ * commit any more (its COMMIT can never reach the server), and the server rolls it back when the
+ * session ends (at the latest at `idle_in_transaction_session_timeout`). The transaction then fails
+ * with the typed `StatementTimeout`, not a defect.
+ */
+const typeTimeouts = (client: Pg.Client, target: ConnectTarget, bounds: StatementBounds): void => {
+  const query: (...args: Array<unknown>) => unknown = client.query
+  let timedOut = false
+  const retype = (err: unknown): unknown => {
+    if (err === undefined || err === null) return err
+    const timeout = classifyStatementTimeout(err, target, bounds)
+    if (timeout === undefined) return err
+    if (timeout.side === "client" && !timedOut) {
+      timedOut = true
+      // the socket is destroyed under the unanswered statement; a failure to close it changes nothing
+      client.end().then(undefined, () => undefined)
+    }
+    return timeout
+  }
+  const typed = function(this: unknown, ...args: Array<unknown>): unknown {
+    const first = args[0]
+    if (isSubmittable(first)) return Reflect.apply(query, this, args)
+    const last = args.length - 1
+    const callback = args[last]
+    if (timedOut && rollback.test(statementText(first) ?? "")) {
+      if (typeof callback === "function") {
+        process.nextTick(() => Reflect.apply(callback, undefined, [undefined, rolledBack()]))
+        return undefined
+      }
+      return Promise.resolve(rolledBack())
+    }
+    if (typeof callback === "function") {
+      args[last] = function(this: unknown, err: unknown, ...results: Array<unknown>) {
+        return Reflect.apply(callback, this, [retype(err), ...results])
+      }
+      return Reflect.apply(query, this, args)
+    }
+    const result: unknown = Reflect.apply(query, this, args)
+    return isThenable(result) ? result.then(undefined, (err: unknown) => Promise.reject(retype(err))) : result
+  }
+  Object.defineProperty(client, "query", { value: typed, writable: true, configurable: true })
+}
+
+/**
+ * The client class of a pool: `Base` (pg's, or the monitor's instrumented one) whose statements
+ * fail with `StatementTimeout` when a bound ends them.
+ */
+export const withStatementTimeouts = (
+  Base: typeof Pg.Client,
+  target: ConnectTarget,
+  settings: DbSettings
+): typeof Pg.Client => {
+  const bounds = statementBounds(settings)
+  return class StatementBoundClient extends Base {
+    constructor(config?: string | Pg.ClientConfig) {
+      super(config)
+      typeTimeouts(this, target, bounds)
+    }
+  }
+}
