@@ -89,7 +89,7 @@ const program = Effect.gen(function*() {
       backend: "aws-secrets-manager",
       prefix: "takumi/test/",
       requestTimeout: Duration.seconds(5),
-      aws: Option.some({ region: "us-east-1", endpoint: Option.some(double.endpoint), maxAttempts: 1 })
+      aws: Option.some({ region: "us-east-1", endpoint: Option.some(double.endpoint), maxAttempts: 1, caBundle: Option.none() })
     }
   }))
   const start = performance.now()

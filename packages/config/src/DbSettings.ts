@@ -101,6 +101,8 @@ export interface AwsSecretsSettings {
   readonly endpoint: Option.Option<string>
   /** `AWS_MAX_ATTEMPTS` (default 3) */
   readonly maxAttempts: number
+  /** `AWS_CA_BUNDLE`: the CA bundle for a private endpoint (as the AWS CLI names it); else the public store */
+  readonly caBundle: Option.Option<PemSource>
 }
 
 /**
@@ -118,6 +120,11 @@ export interface VaultSettings {
   readonly namespace: Option.Option<string>
   /** `VAULT_CACERT` */
   readonly caCert: Option.Option<PemSource>
+  /**
+   * `VAULT_REDIRECT_HOSTS`: hosts besides `VAULT_ADDR`'s own (any port: a standby) that a redirect
+   * may lead to; anything else is refused before the token is sent. Empty by default.
+   */
+  readonly redirectHosts: ReadonlyArray<string>
 }
 
 /**

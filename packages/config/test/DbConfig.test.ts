@@ -146,7 +146,8 @@ describe("DbConfig.layer", () => {
           Option.some({
             region: "us-east-1",
             endpoint: Option.some("https://vpce-123.secretsmanager.us-east-1.vpce.amazonaws.com"),
-            maxAttempts: 5
+            maxAttempts: 5,
+            caBundle: Option.none()
           })
         )
         expect(settings.secrets.prefix).toBe("takumi/production/")

@@ -21,7 +21,7 @@ const secure = (environment: Environment): DbSettings =>
     tls: { ca: Option.some({ _tag: "File", path: "/etc/takumi/db-ca.pem" }) },
     secrets: {
       backend: "aws-secrets-manager",
-      aws: Option.some({ region: "us-east-1", endpoint: Option.none(), maxAttempts: 3 })
+      aws: Option.some({ region: "us-east-1", endpoint: Option.none(), maxAttempts: 3, caBundle: Option.none() })
     }
   })
 
@@ -48,7 +48,8 @@ const vault = (environment: Environment, address: string, path: string) => ({
     token: Redacted.make("s.token"),
     path,
     namespace: Option.none(),
-    caCert: Option.none()
+    caCert: Option.none(),
+    redirectHosts: []
   })
 })
 
@@ -160,7 +161,7 @@ const cases: ReadonlyArray<Case> = [
       ...secure(env),
       secrets: {
         ...secure(env).secrets,
-        aws: Option.some({ region: "us-east-1", endpoint: Option.some("http://127.0.0.1:4566"), maxAttempts: 3 })
+        aws: Option.some({ region: "us-east-1", endpoint: Option.some("http://127.0.0.1:4566"), maxAttempts: 3, caBundle: Option.none() })
       }
     }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }

@@ -38,7 +38,7 @@ export const awsSettings = (
     backend: "aws-secrets-manager",
     prefix: "takumi/test/",
     requestTimeout: Duration.millis(options.requestTimeoutMs ?? 300),
-    aws: Option.some({ region: "us-east-1", endpoint: Option.some(endpoint), maxAttempts: options.maxAttempts ?? 1 })
+    aws: Option.some({ region: "us-east-1", endpoint: Option.some(endpoint), maxAttempts: options.maxAttempts ?? 1, caBundle: Option.none() })
   })
 
 /** Settings for the Vault backend pointed at a Vault double. */
@@ -51,6 +51,7 @@ export const vaultSettings = (
     readonly caPem?: string
     readonly caPath?: string
     readonly requestTimeoutMs?: number
+    readonly redirectHosts?: ReadonlyArray<string>
   }
 ): DbSettings =>
   settings({
@@ -65,6 +66,7 @@ export const vaultSettings = (
         ? Option.some({ _tag: "File", path: options.caPath })
         : options.caPem !== undefined
         ? Option.some({ _tag: "Inline", pem: Redacted.make(options.caPem) })
-        : Option.none()
+        : Option.none(),
+      redirectHosts: options.redirectHosts ?? []
     })
   })

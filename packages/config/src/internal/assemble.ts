@@ -160,7 +160,8 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     ? Option.some({
       region: v.AWS_REGION.value,
       endpoint: v.AWS_ENDPOINT_URL_SECRETS_MANAGER,
-      maxAttempts: Option.getOrElse(v.AWS_MAX_ATTEMPTS, () => Defaults.awsMaxAttempts)
+      maxAttempts: Option.getOrElse(v.AWS_MAX_ATTEMPTS, () => Defaults.awsMaxAttempts),
+      caBundle: v.AWS_CA_BUNDLE
     })
     : Option.none()
   const vault = backend === "vault" && Option.isSome(v.VAULT_ADDR) && Option.isSome(v.VAULT_TOKEN) &&
@@ -170,7 +171,8 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       token: v.VAULT_TOKEN.value,
       path: v.VAULT_PATH.value,
       namespace: v.VAULT_NAMESPACE,
-      caCert: v.VAULT_CACERT
+      caCert: v.VAULT_CACERT,
+      redirectHosts: Option.getOrElse(v.VAULT_REDIRECT_HOSTS, () => [])
     })
     : Option.none()
 

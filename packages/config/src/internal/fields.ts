@@ -131,6 +131,18 @@ export const Host = Schema.String.pipe(Schema.pattern(/^(?:\/\S*|[A-Za-z0-9:][A-
 /** @internal */
 export const NonBlank = Schema.String.pipe(Schema.pattern(/^\S+$/))
 
+/** A comma-separated list of host names or IP addresses (`VAULT_REDIRECT_HOSTS`), lower-cased. */
+export const HostList = Schema.transformOrFail(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (input, _, ast) => {
+    const hosts = input.split(",").map((host) => host.trim().toLowerCase()).filter((host) => host !== "")
+    return hosts.every((host) => /^[a-z0-9:][a-z0-9._:-]{0,252}$/.test(host))
+      ? ParseResult.succeed(hosts)
+      : ParseResult.fail(new ParseResult.Type(ast, input, "not a comma-separated list of host names (no ports, no schemes)"))
+  },
+  encode: (hosts) => ParseResult.succeed(hosts.join(","))
+})
+
 /** @internal */
 export const PathLike = Schema.String.pipe(Schema.pattern(/^[^\s/]\S*$/))
 
