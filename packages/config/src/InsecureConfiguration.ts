@@ -14,7 +14,8 @@ import * as Schema from "effect/Schema"
  * - `secrets-backend-env`: the password comes from environment variables, not a vault.
  * - `password-in-environment`: a database password is set in the environment (`DB_PASSWORD` or
  *   the password part of `DATABASE_URL`).
- * - `dotenv-password`: a `.env` file in the working directory holds `DB_PASSWORD`.
+ * - `dotenv-credentials`: a `.env` file in the working directory holds a credential (`DB_PASSWORD`,
+ *   `DATABASE_URL` with a password, `VAULT_TOKEN`, a key, an AWS secret key).
  * - `secret-path-environment`: `SECRETS_PREFIX` or `VAULT_PATH` names another environment.
  * - `secrets-transport-tls`: the secrets backend is reached over plain `http://`.
  * - `tls-verification-override`: the process environment turns verification off behind the
@@ -35,7 +36,7 @@ export const Rule = Schema.Literal(
   "tls-min-version",
   "secrets-backend-env",
   "password-in-environment",
-  "dotenv-password",
+  "dotenv-credentials",
   "secret-path-environment",
   "secrets-transport-tls",
   "tls-verification-override",

@@ -8,7 +8,7 @@
  * | `tls-min-version` | refuse | refuse | warn |
  * | `secrets-backend-env` | refuse | warn | warn |
  * | `password-in-environment` | refuse | warn when the backend ignores it | warn when the backend ignores it |
- * | `dotenv-password` | refuse | warn | allowed (the file is loaded) |
+ * | `dotenv-credentials` | refuse | warn | allowed (the file is loaded) |
  * | `secret-path-environment` | refuse | refuse | refuse |
  * | `secrets-transport-tls` | refuse | refuse | warn |
  * | `tls-verification-override` | refuse | refuse | warn |
@@ -45,8 +45,12 @@ export interface EnvironmentFacts {
     readonly path: string
     /** whether it was loaded (development and test only) */
     readonly loaded: boolean
-    /** whether it sets `DB_PASSWORD` */
-    readonly holdsPassword: boolean
+    /**
+     * the credential-bearing variables it sets (names only): `DB_PASSWORD`, `DATABASE_URL` with a
+     * password, `VAULT_TOKEN`, `DB_SSL_KEY`, `DB_SSL_KEY_PASSPHRASE`, `AWS_SECRET_ACCESS_KEY`,
+     * `AWS_SESSION_TOKEN`
+     */
+    readonly credentials: ReadonlyArray<string>
   }
   /**
    * process-wide switches that turn TLS verification off whatever the settings say:
@@ -71,31 +75,59 @@ export interface Finding {
   readonly message: string
 }
 
-const otherEnvironmentNames: { readonly [E in Environment]: ReadonlyArray<string> } = {
-  development: ["development", "dev"],
-  test: ["test", "testing"],
-  staging: ["staging", "stage", "stg"],
-  production: ["production", "prod", "prd"]
+/**
+ * The names each environment goes by in secret paths, Vault namespaces and prefixes. The first is
+ * the canonical name; a word that starts with it also counts (`productionold`, `staging2`), and so
+ * does an alias followed only by digits (`prod2`, `stg01`). `qa` and `uat` are test and staging
+ * environments as most teams use them; `live` is production.
+ */
+const environmentNames: { readonly [E in Environment]: ReadonlyArray<string> } = {
+  development: ["development", "dev", "devel"],
+  test: ["testing", "test", "qa"],
+  staging: ["staging", "stage", "stg", "uat", "preprod"],
+  production: ["production", "prod", "prd", "live"]
 }
 
 const environments: ReadonlyArray<Environment> = ["development", "test", "staging", "production"]
 
+/** The path as Vault or AWS will read it: percent-decoded (repeatedly: `%2570` is `%70` is `p`). */
+const decoded = (path: string): string => {
+  let current = path
+  for (let round = 0; round < 3; round++) {
+    let next: string
+    try {
+      next = decodeURIComponent(current)
+    } catch {
+      return current
+    }
+    if (next === current) return current
+    current = next
+  }
+  return current
+}
+
+const names = (word: string, environment: Environment): boolean => {
+  const [canonical = environment, ...aliases] = environmentNames[environment]
+  return word.startsWith(canonical) ||
+    [canonical, ...aliases].some((alias) => word === alias || (word.startsWith(alias) && /^\d+$/.test(word.slice(alias.length))))
+}
+
 /**
- * The environment a secret path names, other than `own`, if any. The path is split into
- * segments at `/` and `:` (Vault paths, Secrets Manager names and ARNs) and each segment into
- * words at `-`, `_` and `.`, so `takumi/staging/`, `secret/takumi-dev` and
- * `arn:...:secret:prod/db` all count.
+ * The environment a secret path, prefix or Vault namespace names, other than `own`, if any. The
+ * value is percent-decoded first, then split into segments at `/` and `:` (Vault paths and
+ * namespaces, Secrets Manager names and ARNs) and each segment into words at `-`, `_` and `.`, so
+ * `takumi/staging/`, `secret/takumi-dev`, `admin/prod` and `arn:...:secret:prod2/db` all count.
  *
  * @since 0.1.0
  * @category utils
  */
 export const foreignEnvironmentIn = (path: string, own: Environment): Option.Option<Environment> => {
-  const words = path.toLowerCase().split(/[/:]/).flatMap((segment) => segment.split(/[-_.]/))
+  const words = decoded(path).toLowerCase().split(/[/:]/).flatMap((segment) => segment.split(/[-_.\s]/))
+  const ownWords = new Set(words.filter((word) => names(word, own)))
   for (const environment of environments) {
     if (environment === own) continue
-    if (otherEnvironmentNames[environment].some((name) => words.includes(name))) {
-      return Option.some(environment)
-    }
+    // a word that names our own environment too (`development` starts with `dev`) is ours
+    if (words.some((word) => !ownWords.has(word) && names(word, environment))) return Option.some(environment)
   }
   return Option.none()
 }
@@ -230,19 +262,25 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
     }
   }
 
-  if (facts.dotEnv !== undefined && facts.dotEnv.holdsPassword && !facts.dotEnv.loaded) {
+  const [firstCredential] = facts.dotEnv?.credentials ?? []
+  if (facts.dotEnv !== undefined && firstCredential !== undefined && !facts.dotEnv.loaded) {
     add(
-      "dotenv-password",
+      "dotenv-credentials",
       env === "production" ? "refuse" : "warn",
-      "DB_PASSWORD",
-      `${facts.dotEnv.path} holds DB_PASSWORD: raw .env files with plaintext passwords are PROHIBITED in ` +
-        `${env === "production" ? "production" : "deployed environments"}. Delete the file from the deployment ` +
-        `and keep the password in the secrets manager.`
+      firstCredential,
+      `${facts.dotEnv.path} holds ${facts.dotEnv.credentials.join(", ")}: raw .env files with credentials are ` +
+        `PROHIBITED in ${env === "production" ? "production" : "deployed environments"}. Delete the file from the ` +
+        "deployment and keep passwords, tokens and keys in the secrets manager."
     )
   }
 
   const paths: Array<readonly [string, string]> = [["SECRETS_PREFIX", settings.secrets.prefix]]
-  if (Option.isSome(settings.secrets.vault)) paths.push(["VAULT_PATH", settings.secrets.vault.value.path])
+  if (Option.isSome(settings.secrets.vault)) {
+    paths.push(["VAULT_PATH", settings.secrets.vault.value.path])
+    if (Option.isSome(settings.secrets.vault.value.namespace)) {
+      paths.push(["VAULT_NAMESPACE", settings.secrets.vault.value.namespace.value])
+    }
+  }
   for (const [variable, path] of paths) {
     const foreign = foreignEnvironmentIn(path, env)
     if (Option.isSome(foreign)) {

@@ -2,6 +2,7 @@ import { SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
+import { vi } from "vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -260,7 +261,9 @@ describe("DbConfig.layer", () => {
     it.effect("warns in production when no DB_SSL_CA is set that the public CA store (and NODE_EXTRA_CA_CERTS) is trusted", () =>
       Effect.gen(function*() {
         const { DB_SSL_CA: _ca, ...withoutCa } = prodBase
-        const { logs } = yield* withLogs(decode({ ...withoutCa, NODE_EXTRA_CA_CERTS: "/etc/ssl/corp.pem" }))
+        // Node reads NODE_EXTRA_CA_CERTS from the real process environment, and so does the policy
+        vi.stubEnv("NODE_EXTRA_CA_CERTS", "/etc/ssl/corp.pem")
+        const { logs } = yield* withLogs(decode(withoutCa)).pipe(Effect.ensuring(Effect.sync(() => vi.unstubAllEnvs())))
         const warning = logs.find((line) => line.annotations["rule"] === "public-ca-trust")
         expect(warning?.message).toContain("public CA store and NODE_EXTRA_CA_CERTS=/etc/ssl/corp.pem")
         const withCa = yield* withLogs(decode(prodBase))
@@ -349,6 +352,22 @@ describe("DbConfig.layer", () => {
       expect(issueVariables(error)).toEqual(["VAULT_ADDR"])
       expect(error.message).not.toContain("hunter2hunter2")
     }))
+
+  describe("echoed values", () => {
+    it.effect.each([
+      ["DB_HOST", "u:Hunter2Secret@db", "Hunter2Secret", `received "db"`],
+      ["VAULT_ADDR", "htps://vault.internal:8200/v1?token=s.Leaked99#frag", "s.Leaked99", `received "htps://vault.internal:8200/v1"`],
+      ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "ftp://admin:Pw0rd9@10.0.0.1/x", "Pw0rd9", `received "ftp://10.0.0.1/x"`],
+      ["DB_PORT", "5432#pw=Secret77", "Secret77", `received "5432"`]
+    ] as const)("strips user-info, query and fragment from an echoed %s", ([variable, value, secret, shown]) =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...devBase, SECRETS_BACKEND: "vault", VAULT_TOKEN: "t", VAULT_PATH: "secret/takumi/development", VAULT_ADDR: "https://vault:8200", [variable]: value }))
+        expect(issueVariables(error)).toContain(variable)
+        expect(error.message).toContain(shown)
+        expect(error.message).toContain("not shown")
+        for (const text of [error.message, JSON.stringify(error)]) expect(text).not.toContain(secret)
+      }))
+  })
 
   describe("certificates", () => {
     it.scoped("accepts a readable PEM file path as a File source", () =>
@@ -574,8 +593,25 @@ describe("DbConfig.layer", () => {
       Effect.gen(function*() {
         const dir = yield* tempFiles({ ".env": "DB_PASSWORD=leaked-production-password\n" })
         const error = yield* fail(decode(prodBase, { dotEnv: `${dir}/.env` }))
-        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "dotenv-password", variable: "DB_PASSWORD" })
+        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "dotenv-credentials", variable: "DB_PASSWORD" })
         expect(error.message).not.toContain("leaked-production-password")
+      }))
+
+    it.scoped("refuses in production a .env holding any credential, naming each and printing none", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempFiles({
+          ".env": "DATABASE_URL=postgres://app:url-Secret-91@db/app\nVAULT_TOKEN=hvs.dotenv-token-77\nDB_APPLICATION_NAME=x\n"
+        })
+        const error = yield* fail(decode(prodBase, { dotEnv: `${dir}/.env` }))
+        expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "dotenv-credentials", variable: "DATABASE_URL" })
+        expect(error.message).toContain("DATABASE_URL, VAULT_TOKEN")
+        for (const text of [error.message, JSON.stringify(error)]) {
+          expect(text).not.toContain("url-Secret-91")
+          expect(text).not.toContain("hvs.dotenv-token-77")
+        }
+        const withoutPassword = yield* tempFiles({ ".env": "DATABASE_URL=postgres://app@db/app\n" })
+        const { exit } = yield* withLogs(decode(prodBase, { dotEnv: `${withoutPassword}/.env` }))
+        expect(Exit.isSuccess(exit)).toBe(true)
       }))
 
     it.scoped("only warns in staging when a .env file holds DB_PASSWORD", () =>
@@ -583,7 +619,7 @@ describe("DbConfig.layer", () => {
         const dir = yield* tempFiles({ ".env": "DB_PASSWORD=staging-password\n" })
         const { exit, logs } = yield* withLogs(decode({ ...prodBase, NODE_ENV: "staging" }, { dotEnv: `${dir}/.env` }))
         expect(Exit.isSuccess(exit)).toBe(true)
-        expect(logs.filter((line) => line.annotations.rule === "dotenv-password")).toHaveLength(1)
+        expect(logs.filter((line) => line.annotations.rule === "dotenv-credentials")).toHaveLength(1)
       }))
 
     it.scoped("refuses a .env path that cannot be read as a file", () =>
@@ -604,6 +640,13 @@ describe("DbConfig.layer", () => {
       Effect.gen(function*() {
         const error = yield* fail(decode({ ...prodBase, [variable]: value }))
         expect(error).toMatchObject({ _tag: "InsecureConfiguration", rule: "tls-verification-override", variable })
+      }))
+
+    it.effect("reads NODE_TLS_REJECT_UNAUTHORIZED from the real process environment whatever the ConfigProvider", () =>
+      Effect.gen(function*() {
+        vi.stubEnv("NODE_TLS_REJECT_UNAUTHORIZED", "0")
+        const error = yield* fail(decode(prodBase)).pipe(Effect.ensuring(Effect.sync(() => vi.unstubAllEnvs())))
+        expect(error).toMatchObject({ rule: "tls-verification-override", variable: "NODE_TLS_REJECT_UNAUTHORIZED" })
       }))
 
     it.effect("ignores NODE_TLS_REJECT_UNAUTHORIZED=1 and an empty VAULT_SKIP_VERIFY, as Node and node-vault do", () =>

@@ -119,13 +119,13 @@ const cases: ReadonlyArray<Case> = [
     expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
   },
   {
-    rule: "dotenv-password",
+    rule: "dotenv-credentials",
     variable: "DB_PASSWORD",
-    fix: "keep the password in the secrets manager",
+    fix: "keep passwords, tokens and keys in the secrets manager",
     settings: secure,
     // as DbConfig.layer reports it: loaded in development and test, never elsewhere
     facts: (env) => ({
-      dotEnv: { path: ".env", loaded: env === "development" || env === "test", holdsPassword: true }
+      dotEnv: { path: ".env", loaded: env === "development" || env === "test", credentials: ["DB_PASSWORD"] }
     }),
     expected: { production: "refuse", staging: "warn", development: "pass", test: "pass" }
   },
@@ -144,6 +144,19 @@ const cases: ReadonlyArray<Case> = [
       ...secure(env),
       secrets: vault(env, "https://vault.example.com:8200", `secret/takumi/${other(env)}`)
     }),
+    expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
+  },
+  {
+    rule: "secret-path-environment",
+    variable: "VAULT_NAMESPACE",
+    fix: "Point VAULT_NAMESPACE at this environment's secrets",
+    settings: (env) => {
+      const secrets = vault(env, "https://vault.example.com:8200", `secret/takumi/${env}`)
+      return {
+        ...secure(env),
+        secrets: { ...secrets, vault: Option.map(secrets.vault, (v) => ({ ...v, namespace: Option.some(`admin/${other(env)}`) })) }
+      }
+    },
     expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
   },
   {
@@ -267,7 +280,25 @@ describe("SecurityPolicy", () => {
     ["arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db", "staging", Option.some("production")],
     ["secret/Takumi/TEST", "production", Option.some("test")],
     ["takumi/contest/", "production", Option.none()],
-    ["secret/takumi/production", "test", Option.some("production")]
+    ["secret/takumi/production", "test", Option.some("production")],
+    // percent-encoded, as Vault decodes it
+    ["secret/takumi/%70roduction", "staging", Option.some("production")],
+    ["secret/takumi/%2570rod", "staging", Option.some("production")],
+    // Vault namespaces
+    ["production", "staging", Option.some("production")],
+    ["admin/prod", "staging", Option.some("production")],
+    // aliases with digits, longer words of a canonical name, other names
+    ["secret/takumi/prod2", "staging", Option.some("production")],
+    ["secret/takumi/productionold", "staging", Option.some("production")],
+    ["secret/takumi/live", "development", Option.some("production")],
+    ["secret/takumi/stg01", "production", Option.some("staging")],
+    ["secret/takumi/qa", "production", Option.some("test")],
+    ["secret/takumi/uat", "production", Option.some("staging")],
+    // not an environment name: a word that merely starts like an alias
+    ["secret/takumi/testimonials", "production", Option.none()],
+    ["secret/takumi/livestock", "staging", Option.none()],
+    ["secret/takumi/preprod", "staging", Option.none()],
+    ["secret/takumi/development", "development", Option.none()]
   ] as const)("finds in %s, under NODE_ENV=%s, the foreign environment %s", (path, own, expected) => {
     expect(SecurityPolicy.foreignEnvironmentIn(path, own)).toEqual(expected)
   })

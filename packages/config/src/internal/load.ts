@@ -72,13 +72,22 @@ const toVariableName = (key: PropertyKey | undefined): Option.Option<VariableNam
  * cannot hold a secret, and never when it looks like PEM or is long; a schema's own reason is
  * shown only for schemas that write their reasons without the value.
  */
+/**
+ * What of a value may be echoed: never a user-info part (`user:password@`, with or without a
+ * scheme: `u:Hunter2@db` in DB_HOST is one), a query string or a fragment (`?token=...`), whatever
+ * the variable, since any of them can carry a credential pasted into the wrong place.
+ */
+const echoable = (value: string): { readonly text: string; readonly trimmed: boolean } => {
+  const text = value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^\s/?#@]*@/i, "$1").replace(/[?#][\s\S]*$/, "")
+  return { text, trimmed: text !== value }
+}
+
 const describe = (name: VariableName, raw: Raw, reason: string): ConfigIssue => {
   const info = variableInfo[name]
   const value = raw[name]
-  // URLs with user info (`https://user:pass@host`) are not echoed either, whatever the variable.
-  const received = !info.secret && typeof value === "string" && !value.includes("-----") && value.length <= 200 &&
-      !/:\/\/[^/]*@/.test(value)
-    ? `, received ${JSON.stringify(value)}`
+  const shown = typeof value === "string" ? echoable(value) : undefined
+  const received = !info.secret && shown !== undefined && !shown.text.includes("-----") && shown.text.length <= 200
+    ? `, received ${JSON.stringify(shown.text)}${shown.trimmed ? " (user-info, query string and fragment not shown)" : ""}`
     : ""
   const secretText = value === undefined ? "" : typeof value === "string" ? value : Redacted.value(value)
   const safeReason = info.explains && !(info.secret && secretText !== "" && reason.includes(secretText))
@@ -114,6 +123,29 @@ const dotEnvIssue = (path: string): ConfigIssue => ({
   message: `${path}: exists but cannot be read as a dotenv file; fix its permissions or remove it`
 })
 
+/** Variables whose value is a credential, or (`DATABASE_URL`) may carry one. */
+const credentialVariables = [
+  "DB_PASSWORD",
+  "DATABASE_URL",
+  "VAULT_TOKEN",
+  "DB_SSL_KEY",
+  "DB_SSL_KEY_PASSPHRASE",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN"
+] as const
+
+/** A `DATABASE_URL` carries a credential when it has a password in its user-info. */
+const carriesCredential = (name: string, value: string): boolean =>
+  name !== "DATABASE_URL" || (URL.canParse(value) && new URL(value).password !== "")
+
+/** The credential-bearing variables a dotenv file sets: names only, values are never kept. */
+const credentialsIn = (provider: ConfigProvider.ConfigProvider) =>
+  Effect.filter(credentialVariables, (name) =>
+    Effect.withConfigProvider(Config.option(Config.redacted(name)), provider).pipe(
+      Effect.map(Option.exists((value) => carriesCredential(name, Redacted.value(value)))),
+      Effect.orElseSucceed(() => false)
+    ))
+
 /** The dotenv file as a ConfigProvider, `None` when there is no such file. */
 const dotEnvProvider = (path: string) =>
   PlatformConfigProvider.fromDotEnv(path).pipe(
@@ -126,12 +158,22 @@ const dotEnvProvider = (path: string) =>
   )
 
 /**
+ * A variable that Node (or a library) reads from the real process environment: whatever
+ * ConfigProvider the configuration comes from, the process environment is what they obey, so it
+ * is read first (through `ConfigProvider.fromEnv`), then the active provider.
+ */
+const processEnvironmentFirst = (name: string) =>
+  Effect.withConfigProvider(Config.option(Config.string(name)), ConfigProvider.fromEnv()).pipe(
+    Effect.flatMap((real) => Option.isSome(real) ? Effect.succeed(real) : Config.option(Config.string(name))),
+    Effect.orElseSucceed(() => Option.none<string>())
+  )
+
+/**
  * Process-wide switches read by Node and node-vault behind our back. Read from the active
  * provider before any dotenv file is merged: only the real environment reaches those libraries.
  */
 const readVerificationOverrides = Effect.gen(function*() {
-  const read = (name: string) =>
-    Config.option(Config.string(name)).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+  const read = processEnvironmentFirst
   const nodeTls = yield* read("NODE_TLS_REJECT_UNAUTHORIZED")
   const vaultSkip = yield* read("VAULT_SKIP_VERIFY")
   const overrides: Array<"NODE_TLS_REJECT_UNAUTHORIZED" | "VAULT_SKIP_VERIFY"> = []
@@ -142,8 +184,7 @@ const readVerificationOverrides = Effect.gen(function*() {
 })
 
 /** `NODE_EXTRA_CA_CERTS`: Node adds its certificates to the public CA store of every TLS client. */
-const readExtraCaCerts = Config.option(Config.string("NODE_EXTRA_CA_CERTS")).pipe(
-  Effect.orElseSucceed(() => Option.none<string>()),
+const readExtraCaCerts = processEnvironmentFirst("NODE_EXTRA_CA_CERTS").pipe(
   Effect.map(Option.filter((path) => path !== ""))
 )
 
@@ -163,17 +204,14 @@ export const load = (
     if (Option.isSome(environment) && dotEnvPath !== false) {
       const provider = yield* dotEnvProvider(dotEnvPath)
       if (Option.isSome(provider)) {
-        const password = yield* Effect.withConfigProvider(
-          Config.option(Config.redacted("DB_PASSWORD")),
-          provider.value
-        ).pipe(Effect.orElseSucceed(() => Option.none()))
+        const credentials = yield* credentialsIn(provider.value)
         if (environment.value === "development" || environment.value === "test") {
           // Variables set in the environment win over the file.
           raw = yield* Effect.withConfigProvider(readRaw, ConfigProvider.orElse(base, () => provider.value))
-          dotEnv = { path: dotEnvPath, loaded: true, holdsPassword: Option.isSome(password) }
+          dotEnv = { path: dotEnvPath, loaded: true, credentials }
           yield* Effect.logDebug(`Loaded ${dotEnvPath} (variables set in the environment take precedence)`)
         } else {
-          dotEnv = { path: dotEnvPath, loaded: false, holdsPassword: Option.isSome(password) }
+          dotEnv = { path: dotEnvPath, loaded: false, credentials }
           yield* Effect.logWarning(
             `${dotEnvPath} found but not loaded: .env files are read in development and test only, ` +
               `NODE_ENV=${environment.value}. Remove it from the deployment.`
