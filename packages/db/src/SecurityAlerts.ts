@@ -17,8 +17,9 @@
  * })
  * ```
  *
- * No alert carries a secret: no password, no key, no SQL parameter. `SlowQuery` holds the
- * statement text with its string literals blanked and cut to 200 characters.
+ * No alert carries a secret: no password, no key, no SQL parameter, no literal of a statement.
+ * `SlowQuery` shows a statement as PostgreSQL's own scanner reads it (libpg-query, an optional
+ * peer), every constant blanked, or without libpg-query only its first keyword and a fingerprint.
  *
  * @since 0.1.0
  */
@@ -114,8 +115,8 @@ export class PoolNearExhaustion extends Schema.TaggedClass<PoolNearExhaustion>()
  * A statement ran longer than `slowQuery`: raised while it is still running (`running: true`,
  * found by a check of the statements in flight every `slowQuery / 2`, so between 1 and 1.5
  * thresholds after it was submitted — a statement that never answers is reported too), or when it
- * completes over the threshold between two checks. Once per statement. The statement text has its
- * string literals blanked (`'?'`) and is cut to 200 characters; parameters are never included.
+ * completes over the threshold between two checks. Once per statement. Parameters are never
+ * included, and neither is any literal of the statement (see `statement`).
  *
  * @since 0.1.0
  * @category alerts
@@ -125,6 +126,15 @@ export class SlowQuery extends Schema.TaggedClass<SlowQuery>()("SlowQuery", {
   /** how long it had run when the alert was raised: its whole duration, unless `running` */
   durationMillis: Schema.Number,
   thresholdMillis: Schema.Number,
+  /**
+   * The statement as PostgreSQL's own scanner reads it, when the optional peer libpg-query (^18) is
+   * installed: every constant — a string in any quoting (`'…'`, `E'…'`, `U&'…'`, `$$…$$`), a number,
+   * a bit string — replaced by `?`, comments dropped, whitespace collapsed, at most 200 characters
+   * (`…` when cut), e.g. `SELECT * FROM cards WHERE pan = ?`. Without libpg-query, or for a text its
+   * scanner does not read to the end, only the first keyword and a fingerprint (HMAC under a key
+   * drawn per client layer: repeats of a statement share it), e.g.
+   * `SELECT … (fingerprint 3f1c9a0b7d2e4c58; text withheld: …)`.
+   */
   statement: Schema.String,
   /** true when the statement was still running (no answer yet) when the alert was raised */
   running: Schema.optional(Schema.Boolean)
@@ -259,20 +269,3 @@ export const make: Effect.Effect<Service, never, Scope.Scope> = Effect.gen(funct
  * @category layers
  */
 export const layer: Layer.Layer<SecurityAlerts> = Layer.scoped(SecurityAlerts, make)
-
-/**
- * A statement as an alert may show it: string literals blanked (a literal may hold a password,
- * e.g. `ALTER ROLE … PASSWORD '…'`), whitespace collapsed, at most 200 characters.
- *
- * @since 0.1.0
- * @category utils
- */
-export const redactStatement = (text: string): string => {
-  const blanked = text
-    .replace(/\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?\$\1\$/g, "'?'")
-    .replace(/(?<![A-Za-z0-9_])[eE]'(?:[^'\\]|\\[\s\S]|'')*'?/g, "'?'")
-    .replace(/'(?:[^']|'')*'?/g, "'?'")
-    .replace(/\s+/g, " ")
-    .trim()
-  return blanked.length > 200 ? `${blanked.slice(0, 199)}…` : blanked
-}

@@ -145,12 +145,16 @@ describe("SlowQuery while running (TestClock)", () => {
 
   /**
    * A monitored pool of one and a statement submitted on a client of its class that never
-   * connects: pg queues it, and it never answers.
+   * connects: pg queues it, and it never answers. SlowQuery shows the fallback's text (no
+   * libpg-query: nothing to load while TestClock drives the sweep).
    */
   const hungStatement = Effect.gen(function*() {
     const alerts = yield* SecurityAlerts.make
     const subscription = yield* alerts.subscribe
-    const monitor = yield* Monitor.make(settings(Duration.seconds(1)), alerts, { sampleInterval: Duration.days(1) })
+    const monitor = yield* Monitor.make(settings(Duration.seconds(1)), alerts, {
+      sampleInterval: Duration.days(1),
+      lexer: Effect.succeedNone
+    })
     const instruments = monitor.forPool(target)
     const pool = new Pg.Pool({ Client: instruments.Client, max: 1 })
     yield* instruments.watch(pool)
@@ -172,7 +176,8 @@ describe("SlowQuery while running (TestClock)", () => {
       const alerts = yield* slowQueries
       assert.strictEqual(alerts.length, 1)
       assert.strictEqual(alerts[0]?.running, true)
-      assert.strictEqual(alerts[0]?.statement, "SELECT '?' AS hung")
+      assert.match(alerts[0]?.statement ?? "", /^SELECT … \(fingerprint [0-9a-f]{16}; text withheld: /)
+      expect(alerts[0]?.statement).not.toContain("secret-literal")
       expect(alerts[0]?.durationMillis).toBeGreaterThanOrEqual(1000)
       expect(alerts[0]?.durationMillis).toBeLessThanOrEqual(1500)
       // later sweeps see it again and stay quiet
@@ -348,7 +353,8 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("StatementTimeo
         // raised while the statement still waits for its answer
         assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)))
         assert.strictEqual(alert.running, true)
-        expect(alert.statement).toContain("41 + 1")
+        // the statement text as this installation shows it (with or without libpg-query: slowQueryText.test.ts)
+        assert.match(alert.statement, /^SELECT /)
         expect(alert.durationMillis).toBeGreaterThanOrEqual(300)
         expect(alert.message).toContain("still running")
         expect(raisedAfter).toBeGreaterThanOrEqual(290)
@@ -360,12 +366,12 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("StatementTimeo
         const noAlerts: ReadonlyArray<SecurityAlerts.SlowQuery> = []
         const more = yield* within(
           Effect.iterate(noAlerts, {
-            while: (seen) => !seen.some((a) => a.statement.includes("pg_sleep")),
+            while: (seen) => !seen.some((a) => a.statement !== alert.statement),
             body: (seen) => Effect.map(nextSlowQuery(subscription), (a) => [...seen, a])
           }),
           "the later statement's SlowQuery"
         )
-        expect(more.filter((a) => a.statement.includes("41 + 1"))).toEqual([])
+        expect(more.filter((a) => a.statement === alert.statement)).toEqual([])
       }))
 
     it.scoped("DbHealth reports degraded while every pool connection is stuck, healthy again after resume and completion", () =>

@@ -1,6 +1,6 @@
 /**
  * The secrets metrics the monitoring requirements ask for ("secret fetches by backend and
- * outcome; cache hits"), as Effect `Metric`s updated by every `SecretCache`. Export them with
+ * outcome; cache hits"), and the re-reads forced by `invalidate`, as Effect `Metric`s updated by every `SecretCache`. Export them with
  * the rest of the program's metrics (e.g. a Prometheus endpoint); they never carry a value.
  *
  * @since 0.1.0
@@ -28,5 +28,20 @@ export const fetches = Metric.counter("takumi_secret_fetches_total", {
  */
 export const cacheHits = Metric.counter("takumi_secret_cache_hits_total", {
   description: "Secret gets served from the cache",
+  incremental: true
+})
+
+/**
+ * `invalidate` calls, tagged `backend` and `outcome`: `reread` (the cached value was dropped, so
+ * the next `get` reads the backend; that read is counted in `fetches` too) or `rate-limited`
+ * (within the re-read interval of the last `reread` of the key: nothing was dropped). A steady
+ * stream of `rate-limited` means something keeps refusing the password, e.g. a wrong secret or
+ * a server that answers 28P01 to every connection.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const invalidations = Metric.counter("takumi_secret_invalidations_total", {
+  description: "Secret cache invalidations by backend and outcome (reread or rate-limited)",
   incremental: true
 })

@@ -47,30 +47,59 @@ const makeAwsSecretsManager = (
   Option.match(settings.secrets.aws, {
     onNone: () => Effect.fail(missingSettings("aws-secrets-manager", "AWS_REGION", "AWS settings (region)")),
     onSome: (aws) =>
-      Effect.flatMap(
-        AwsBackend.make({
+      Effect.gen(function*() {
+        const ca = yield* readCa(aws.caBundle, {
+          backend: "aws-secrets-manager",
+          variable: "AWS_CA_BUNDLE",
+          server: "the Secrets Manager endpoint's certificate"
+        })
+        const lookup = yield* AwsBackend.make({
           region: aws.region,
           endpoint: aws.endpoint,
           maxAttempts: aws.maxAttempts,
           prefix: settings.secrets.prefix,
+          ca,
           requestTimeout: settings.secrets.requestTimeout
-        }),
-        (lookup) => cached("aws-secrets-manager", settings, lookup)
-      )
+        })
+        return yield* cached("aws-secrets-manager", settings, lookup)
+      })
   })
 
-const readPem = (source: PemSource): Effect.Effect<string, SecretsBackendUnavailable> =>
+/**
+ * The PEM text of a CA bundle setting (`VAULT_CACERT`, `AWS_CA_BUNDLE`): inline, or read from its
+ * file; `undefined` when it is not set (the public CA store then applies).
+ */
+const readCa = (
+  setting: Option.Option<PemSource>,
+  where: {
+    readonly backend: BackendName
+    readonly variable: string
+    /** The certificate the CA signed, for the fix, e.g. `the Vault server certificate`. */
+    readonly server: string
+  }
+): Effect.Effect<string | undefined, SecretsBackendUnavailable> =>
+  Option.match(setting, { onNone: () => Effect.succeed(undefined), onSome: (source) => readPem(source, where) })
+
+const readPem = (
+  source: PemSource,
+  setting: {
+    readonly backend: BackendName
+    readonly variable: string
+    /** The certificate the CA signed, for the fix, e.g. `the Vault server certificate`. */
+    readonly server: string
+  }
+): Effect.Effect<string, SecretsBackendUnavailable> =>
   source._tag === "Inline"
     ? Effect.succeed(Redacted.value(source.pem))
     : Effect.tryPromise({
       try: () => Fs.readFile(source.path, "utf8"),
       catch: (error) =>
         new SecretsBackendUnavailable({
-          backend: "vault",
-          key: "VAULT_CACERT",
-          message: `Could not read the Vault CA bundle VAULT_CACERT=${source.path} (${
+          backend: setting.backend,
+          key: setting.variable,
+          message: `Could not read the CA bundle ${setting.variable}=${source.path} (${
             typeof error === "object" && error !== null && "code" in error ? String(error.code) : "read error"
-          }). Fix: point VAULT_CACERT at a readable PEM file with the CA that signed the Vault server certificate.`
+          }). Fix: point ${setting.variable} at a readable PEM file with the CA that signed ${setting.server}.`
         })
     })
 
@@ -81,13 +110,18 @@ const makeVault = (
     onNone: () => Effect.fail(missingSettings("vault", "VAULT_ADDR", "Vault settings (address, token, path)")),
     onSome: (vault) =>
       Effect.gen(function*() {
-        const ca = Option.isSome(vault.caCert) ? yield* readPem(vault.caCert.value) : undefined
+        const ca = yield* readCa(vault.caCert, {
+          backend: "vault",
+          variable: "VAULT_CACERT",
+          server: "the Vault server certificate"
+        })
         const lookup = yield* VaultBackend.make({
           address: vault.address,
           token: vault.token,
           path: vault.path,
           namespace: vault.namespace,
           ca,
+          redirectHosts: vault.redirectHosts,
           requestTimeout: settings.secrets.requestTimeout
         })
         return yield* cached("vault", settings, lookup)
@@ -113,7 +147,8 @@ const makeFromSettings = (
 /**
  * Where credentials come from. `get` resolves a key such as `DB_PASSWORD` to its value, kept
  * `Redacted`; `invalidate` forgets a cached value so the next `get` reads the backend again
- * (used after an authentication failure that suggests the secret was rotated).
+ * (used after an authentication failure that suggests the secret was rotated), at most once per
+ * key per `SecretCache.defaultReReadInterval` (10 s).
  *
  * - `SecretsBackend.layerFromConfig`: the backend `SECRETS_BACKEND` names, from `DbConfig`.
  * - `SecretsBackend.layerAwsSecretsManager` / `layerVault` / `layerEnv`: one backend, from `DbConfig`.
@@ -121,7 +156,7 @@ const makeFromSettings = (
  * - `SecretsBackend.layerTest(entries)` / `layerTestFromRef(ref)`: in memory, uncached, for tests.
  *
  * Every backend except the test one sits behind a `SecretCache` (TTL `SECRETS_CACHE_TTL`,
- * stale window `SECRETS_MAX_STALE`).
+ * stale window `SECRETS_MAX_STALE`, re-reads forced by `invalidate` rate-limited per key).
  *
  * @since 0.1.0
  * @category tags
@@ -130,10 +165,15 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
   /**
    * The AWS Secrets Manager backend, cached, from settings: secret id `<SECRETS_PREFIX><KEY>`
    * (e.g. `takumi/production/DB_PASSWORD`), region `AWS_REGION`, optional endpoint
-   * `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_MAX_ATTEMPTS`, every read bounded by
+   * `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_MAX_ATTEMPTS`, `AWS_CA_BUNDLE` (a private endpoint's
+   * CA; TLS is verified whatever the environment says), every read bounded by
    * `SECRETS_REQUEST_TIMEOUT`, credentials from the SDK's default chain (IAM role first in AWS).
-   * A JSON object secret yields field `KEY` or its RDS-style name (`password`, `username`,
-   * `host`, `port`); a plain string (or UTF-8 `SecretBinary`) is the value itself.
+   * The backend reads the key asked for (`DB_PASSWORD` is the one @takumi/db asks for): a JSON
+   * object secret yields field `KEY`, for `DB_PASSWORD` also the RDS rotation format's
+   * `password` (its `username`, `host` and `port` are not read: the connection's user, host and
+   * port come from the configuration); a JSON number field must be a safe integer. Text that
+   * starts with `{` or `[` but is not a JSON object is `SecretMalformed`; any other string (or
+   * UTF-8 `SecretBinary`) is the value itself.
    *
    * @since 0.1.0
    * @category constructors
@@ -145,10 +185,11 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
   /**
    * The HashiCorp Vault backend, cached, from settings: KV v2 at `VAULT_PATH` (mount first:
    * `secret/takumi/production` is read as `GET /v1/secret/data/takumi/production`), field `KEY`
-   * of `data.data` (`DB_PASSWORD`, `DB_USER`, `DB_HOST`), token `VAULT_TOKEN`, optional
-   * `VAULT_NAMESPACE` and `VAULT_CACERT`, every read bounded by `SECRETS_REQUEST_TIMEOUT`.
-   * TLS verification is always on, no `VAULT_*` or proxy variable is read behind the
-   * configuration, and the token never appears in an error or log line.
+   * of `data.data` (@takumi/db asks for `DB_PASSWORD` only; a JSON number must be a safe
+   * integer), token `VAULT_TOKEN`, optional `VAULT_NAMESPACE` and `VAULT_CACERT`, every read
+   * bounded by `SECRETS_REQUEST_TIMEOUT`.
+   * TLS verification is always on, redirects go only to `VAULT_ADDR`'s host or
+   * `VAULT_REDIRECT_HOSTS`, no `VAULT_*` or proxy variable is read behind the configuration, and the token never appears in an error or log line.
    *
    * @since 0.1.0
    * @category constructors

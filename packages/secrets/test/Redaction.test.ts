@@ -162,13 +162,16 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })("redaction
       const double = yield* SecretsManagerDouble.make()
       yield* double.putSecretString("takumi/test/DB_PASSWORD", PASSWORD)
       yield* double.putSecretString("takumi/test/DB_USER", JSON.stringify({ password: PASSWORD }))
-      yield* double.putSecretString("takumi/test/DB_HOST", JSON.stringify({ host: [PASSWORD] }))
+      yield* double.putSecretString("takumi/test/DB_HOST", JSON.stringify({ DB_HOST: [PASSWORD] }))
+      // JSON cut short: malformed, and the text around the password must not be quoted
+      yield* double.putSecretString("takumi/test/DB_TRUNCATED", `{"password": "${PASSWORD}`)
       yield* double.putSecretBinary("takumi/test/DB_PORT", new Uint8Array([0xff, ...new TextEncoder().encode(PASSWORD)]))
       const backend = yield* SecretsBackend.makeAwsSecretsManager(awsSettings(double.endpoint))
 
       yield* probe.run(backend.get("DB_PASSWORD"))
       yield* probe.run(backend.get("DB_USER"))
       yield* probe.run(backend.get("DB_HOST"))
+      yield* probe.run(backend.get("DB_TRUNCATED"))
       yield* probe.run(backend.get("DB_PORT"))
       yield* probe.run(backend.get("DB_NAME"))
       for (

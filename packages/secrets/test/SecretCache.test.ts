@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -223,6 +224,134 @@ describe("SecretCache", () => {
       expect(Either.isLeft(later) && later.left._tag).toBe("SecretsBackendUnavailable")
     }))
 
+  it.scoped("makes one backend read for 20 sequential invalidate-then-get rounds within the re-read interval", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* backend.answerWith("rotated")
+      const values: Array<string> = []
+      for (let i = 0; i < 20; i++) {
+        yield* cache.invalidate("DB_PASSWORD")
+        values.push(yield* value(cache.get("DB_PASSWORD")))
+        // a later change is not fetched by the rate-limited invalidations that follow
+        yield* backend.answerWith(`changed again ${i}`)
+      }
+      expect(values).toEqual(Array.from({ length: 20 }, () => "rotated"))
+      expect(yield* Ref.get(backend.calls)).toBe(2)
+    }))
+
+  it.scoped("allows the next forced re-read once the re-read interval has passed since the last one", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* backend.answerWith("second")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("second")
+      yield* backend.answerWith("third")
+      yield* TestClock.adjust(Duration.subtract(SecretCache.defaultReReadInterval, Duration.millis(1)))
+      yield* cache.invalidate("DB_PASSWORD")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("second")
+      expect(yield* Ref.get(backend.calls)).toBe(2)
+      yield* TestClock.adjust("1 millis")
+      yield* cache.invalidate("DB_PASSWORD")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("third")
+      yield* cache.invalidate("DB_PASSWORD")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("third")
+      expect(yield* Ref.get(backend.calls)).toBe(3)
+    }))
+
+  it.scoped("rate-limits each key on its own, and honours a reReadInterval given to make", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* SecretCache.make({
+        backend: "vault",
+        lookup: backend.lookup,
+        ttl: "5 minutes",
+        maxStale: "10 minutes",
+        reReadInterval: "1 minute"
+      })
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.get("DB_USER")
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* cache.invalidate("DB_USER")
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.get("DB_USER")
+      expect(yield* Ref.get(backend.calls)).toBe(4)
+      yield* TestClock.adjust("59 seconds")
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* cache.get("DB_PASSWORD")
+      expect(yield* Ref.get(backend.calls)).toBe(4)
+      yield* TestClock.adjust("1 second")
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* cache.get("DB_PASSWORD")
+      expect(yield* Ref.get(backend.calls)).toBe(5)
+    }))
+
+  it.scoped("does not hold the re-read window shut when the clock is stepped back", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      yield* TestClock.setTime(Duration.toMillis("1 hour"))
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      yield* cache.invalidate("DB_PASSWORD")
+      yield* cache.get("DB_PASSWORD")
+      yield* TestClock.setTime(Duration.toMillis("30 minutes"))
+      yield* backend.answerWith("rotated")
+      yield* cache.invalidate("DB_PASSWORD")
+      expect(yield* value(cache.get("DB_PASSWORD"))).toBe("rotated")
+      expect(yield* Ref.get(backend.calls)).toBe(3)
+    }))
+
+  it.scoped("makes one backend read for 100 concurrent invalidate-then-get callers (single flight kept)", () =>
+    Effect.gen(function*() {
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      const gate = yield* Deferred.make<void>()
+      const entered = yield* Ref.make(0)
+      yield* Ref.set(backend.answer, Effect.as(Deferred.await(gate), Redacted.make("rotated")))
+      const callers = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 100 }),
+          () =>
+            Effect.zipRight(
+              Effect.zipRight(cache.invalidate("DB_PASSWORD"), Ref.update(entered, (n) => n + 1)),
+              value(cache.get("DB_PASSWORD"))
+            ),
+          { concurrency: "unbounded" }
+        )
+      )
+      while ((yield* Ref.get(entered)) < 100) yield* Effect.yieldNow()
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      const results = yield* Fiber.join(callers)
+      expect(results.every((v) => v === "rotated")).toBe(true)
+      expect(yield* Ref.get(backend.calls)).toBe(2)
+    }))
+
+  it.scoped("counts invalidations that forced a re-read and those rate-limited in SecretMetrics", () =>
+    Effect.gen(function*() {
+      const count = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+      const tagged = (outcome: string) =>
+        Metric.tagged(Metric.tagged(SecretMetrics.invalidations, "backend", "vault"), "outcome", outcome)
+      const reread = tagged("reread")
+      const limited = tagged("rate-limited")
+      const before = [yield* count(reread), yield* count(limited)]
+      const backend = yield* fakeBackend
+      const cache = yield* makeCache(backend.lookup)
+      yield* cache.get("DB_PASSWORD")
+      for (let i = 0; i < 20; i++) {
+        yield* cache.invalidate("DB_PASSWORD")
+        yield* cache.get("DB_PASSWORD")
+      }
+      yield* TestClock.adjust(SecretCache.defaultReReadInterval)
+      yield* cache.invalidate("DB_PASSWORD")
+      const after = [yield* count(reread), yield* count(limited)]
+      expect(after.map((n, i) => n - (before[i] ?? 0))).toEqual([2, 19])
+    }))
+
   it.scoped("counts backend reads by outcome and cache hits in SecretMetrics", () =>
     Effect.gen(function*() {
       const count = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
@@ -246,13 +375,15 @@ describe("SecretCache", () => {
 type Answer = "value-a" | "value-b" | SecretError["_tag"]
 type Op =
   | { readonly _tag: "Get" }
-  | { readonly _tag: "Advance"; readonly minutes: number }
+  | { readonly _tag: "Advance"; readonly seconds: number }
   | { readonly _tag: "Answer"; readonly answer: Answer }
   | { readonly _tag: "Invalidate" }
 
 const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
   fc.constant<Op>({ _tag: "Get" }),
-  fc.integer({ min: 1, max: 12 }).map((minutes): Op => ({ _tag: "Advance", minutes })),
+  // whole minutes move across the TTL and the stale window; a few seconds across the re-read interval
+  fc.integer({ min: 1, max: 12 }).map((minutes): Op => ({ _tag: "Advance", seconds: minutes * 60 })),
+  fc.integer({ min: 1, max: 15 }).map((seconds): Op => ({ _tag: "Advance", seconds })),
   fc.constantFrom<Answer>(
     "value-a",
     "value-b",
@@ -278,24 +409,35 @@ const errorFor = (tag: SecretError["_tag"]): SecretError => {
   }
 }
 
-/** The specification, as a plain reference model: TTL 5 min, stale window 10 min after expiry. */
+/**
+ * The specification, as a plain reference model, in seconds: TTL 5 min, stale window 10 min
+ * after expiry, at most one re-read forced by `invalidate` per 10 s (counted from the
+ * invalidation that forced it; the ones within it change nothing).
+ */
 const model = (ops: ReadonlyArray<Op>) => {
-  const TTL = 5, MAX_STALE = 10
+  const TTL = 300, MAX_STALE = 600, RE_READ_INTERVAL = 10
   let now = 0
   let answer: Answer = "value-a"
   let cached: { value: string; expiresAt: number } | undefined
+  let lastForced: number | undefined
   const results: Array<string> = []
-  let calls = 0
+  let calls = 0, rereads = 0, rateLimited = 0
   for (const op of ops) {
     switch (op._tag) {
       case "Advance":
-        now += op.minutes
+        now += op.seconds
         break
       case "Answer":
         answer = op.answer
         break
       case "Invalidate":
-        cached = undefined
+        if (lastForced !== undefined && now < lastForced + RE_READ_INTERVAL) {
+          rateLimited++
+        } else {
+          lastForced = now
+          cached = undefined
+          rereads++
+        }
         break
       case "Get":
         if (cached !== undefined && now < cached.expiresAt) {
@@ -314,7 +456,7 @@ const model = (ops: ReadonlyArray<Op>) => {
         }
     }
   }
-  return { results, calls }
+  return { results, calls, rereads, rateLimited }
 }
 
 describe("SecretCache (model-based)", () => {
@@ -324,6 +466,15 @@ describe("SecretCache (model-based)", () => {
         fc.asyncProperty(fc.array(opArbitrary, { maxLength: 40 }), (ops) =>
           Effect.runPromise(
             Effect.gen(function*() {
+              const invalidationCount = (outcome: string) =>
+                Effect.map(
+                  Metric.value(
+                    Metric.tagged(Metric.tagged(SecretMetrics.invalidations, "backend", "vault"), "outcome", outcome)
+                  ),
+                  (state) => state.count
+                )
+              const rereadsBefore = yield* invalidationCount("reread")
+              const rateLimitedBefore = yield* invalidationCount("rate-limited")
               const backend = yield* fakeBackend
               yield* backend.answerWith("value-a")
               const cache = yield* makeCache(backend.lookup)
@@ -331,7 +482,7 @@ describe("SecretCache (model-based)", () => {
               for (const op of ops) {
                 switch (op._tag) {
                   case "Advance":
-                    yield* TestClock.adjust(`${op.minutes} minutes`)
+                    yield* TestClock.adjust(`${op.seconds} seconds`)
                     break
                   case "Answer":
                     yield* (op.answer === "value-a" || op.answer === "value-b"
@@ -350,6 +501,8 @@ describe("SecretCache (model-based)", () => {
               const expected = model(ops)
               expect(results).toEqual(expected.results)
               expect(yield* Ref.get(backend.calls)).toBe(expected.calls)
+              expect((yield* invalidationCount("reread")) - rereadsBefore).toBe(expected.rereads)
+              expect((yield* invalidationCount("rate-limited")) - rateLimitedBefore).toBe(expected.rateLimited)
             }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext), Effect.provide(Logger.remove(Logger.defaultLogger)))
           )),
         { numRuns: 150 }

@@ -84,7 +84,7 @@ describe("SecretsBackend.makeAwsSecretsManager (against the Secrets Manager doub
       expect(request?.secretId).toBe("takumi/test/DB_PASSWORD")
     }))
 
-  it.scopedLive("takes password, username, host and port from an RDS-style JSON secret", () =>
+  it.scopedLive("reads only the password from an RDS-style JSON secret: username, host and port are not aliases", () =>
     Effect.gen(function*() {
       const double = yield* SecretsManagerDouble.make()
       const rds = JSON.stringify({ username: "takumi_prod", password: "rds-pw", host: "db.example.com", port: 5432 })
@@ -93,9 +93,65 @@ describe("SecretsBackend.makeAwsSecretsManager (against the Secrets Manager doub
       }
       const backend = yield* backendFor(double)
       expect(yield* read(backend, "DB_PASSWORD")).toBe("rds-pw")
-      expect(yield* read(backend, "DB_USER")).toBe("takumi_prod")
-      expect(yield* read(backend, "DB_HOST")).toBe("db.example.com")
-      expect(yield* read(backend, "DB_PORT")).toBe("5432")
+      // @takumi/db connects as DB_USER from the configuration, so the secret's username is not served
+      for (const key of ["DB_USER", "DB_HOST", "DB_PORT"]) {
+        const error = yield* failure(backend.get(key))
+        expect(error).toMatchObject({ _tag: "SecretNotFound", key })
+        expect(error.message).toContain(`without a "${key}" field`)
+      }
+    }))
+
+  it.scopedLive("fails with SecretMalformed naming the secret id, never the value, for text that starts like JSON but is not a JSON object", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      const cases = {
+        DB_PASSWORD: `{"password": "cut-short-pw`,
+        DB_TRAILING: `{"DB_TRAILING": "trailing-pw",}`,
+        DB_INDENTED: `  \n {not json at all}`,
+        DB_ARRAY: `["array-pw"]`,
+        DB_OPEN_ARRAY: `[array-pw`
+      }
+      for (const [key, text] of Object.entries(cases)) yield* double.putSecretString(`takumi/test/${key}`, text)
+      const backend = yield* backendFor(double)
+      for (const [key, text] of Object.entries(cases)) {
+        const error = yield* failure(backend.get(key))
+        expect(error).toMatchObject({ _tag: "SecretMalformed", backend: "aws-secrets-manager", key })
+        expect(error.message).toContain(`"takumi/test/${key}"`)
+        expect(error.message).toContain(key.includes("ARRAY") && text.endsWith("]") ? "JSON array" : "not valid JSON")
+        expect(error.message).not.toContain("-pw")
+        expect(error.message).not.toContain("not json at all")
+      }
+    }))
+
+  it.scopedLive("still reads a plain string that merely contains braces or brackets after its first character", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      yield* double.putSecretString("takumi/test/DB_PASSWORD", "pw{with}[brackets]")
+      expect(yield* read(yield* backendFor(double), "DB_PASSWORD")).toBe("pw{with}[brackets]")
+    }))
+
+  it.scopedLive("reads a JSON number field only when it is a safe integer, else fails with SecretMalformed", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      // raw JSON text, as Secrets Manager stores it: JSON.parse turns the first into 12345678901234567000
+      yield* double.putSecretString("takumi/test/DB_PORT", `{"DB_PORT": 12345678901234567890}`)
+      yield* double.putSecretString("takumi/test/DB_PASSWORD", `{"password": 1.10}`)
+      yield* double.putSecretString("takumi/test/DB_EXPONENT", `{"DB_EXPONENT": 1e400}`)
+      yield* double.putSecretString("takumi/test/DB_SAFE", `{"DB_SAFE": 9007199254740991}`)
+      yield* double.putSecretString("takumi/test/DB_SMALL", `{"DB_SMALL": 5432}`)
+      const backend = yield* backendFor(double)
+      const unsafe = yield* failure(backend.get("DB_PORT"))
+      expect(unsafe).toMatchObject({ _tag: "SecretMalformed", key: "DB_PORT" })
+      expect(unsafe.message).toContain(`"takumi/test/DB_PORT"`)
+      expect(unsafe.message).toContain("cannot be read exactly")
+      expect(unsafe.message).not.toContain("1234567890")
+      const fraction = yield* failure(backend.get("DB_PASSWORD"))
+      expect(fraction).toMatchObject({ _tag: "SecretMalformed", key: "DB_PASSWORD" })
+      expect(fraction.message).toContain(`field "password"`)
+      expect(fraction.message).not.toContain("1.1")
+      expect((yield* failure(backend.get("DB_EXPONENT")))._tag).toBe("SecretMalformed")
+      expect(yield* read(backend, "DB_SAFE")).toBe("9007199254740991")
+      expect(yield* read(backend, "DB_SMALL")).toBe("5432")
     }))
 
   it.scopedLive("prefers a JSON field named like the key over its RDS-style alias", () =>

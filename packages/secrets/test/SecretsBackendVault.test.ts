@@ -62,7 +62,7 @@ const expectFailure = (effect: Effect.Effect<unknown, SecretError>, tag: SecretE
 layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
   "SecretsBackend.makeVault (against the Vault double)",
   (it) => {
-    it.scoped("reads DB_PASSWORD, DB_USER and DB_HOST from KV v2 data.data over HTTPS with VAULT_CACERT", () =>
+    it.scoped("reads the field the key names (DB_PASSWORD, or any other) from KV v2 data.data over HTTPS with VAULT_CACERT", () =>
       Effect.gen(function*() {
         const { double, pki } = yield* startDouble()
         const backend = yield* backendFor(double, pki)
@@ -116,6 +116,26 @@ layer(Layer.scoped(Pki, TestPki.make), { excludeTestServices: true })(
         const backend = yield* backendFor(double, pki)
         yield* expectFailure(backend.get("DB_PASSWORD"), "SecretMalformed")
         yield* expectFailure(backend.get("DB_USER"), "SecretMalformed")
+      }))
+
+    it.scoped("reads a JSON number field only when it is a safe integer, else fails with SecretMalformed", () =>
+      Effect.gen(function*() {
+        const { double, pki } = yield* startDouble()
+        // The double writes its answer with JSON.stringify, so what goes on the wire is
+        // 12345678901234567000: what JSON.parse makes of a real Vault's 12345678901234567890.
+        yield* double.put(path, {
+          DB_PASSWORD: Number("12345678901234567890"),
+          DB_RATIO: 1.5,
+          DB_SAFE: Number.MAX_SAFE_INTEGER,
+          DB_PORT: 5432
+        })
+        const backend = yield* backendFor(double, pki)
+        const unsafe = yield* expectFailure(backend.get("DB_PASSWORD"), "SecretMalformed", path, "cannot be read exactly")
+        expect(unsafe.key).toBe("DB_PASSWORD")
+        expect(unsafe.message).not.toContain("1234567890")
+        yield* expectFailure(backend.get("DB_RATIO"), "SecretMalformed", "cannot be read exactly")
+        expect(yield* read(backend, "DB_SAFE")).toBe("9007199254740991")
+        expect(yield* read(backend, "DB_PORT")).toBe("5432")
       }))
 
     it.scoped("maps 500, 503 sealed and a reset connection to SecretsBackendUnavailable", () =>

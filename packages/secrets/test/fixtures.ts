@@ -32,13 +32,29 @@ export const captureLogs = () => {
 /** Settings for the AWS backend pointed at a Secrets Manager double. */
 export const awsSettings = (
   endpoint: string,
-  options: { readonly maxAttempts?: number; readonly requestTimeoutMs?: number } = {}
+  options: {
+    readonly maxAttempts?: number
+    readonly requestTimeoutMs?: number
+    /** `AWS_CA_BUNDLE` as inline PEM. */
+    readonly caPem?: string
+    /** `AWS_CA_BUNDLE` as a file path. */
+    readonly caPath?: string
+  } = {}
 ): DbSettings =>
   settings({
     backend: "aws-secrets-manager",
     prefix: "takumi/test/",
     requestTimeout: Duration.millis(options.requestTimeoutMs ?? 300),
-    aws: Option.some({ region: "us-east-1", endpoint: Option.some(endpoint), maxAttempts: options.maxAttempts ?? 1, caBundle: Option.none() })
+    aws: Option.some({
+      region: "us-east-1",
+      endpoint: Option.some(endpoint),
+      maxAttempts: options.maxAttempts ?? 1,
+      caBundle: options.caPath !== undefined
+        ? Option.some({ _tag: "File", path: options.caPath })
+        : options.caPem !== undefined
+        ? Option.some({ _tag: "Inline", pem: Redacted.make(options.caPem) })
+        : Option.none()
+    })
   })
 
 /** Settings for the Vault backend pointed at a Vault double. */

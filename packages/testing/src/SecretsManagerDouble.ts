@@ -1,5 +1,5 @@
 /**
- * A protocol-level test double of AWS Secrets Manager: a local HTTP server on 127.0.0.1 that
+ * A protocol-level test double of AWS Secrets Manager: a local HTTP(S) server on 127.0.0.1 that
  * speaks the AWS JSON 1.1 `GetSecretValue` operation well enough for the real
  * `@aws-sdk/client-secrets-manager` client pointed at it with `endpoint`. It is not AWS: it does
  * not verify SigV4 signatures, knows one operation, and keeps its secrets in memory.
@@ -14,8 +14,11 @@ import * as internal from "./internal/secretsManagerDouble.js"
 
 /**
  * A failure the double answers with instead of the secret: each AWS error in its JSON error
- * format (`__type` + `message`; HTTP 400, or 500 for `InternalServiceError`), or `hang` to
- * accept the request and never answer.
+ * format (`__type` + `message`; HTTP 400, or 500 for `InternalServiceError`), `hang` to
+ * accept the request and never answer, `huge-body` (a 200 that starts like a `GetSecretValue`
+ * answer and streams filler, chunked, until the client hangs up or 1 GiB is sent) or
+ * `huge-body-with-length` (the same, declaring `Content-Length: 1073741824` up front). The huge
+ * bodies are streamed, never built in memory; `hugeBodyBytesSent` counts what was sent.
  *
  * @since 0.1.0
  * @category models
@@ -35,7 +38,7 @@ export type SecretsManagerRequest = internal.RecordedRequest
  * @category models
  */
 export interface SecretsManagerDouble {
-  /** `http://127.0.0.1:<port>`: pass as the client's `endpoint`. */
+  /** `http://127.0.0.1:<port>` (`https://` with `tls`): pass as the client's `endpoint`. */
   readonly endpoint: string
   /** The region used in ARNs (any region works for the client; the double ignores it). */
   readonly region: string
@@ -53,6 +56,11 @@ export interface SecretsManagerDouble {
   readonly fault: (fault: SecretsManagerFault, secretId?: string) => Effect.Effect<void>
   /** Removes every fault. */
   readonly clearFaults: Effect.Effect<void>
+  /**
+   * Body bytes the `huge-body` faults have handed to the socket so far: far below 1 GiB means the
+   * client stopped reading early.
+   */
+  readonly hugeBodyBytesSent: Effect.Effect<number>
   /** Every request received so far, oldest first. */
   readonly requests: Effect.Effect<ReadonlyArray<SecretsManagerRequest>>
   /** How many requests were received (for one secret id, when given). */
@@ -72,18 +80,23 @@ export class SecretsManagerDoubleError extends Schema.TaggedError<SecretsManager
 
 /**
  * Starts the Secrets Manager double; it stops when the scope closes (hanging requests are cut).
+ * With `tls` (e.g. a `TestPki` server certificate) it serves HTTPS, like a private endpoint whose
+ * CA the client must be given.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
-  options: { readonly region?: string } = {}
+  options: {
+    readonly region?: string
+    readonly tls?: { readonly certPem: string; readonly keyPem: string }
+  } = {}
 ): Effect.Effect<SecretsManagerDouble, SecretsManagerDoubleError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     const region = options.region ?? "us-east-1"
     const state = new internal.SecretsManagerState(region, () => clock.unsafeCurrentTimeMillis())
-    const server = yield* Http.listen({ handle: state.handle }).pipe(
+    const server = yield* Http.listen({ tls: options.tls, handle: state.handle }).pipe(
       Effect.mapError((message) => new SecretsManagerDoubleError({ message: `SecretsManagerDouble: ${message}` }))
     )
     return {
@@ -96,6 +109,7 @@ export const make = (
       deleteSecret: (name) => Effect.sync(() => void state.secrets.delete(name)),
       fault: (fault, secretId) => Effect.sync(() => void state.faults.set(secretId, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),
+      hugeBodyBytesSent: Effect.sync(() => state.hugeBodyBytesSent),
       requests: Effect.sync(() => [...state.requests]),
       requestCount: (secretId) =>
         Effect.sync(() =>

@@ -16,7 +16,10 @@ import * as internal from "./internal/vaultDouble.js"
  * A failure the double answers with: `forbidden` (403 `permission denied`), `not-found`
  * (404 `{"errors":[]}`), `internal-error` (500), `sealed` (503 `Vault is sealed`), `throttled`
  * (429 `rate limit quota exceeded`, as Vault answers when a rate-limit quota is exceeded), `hang`
- * (accept and never answer) or `reset` (destroy the connection).
+ * (accept and never answer), `reset` (destroy the connection), `huge-body` (a 200 that starts
+ * like a KV v2 answer and streams filler, chunked, until the client hangs up or 1 GiB is sent) or
+ * `huge-body-with-length` (the same, declaring `Content-Length: 1073741824` up front). The huge
+ * bodies are streamed, never built in memory; `hugeBodyBytesSent` counts what was sent.
  *
  * @since 0.1.0
  * @category models
@@ -53,6 +56,11 @@ export interface VaultDouble {
   readonly fault: (fault: VaultFault, path?: string) => Effect.Effect<void>
   /** Removes every fault. */
   readonly clearFaults: Effect.Effect<void>
+  /**
+   * Body bytes the `huge-body` faults have handed to the socket so far: far below 1 GiB means the
+   * client stopped reading early.
+   */
+  readonly hugeBodyBytesSent: Effect.Effect<number>
   /** Every request received so far, oldest first, headers included. */
   readonly requests: Effect.Effect<ReadonlyArray<VaultRequest>>
   /** How many requests were received (for one logical path, when given). */
@@ -96,6 +104,7 @@ export const make = (options: {
       redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),
       fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),
+      hugeBodyBytesSent: Effect.sync(() => state.hugeBodyBytesSent),
       requests: Effect.sync(() => [...state.requests]),
       requestCount: (path) =>
         Effect.sync(() =>

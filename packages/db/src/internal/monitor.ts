@@ -21,6 +21,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
 import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
@@ -30,7 +31,6 @@ import {
   CertificateExpiringSoon,
   PoolNearExhaustion,
   RepeatedAuthenticationFailures,
-  redactStatement,
   SecretServedStale,
   type Service as AlertsService,
   SlowQuery,
@@ -39,6 +39,7 @@ import {
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilienceAcquire.js"
 import type { StuckStatements } from "./resilienceSupervisor.js"
+import * as SlowQueryText from "./slowQueryText.js"
 
 /** How often the pool gauges (and the stale-secret counter) are sampled. */
 export const sampleInterval: Duration.Duration = Duration.seconds(1)
@@ -106,12 +107,12 @@ export const makeFailureWindow = (
 }
 
 /** The text of a `client.query` first argument, whatever form it took (text or config object). */
-const statementText = (first: unknown): string => {
+const statementText = (first: unknown): string | undefined => {
   if (typeof first === "string") return first
   if (typeof first === "object" && first !== null && "text" in first && typeof first.text === "string") {
     return first.text
   }
-  return "(statement text not available)"
+  return undefined
 }
 
 const isSubmittable = (first: unknown): boolean =>
@@ -141,11 +142,17 @@ export const sweepInterval = (slowQuery: Duration.Duration): Duration.Duration |
   return Number.isFinite(millis) && millis > 0 ? Duration.millis(Math.max(millis / 2, 10)) : undefined
 }
 
-/** Makes the monitor of one client layer (the sampling interval is for tests on TestClock). */
+/**
+ * Makes the monitor of one client layer. The options are for tests: the sampling interval (on
+ * TestClock), and the lexer the `SlowQuery` text is made with instead of loading libpg-query.
+ */
 export const make = (
   settings: DbSettings,
   alerts: AlertsService,
-  options: { readonly sampleInterval?: Duration.Duration } = {}
+  options: {
+    readonly sampleInterval?: Duration.Duration
+    readonly lexer?: Effect.Effect<Option.Option<SlowQueryText.Lexer>>
+  } = {}
 ): Effect.Effect<MonitorService, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
@@ -160,6 +167,11 @@ export const make = (
     const sweepEvery = sweepInterval(settings.alerts.slowQuery)
     // each watched pool's stuck state, for DbHealth (`stuckStatements`)
     const stuckByPool = new WeakMap<Pg.Pool, SubscriptionRef.SubscriptionRef<Option.Option<StuckStatements>>>()
+    // libpg-query is loaded by the first slow statement, if ever: a client without one pays nothing
+    const lexer = yield* Effect.cached(options.lexer ?? SlowQueryText.loadLexer)
+    // The key of the fallback's fingerprints: crypto randomness, not `Random` (a seeded generator
+    // that TestRandom replaces), since whoever could predict it could test guesses of a literal.
+    const fingerprintKey = yield* Effect.sync(() => Crypto.randomBytes(32))
 
     const authenticationFailed = (target: ConnectTarget) =>
       Effect.flatMap(auth.record, (reached) =>
@@ -178,16 +190,26 @@ export const make = (
             )
         }))
 
+    /** Raises `SlowQuery` for a statement that ran `nanos` (and still runs, when `running`). */
+    const slowQuery = (target: ConnectTarget, nanos: number, statement: unknown, running: boolean) =>
+      Effect.flatMap(lexer, (loaded) => {
+        const text = statementText(statement)
+        return alerts.publish(
+          new SlowQuery({
+            host: target.host,
+            port: target.port,
+            durationMillis: nanos / 1e6,
+            thresholdMillis: slowMillis,
+            statement: text === undefined
+              ? "(statement text not available)"
+              : SlowQueryText.slowQueryText(text, loaded, fingerprintKey),
+            ...(running ? { running } : {})
+          })
+        )
+      })
+
     const statementDone = (target: ConnectTarget, nanos: number, statement: unknown) =>
-      nanos < slowNanos ? Effect.void : alerts.publish(
-        new SlowQuery({
-          host: target.host,
-          port: target.port,
-          durationMillis: nanos / 1e6,
-          thresholdMillis: slowMillis,
-          statement: redactStatement(statementText(statement))
-        })
-      )
+      nanos < slowNanos ? Effect.void : slowQuery(target, nanos, statement, false)
 
     // the secrets cache counts the stale values it serves; a rise between two samples is an alert
     const staleServes = Metric.tagged(
@@ -383,7 +405,7 @@ export const make = (
           stuckByPool.set(pool, stuck)
           const sweep = Effect.suspend(() => {
             const now = nowNanos()
-            const slow: Array<SlowQuery> = []
+            const slow: Array<{ readonly nanos: number; readonly statement: unknown }> = []
             const stuckClients = new Set<Pg.Client>()
             let oldestNanos = 0
             for (const entry of running) {
@@ -393,16 +415,7 @@ export const make = (
               oldestNanos = Math.max(oldestNanos, nanos)
               if (entry.slowReported) continue
               entry.slowReported = true
-              slow.push(
-                new SlowQuery({
-                  host: target.host,
-                  port: target.port,
-                  durationMillis: nanos / 1e6,
-                  thresholdMillis: slowMillis,
-                  statement: redactStatement(statementText(entry.statement)),
-                  running: true
-                })
-              )
+              slow.push({ nanos, statement: entry.statement })
             }
             const next = stuckClients.size >= max
               ? Option.some<StuckStatements>({
@@ -414,7 +427,10 @@ export const make = (
               : Option.none<StuckStatements>()
             const publishStuck = Effect.flatMap(SubscriptionRef.get(stuck), (previous) =>
               Option.isSome(previous) === Option.isSome(next) ? Effect.void : SubscriptionRef.set(stuck, next))
-            return Effect.zipRight(Effect.forEach(slow, alerts.publish, { discard: true }), publishStuck)
+            const raise = Effect.forEach(slow, ({ nanos, statement }) => slowQuery(target, nanos, statement, true), {
+              discard: true
+            })
+            return Effect.zipRight(raise, publishStuck)
           })
           if (sweepEvery !== undefined) {
             yield* sweep.pipe(Effect.repeat(Schedule.spaced(sweepEvery)), Effect.forkScoped)

@@ -1,9 +1,10 @@
-import type { GetSecretValueCommandOutput } from "@aws-sdk/client-secrets-manager"
+import type { GetSecretValueCommandOutput, SecretsManagerClient } from "@aws-sdk/client-secrets-manager"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Stream from "node:stream"
 import {
   SecretAccessDenied,
   type SecretError,
@@ -12,6 +13,8 @@ import {
   SecretsBackendUnavailable
 } from "../SecretError.js"
 import * as OptionalClient from "./optionalClient.js"
+import * as SecretLimits from "./secretLimits.js"
+import * as TlsAgent from "./tlsAgent.js"
 
 /** @internal */
 export interface AwsBackendOptions {
@@ -19,17 +22,21 @@ export interface AwsBackendOptions {
   readonly endpoint: Option.Option<string>
   readonly maxAttempts: number
   readonly prefix: string
+  /** PEM text of the CA bundle for a private endpoint (`AWS_CA_BUNDLE`); else Node's public CA store. */
+  readonly ca: string | undefined
   readonly requestTimeout: Duration.DurationInput
 }
 
 const backend = "aws-secrets-manager" as const
 
-/** RDS-managed secrets store `{ username, password, host, port, ... }`. */
+/**
+ * RDS-managed secrets store `{ username, password, host, port, ... }`; of these only `password`
+ * is read, as `DB_PASSWORD`. @takumi/db asks the backend for the password alone and connects as
+ * `DB_USER` from the configuration, so `username`, `host` and `port` are not aliases: serving
+ * them would suggest they take effect.
+ */
 const rdsField: Readonly<Record<string, string>> = {
-  DB_PASSWORD: "password",
-  DB_USER: "username",
-  DB_HOST: "host",
-  DB_PORT: "port"
+  DB_PASSWORD: "password"
 }
 
 const errorName = (error: unknown): string =>
@@ -48,6 +55,21 @@ const errorCode = (error: unknown): string | undefined =>
  * transport said can carry a secret into our errors.
  */
 const classify = (key: string, secretId: string, where: string, timeoutMs: number) => (error: unknown): SecretError => {
+  // Unavailable, not malformed: nothing of the secret was read, only that whatever answered did
+  // not answer like Secrets Manager (a wrong endpoint, a proxy's page, a broken or hostile
+  // server). Like a 5xx that is a problem on the way to the backend, so the cache may serve the
+  // last value it read and verified for up to SECRETS_MAX_STALE, rather than letting whoever can
+  // inflate one answer take the service down at once.
+  if (error instanceof SecretLimits.ResponseTooLarge) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `AWS Secrets Manager (${where}) answered GetSecretValue for secret "${secretId}" (${key}) with ` +
+        `${SecretLimits.describe(error)}. Fix: check that AWS_ENDPOINT_URL_SECRETS_MANAGER (or the region's endpoint) ` +
+        "reaches Secrets Manager or its VPC endpoint, not a proxy or another service; a real answer is never this " +
+        "large (a secret holds at most 64 KiB)."
+    })
+  }
   const name = errorName(error)
   switch (name) {
     case "ResourceNotFoundException":
@@ -94,6 +116,16 @@ const classify = (key: string, secretId: string, where: string, timeoutMs: numbe
       })
     default: {
       const code = errorCode(error)
+      if (code !== undefined && TlsAgent.verificationFailureCodes.has(code)) {
+        return new SecretsBackendUnavailable({
+          backend,
+          key,
+          message: `TLS verification of the AWS Secrets Manager endpoint (${where}) failed (${code}) while reading ` +
+            `secret "${secretId}" (${key}). Fix: for a private endpoint set AWS_CA_BUNDLE to the CA bundle that signed ` +
+            "its certificate and make AWS_ENDPOINT_URL_SECRETS_MANAGER use a name in that certificate. Verification " +
+            "is always on; NODE_TLS_REJECT_UNAUTHORIZED is ignored."
+        })
+      }
       const reason = name === "TimeoutError" || name === "AbortError"
         ? `no answer within ${timeoutMs} ms`
         : code !== undefined
@@ -111,45 +143,95 @@ const classify = (key: string, secretId: string, where: string, timeoutMs: numbe
   }
 }
 
-const malformed = (key: string, secretId: string, problem: string) =>
+const fieldsFix = (key: string) =>
+  `a JSON object with a "${key}"${rdsField[key] === undefined ? "" : ` or "${rdsField[key]}"`} field`
+
+const malformed = (
+  key: string,
+  secretId: string,
+  problem: string,
+  fix = `store a non-empty UTF-8 string, or ${fieldsFix(key)}`
+) =>
   new SecretMalformed({
     backend,
     key,
-    message:
-      `AWS Secrets Manager secret "${secretId}" for ${key} ${problem}. ` +
-      `Fix: store a non-empty UTF-8 string, or a JSON object with a "${key}"${
-        rdsField[key] === undefined ? "" : ` or "${rdsField[key]}"`
-      } field.`
+    message: `AWS Secrets Manager secret "${secretId}" for ${key} ${problem}. Fix: ${fix}.`
   })
 
 const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
-const parseObject = (text: string): Readonly<Record<string, unknown>> | undefined => {
+/** What a secret's text is: a plain value, a JSON object, or JSON that cannot be used. */
+type SecretText =
+  | { readonly _tag: "Plain" }
+  | { readonly _tag: "Object"; readonly fields: Readonly<Record<string, unknown>> }
+  | { readonly _tag: "Unusable"; readonly problem: string }
+
+/**
+ * Text that starts like JSON (`{` or `[` after leading whitespace) is JSON or it is malformed:
+ * a broken or truncated JSON secret used verbatim would become the password, and the refusal
+ * would look like a wrong password instead of a broken secret. Anything else is a plain value.
+ */
+const parseSecretText = (text: string): SecretText => {
+  const first = text.trimStart().charAt(0)
+  if (first !== "{" && first !== "[") return { _tag: "Plain" }
+  let parsed: unknown
   try {
-    const parsed: unknown = JSON.parse(text)
-    return isRecord(parsed) ? parsed : undefined
+    parsed = JSON.parse(text)
   } catch {
-    return undefined
+    return { _tag: "Unusable", problem: "starts like JSON ({ or [) but is not valid JSON" }
   }
+  return isRecord(parsed)
+    ? { _tag: "Object", fields: parsed }
+    : { _tag: "Unusable", problem: "is a JSON array, not a JSON object" }
 }
 
 /**
- * A plain string is the value; a JSON object yields field `KEY`, or its RDS-style name
- * (`password`, `username`, `host`, `port`). A missing field is `SecretNotFound` (the secret
- * exists, the key does not), anything else unusable is `SecretMalformed`.
+ * A field's value as text: a non-empty string, or a JSON number that is a safe integer (`5432`
+ * -> "5432"). Any other number is refused: `JSON.parse` has already rounded it
+ * (`12345678901234567890` arrives as `12345678901234567000`) or it has a fraction whose digits
+ * need not survive (`1.10` -> "1.1"), and the reviver that could see the source text
+ * (`context.source`) exists only from Node 21.
+ */
+const fieldText = (value: unknown): { readonly text: string } | { readonly problem: string } => {
+  if (typeof value === "string") return value.length > 0 ? { text: value } : { problem: "that is an empty string" }
+  if (typeof value === "number") {
+    return Number.isSafeInteger(value)
+      ? { text: String(value) }
+      : { problem: "holding a JSON number that is not a whole number within ±(2^53 - 1), so it cannot be read exactly" }
+  }
+  return { problem: "that is not a non-empty string or number" }
+}
+
+/**
+ * A plain string is the value; a JSON object yields field `KEY`, or for `DB_PASSWORD` the RDS
+ * field `password`. A missing field is `SecretNotFound` (the secret exists, the key does not),
+ * anything else unusable is `SecretMalformed`. Messages name the secret and the field, never
+ * the value.
  */
 const extractFromText = (
   key: string,
   secretId: string,
   text: string
 ): Effect.Effect<Redacted.Redacted<string>, SecretError> => {
-  const object = parseObject(text)
-  if (object === undefined) {
+  const parsed = parseSecretText(text)
+  if (parsed._tag === "Plain") {
     return text.length === 0 ? Effect.fail(malformed(key, secretId, "is an empty string")) : Effect.succeed(Redacted.make(text))
   }
+  if (parsed._tag === "Unusable") {
+    return Effect.fail(
+      malformed(
+        key,
+        secretId,
+        parsed.problem,
+        `store valid JSON (${fieldsFix(key)}); a plain value that itself begins with { or [ must be stored ` +
+          `inside a JSON object too, e.g. {"${key}": "..."}`
+      )
+    )
+  }
+  const has = (field: string) => Object.prototype.hasOwnProperty.call(parsed.fields, field)
   const alias = rdsField[key]
-  const field = key in object ? key : alias !== undefined && alias in object ? alias : undefined
+  const field = has(key) ? key : alias !== undefined && has(alias) ? alias : undefined
   if (field === undefined) {
     return Effect.fail(
       new SecretNotFound({
@@ -162,10 +244,16 @@ const extractFromText = (
       })
     )
   }
-  const value = object[field]
-  if (typeof value === "string" && value.length > 0) return Effect.succeed(Redacted.make(value))
-  if (typeof value === "number" && Number.isFinite(value)) return Effect.succeed(Redacted.make(String(value)))
-  return Effect.fail(malformed(key, secretId, `has a JSON field "${field}" that is not a non-empty string or number`))
+  const value = fieldText(parsed.fields[field])
+  if ("text" in value) return Effect.succeed(Redacted.make(value.text))
+  return Effect.fail(
+    malformed(
+      key,
+      secretId,
+      `has a JSON field "${field}" ${value.problem}`,
+      `store the field as a non-empty JSON string, e.g. {"${field}": "..."}`
+    )
+  )
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
@@ -186,6 +274,63 @@ const extract = (key: string, secretId: string, output: GetSecretValueCommandOut
 }
 
 /**
+ * A secret value is at most `maxSecretValueBytes` (Secrets Manager's own limit on a secret), as
+ * stored: the whole `SecretString` or `SecretBinary`, so a JSON field is bounded by it too.
+ * Checked on the raw output, before any of it is parsed or wrapped in `Redacted`.
+ */
+const checkValueSize = (key: string, secretId: string) =>
+(output: GetSecretValueCommandOutput): Effect.Effect<GetSecretValueCommandOutput, SecretMalformed> => {
+  const bytes = output.SecretString !== undefined
+    ? Buffer.byteLength(output.SecretString, "utf8")
+    : output.SecretBinary?.length ?? 0
+  return bytes <= SecretLimits.maxSecretValueBytes
+    ? Effect.succeed(output)
+    : Effect.fail(SecretLimits.valueTooLarge({
+      backend,
+      key,
+      what: `AWS Secrets Manager secret "${secretId}" for ${key}`,
+      fix: `store only the credential (aws secretsmanager put-secret-value --secret-id ${secretId} --secret-string ...).`
+    }))
+}
+
+/** The SDK's HTTP response, narrowed from the `unknown` a middleware sees: its headers and body are what we touch. */
+const isHttpResponse = (
+  response: unknown
+): response is { readonly headers: Readonly<Record<string, string | undefined>>; body: unknown } =>
+  typeof response === "object" && response !== null && "headers" in response && "body" in response &&
+  typeof response.headers === "object" && response.headers !== null
+
+/**
+ * Bounds every response body the SDK reads, answers and error answers alike, to
+ * `maxResponseBytes`: a larger Content-Length fails at once, any other body is read through a
+ * counting stream that fails past the limit. Either way the response (and its socket) is
+ * destroyed, so the rest is never read, and the request fails with `ResponseTooLarge`, which
+ * the SDK's retry strategy does not retry (it is neither throttling nor transient).
+ *
+ * It is a middleware at the deserialize step with low priority, i.e. between the deserializer
+ * and the HTTP handler, so it sees each attempt's raw response before a byte of it is parsed.
+ * The SDK builds its NodeHttpHandler from our options (`requestHandler` below); importing
+ * `@smithy/node-http-handler` ourselves would add a dependency that is not declared (a strict
+ * installer would not resolve it) and could be a second copy of another version.
+ */
+const boundResponseBodies = (client: SecretsManagerClient): void =>
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args)
+      const response = result.response
+      if (!isHttpResponse(response) || !(response.body instanceof Stream.Readable)) return result
+      const declaredBytes = SecretLimits.declaredAboveLimit(response.headers["content-length"])
+      if (declaredBytes !== undefined) {
+        response.body.destroy()
+        return Promise.reject(new SecretLimits.ResponseTooLarge({ declaredBytes }))
+      }
+      response.body = SecretLimits.bounded(response.body)
+      return result
+    },
+    { step: "deserialize", priority: "low", name: "takumiBoundedResponseBody" }
+  )
+
+/**
  * The uncached AWS Secrets Manager read: `GetSecretValue` of `<prefix><KEY>` (AWSCURRENT).
  *
  * The SDK has no default timeout, so every read is bounded twice: each attempt by the HTTP
@@ -194,6 +339,9 @@ const extract = (key: string, secretId: string, output: GetSecretValueCommandOut
  * Credentials come from the SDK's default chain (environment, shared config, SSO, container /
  * instance role); region, endpoint and `maxAttempts` come from settings only
  * (`ignoreConfiguredEndpointUrls`: no `AWS_ENDPOINT_URL*` behind the configuration's back).
+ * TLS is verified by our own HTTPS agent whatever the environment says (see `TlsAgent`), with
+ * `AWS_CA_BUNDLE` as the trust store when given; every response body is bounded
+ * (`boundResponseBodies`) and every secret value too (`checkValueSize`).
  * The SDK client is an optional peer dependency, imported here when the backend is built.
  *
  * @internal
@@ -214,15 +362,24 @@ export const make = (
     })
     const timeoutMs = Duration.toMillis(Duration.decode(options.requestTimeout))
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new SecretsManagerClient({
+      Effect.sync(() => {
+        const client = new SecretsManagerClient({
           region: options.region,
           ...Option.match(options.endpoint, { onNone: () => ({}), onSome: (endpoint) => ({ endpoint }) }),
           ignoreConfiguredEndpointUrls: true,
           maxAttempts: options.maxAttempts,
-          requestHandler: { connectionTimeout: timeoutMs, requestTimeout: timeoutMs, throwOnRequestTimeout: true }
+          // The options of the NodeHttpHandler the SDK builds. It uses an agent it is given as is
+          // (destroying it with the client), so ours decides TLS verification.
+          requestHandler: {
+            connectionTimeout: timeoutMs,
+            requestTimeout: timeoutMs,
+            throwOnRequestTimeout: true,
+            httpsAgent: TlsAgent.make(options.ca)
+          }
         })
-      ),
+        boundResponseBodies(client)
+        return client
+      }),
       (client) => Effect.sync(() => client.destroy())
     )
     const where = Option.getOrElse(options.endpoint, () => `region ${options.region}`)
@@ -236,6 +393,7 @@ export const make = (
           duration: options.requestTimeout,
           onTimeout: () => classify(key, secretId, where, timeoutMs)({ name: "TimeoutError" })
         }),
+        Effect.flatMap(checkValueSize(key, secretId)),
         Effect.flatMap((output) => extract(key, secretId, output)),
         Effect.withSpan("SecretsBackend.awsSecretsManager.get", { attributes: { key, secretId } })
       )

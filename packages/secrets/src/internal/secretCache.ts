@@ -17,7 +17,15 @@ export interface CacheOptions {
   readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
   readonly ttl: Duration.DurationInput
   readonly maxStale: Duration.DurationInput
+  readonly reReadInterval?: Duration.DurationInput | undefined
 }
+
+/**
+ * One forced re-read per key per 10 s: why 10 s is explained at `SecretCache.defaultReReadInterval`.
+ *
+ * @internal
+ */
+export const defaultReReadInterval: Duration.Duration = Duration.seconds(10)
 
 /** @internal */
 export interface CachedBackend {
@@ -30,7 +38,8 @@ type Lookup = Deferred.Deferred<Redacted.Redacted<string>, SecretError>
 /**
  * One key's state. `value`/`expiresAt` are the last good read; `lookup` is the read in flight
  * (at most one per key: that is the single flight). A lookup only writes back if it is still
- * the entry's lookup, so an `invalidate` during a read makes that read's result unused.
+ * the entry's lookup, so an `invalidate` during a read (one that is not rate-limited) makes that
+ * read's result unused.
  */
 interface Entry {
   readonly value: Redacted.Redacted<string> | undefined
@@ -50,12 +59,20 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
     const scope = yield* Effect.scope
     const ttl = Duration.toMillis(Duration.decode(options.ttl))
     const maxStale = Duration.toMillis(Duration.decode(options.maxStale))
+    const reReadInterval = Duration.toMillis(Duration.decode(options.reReadInterval ?? defaultReReadInterval))
     const entries = new Map<string, Entry>()
+    // When each key's last re-read was forced by `invalidate`. Kept apart from `entries`, which
+    // a failed read empties: forgetting this would reopen the window for the next invalidation.
+    const forcedAt = new Map<string, number>()
     let closed = false
     const hits = Metric.tagged(SecretMetrics.cacheHits, "backend", options.backend)
     const fetches = (outcome: string) =>
       Metric.increment(
         Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", options.backend), "outcome", outcome)
+      )
+    const invalidations = (outcome: "reread" | "rate-limited") =>
+      Metric.increment(
+        Metric.tagged(Metric.tagged(SecretMetrics.invalidations, "backend", options.backend), "outcome", outcome)
       )
 
     const closedError = (key: string) =>
@@ -76,6 +93,7 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
           if (entry.lookup !== undefined) Deferred.unsafeDone(entry.lookup, Exit.fail(closedError(key)))
         }
         entries.clear()
+        forcedAt.clear()
       })
     )
 
@@ -163,7 +181,18 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
           : miss(key, now)
       })
 
-    const invalidate = (key: string): Effect.Effect<void> => Effect.sync(() => void entries.delete(key))
+    // The check and the update run in one synchronous step after the clock read, like `miss`:
+    // of concurrent invalidations of a key exactly one forces the re-read, and the `get`s that
+    // follow share its single flight. A wall clock stepped back (`now < last`) opens the window
+    // rather than holding it shut until the clock catches up.
+    const invalidate = (key: string): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const last = forcedAt.get(key)
+        if (last !== undefined && now >= last && now < last + reReadInterval) return invalidations("rate-limited")
+        forcedAt.set(key, now)
+        entries.delete(key)
+        return invalidations("reread")
+      })
 
     return { get, invalidate }
   })

@@ -11,6 +11,8 @@ import {
   SecretsBackendUnavailable
 } from "../SecretError.js"
 import * as OptionalClient from "./optionalClient.js"
+import * as SecretLimits from "./secretLimits.js"
+import * as TlsAgent from "./tlsAgent.js"
 import * as VaultTransport from "./vaultTransport.js"
 
 /** @internal */
@@ -22,6 +24,8 @@ export interface VaultBackendOptions {
   readonly namespace: Option.Option<string>
   /** PEM text of the CA bundle that signed the Vault server certificate (`VAULT_CACERT`). */
   readonly ca: string | undefined
+  /** `VAULT_REDIRECT_HOSTS`: hosts besides `address`'s own that a redirect may lead to. */
+  readonly redirectHosts: ReadonlyArray<string>
   readonly requestTimeout: Duration.DurationInput
 }
 
@@ -44,17 +48,6 @@ const statusOf = (error: unknown): number | undefined => {
 }
 
 const isSealed = (error: unknown): boolean => error instanceof Error && /sealed/i.test(error.message)
-
-const tlsCodes = new Set([
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "EPROTO"
-])
 
 interface Where {
   readonly address: string
@@ -110,6 +103,30 @@ const classify = (key: string, where: Where) => (error: unknown): SecretError =>
         "Fix: check that VAULT_PATH names a secret on a KV v2 mount (mount first, e.g. secret/takumi/production)."
     })
   }
+  if (error instanceof VaultTransport.RedirectRefused) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `Vault at ${where.address} redirected reading ${key} to host "${error.host}", which is neither ` +
+        "VAULT_ADDR's host nor listed in VAULT_REDIRECT_HOSTS; the redirect was refused, so the token was not sent there. " +
+        `Fix: if "${error.host}" is a node of this Vault cluster, add it to VAULT_REDIRECT_HOSTS (comma-separated host ` +
+        "names); otherwise point VAULT_ADDR at the active node, or enable request forwarding on the standbys."
+    })
+  }
+  // Unavailable, not malformed: nothing of the secret was read, only that whatever answered did
+  // not answer like Vault (a wrong VAULT_ADDR, a proxy's page, a broken or hostile server). Like
+  // a 5xx that is a problem on the way to the backend, so the cache may serve the last value it
+  // read and verified for up to SECRETS_MAX_STALE, rather than letting whoever can inflate one
+  // answer take the service down at once.
+  if (error instanceof SecretLimits.ResponseTooLarge) {
+    return new SecretsBackendUnavailable({
+      backend,
+      key,
+      message: `Vault at ${where.address} answered reading ${where.apiPath} (${key}) with ${SecretLimits.describe(error)}. ` +
+        "Fix: check that VAULT_ADDR points at Vault itself, not at a proxy, load balancer page or another service, and " +
+        `that the secret at ${where.vaultPath} holds only credentials; a KV v2 answer of a few credentials is a few KiB.`
+    })
+  }
   const code = error instanceof VaultTransport.TransportFailure ? error.code : "unexpected client error"
   if (code === "INSECURE_REDIRECT") {
     return new SecretsBackendUnavailable({
@@ -119,7 +136,7 @@ const classify = (key: string, where: Where) => (error: unknown): SecretError =>
         "so the token is not sent in clear text. Fix: give every Vault node an https api_addr, or point VAULT_ADDR at the active node."
     })
   }
-  if (tlsCodes.has(code)) {
+  if (TlsAgent.verificationFailureCodes.has(code)) {
     return new SecretsBackendUnavailable({
       backend,
       key,
@@ -164,14 +181,29 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
     )
   }
   const value = fields[key]
+  if (typeof value === "string" && Buffer.byteLength(value, "utf8") > SecretLimits.maxSecretValueBytes) {
+    return Effect.fail(SecretLimits.valueTooLarge({
+      backend,
+      key,
+      what: `Vault secret ${where.vaultPath} has a field ${key} that`,
+      fix: `vault kv patch ${where.vaultPath} ${key}=<value>`
+    }))
+  }
   if (typeof value === "string" && value.length > 0) return Effect.succeed(Redacted.make(value))
-  if (typeof value === "number" && Number.isFinite(value)) return Effect.succeed(Redacted.make(String(value)))
+  // A JSON number is read only when it is a safe integer (`5432` -> "5432"). Any other number
+  // has already been rounded by JSON.parse (`12345678901234567890` arrives as
+  // `12345678901234567000`) or has a fraction whose digits need not survive (`1.10` -> "1.1");
+  // the reviver that could see the source text (`context.source`) exists only from Node 21.
+  if (typeof value === "number" && Number.isSafeInteger(value)) return Effect.succeed(Redacted.make(String(value)))
   return Effect.fail(
     new SecretMalformed({
       backend,
       key,
-      message: `Vault secret ${where.vaultPath} has a field ${key} that is not a non-empty string. ` +
-        `Fix: vault kv patch ${where.vaultPath} ${key}=<value>`
+      message: `Vault secret ${where.vaultPath} has a field ${key} that is ${
+        typeof value === "number"
+          ? "a JSON number that is not a whole number within ±(2^53 - 1), so it cannot be read exactly"
+          : "not a non-empty string"
+      }. Fix: store it as a non-empty string (vault kv patch ${where.vaultPath} ${key}=<value> writes a string)`
     })
   )
 }
@@ -212,8 +244,16 @@ export const make = (
       importer: () => import("node-vault").then((module) => module.default)
     })
     const address = options.address.replace(/\/+$/, "")
+    if (!URL.canParse(address)) {
+      return yield* new SecretsBackendUnavailable({
+        backend,
+        key: "VAULT_ADDR",
+        message: `VAULT_ADDR "${address}" is not a URL. Fix: set it to the Vault server's address, e.g. https://vault.internal:8200.`
+      })
+    }
+    const host = new URL(address).hostname
     const transport = yield* Effect.acquireRelease(
-      Effect.sync(() => VaultTransport.make({ ca: options.ca })),
+      Effect.sync(() => VaultTransport.make({ ca: options.ca, host, redirectHosts: options.redirectHosts })),
       (transport) => Effect.sync(() => transport.close())
     )
     const client = NodeVault({

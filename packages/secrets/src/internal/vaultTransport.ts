@@ -1,6 +1,8 @@
 import * as Data from "effect/Data"
 import * as Http from "node:http"
 import * as Https from "node:https"
+import * as SecretLimits from "./secretLimits.js"
+import * as TlsAgent from "./tlsAgent.js"
 
 /**
  * A request failed below HTTP (refused, reset, TLS verification, aborted). Only the Node
@@ -9,6 +11,14 @@ import * as Https from "node:https"
  * @internal
  */
 export class TransportFailure extends Data.TaggedError("TransportFailure")<{ readonly code: string }> {}
+
+/**
+ * A redirect to `host`, which is neither `VAULT_ADDR`'s host nor listed in `VAULT_REDIRECT_HOSTS`,
+ * was refused: nothing was sent there, so the token did not leave.
+ *
+ * @internal
+ */
+export class RedirectRefused extends Data.TaggedError("RedirectRefused")<{ readonly host: string }> {}
 
 /** What node-vault hands its request function (see node-vault/src/index.js, `client.request`). */
 interface VaultRequest {
@@ -49,20 +59,30 @@ const parseBody = (text: string): unknown => {
  *   request config and its `X-Vault-Token` header ever exists.
  * - Each call takes an `AbortSignal`, so an Effect timeout or interruption cancels the request.
  * - Redirects (a standby pointing at the active node) are followed up to 3 hops, never from
- *   https to http.
+ *   https to http, and only to `VAULT_ADDR`'s own host (any port: a standby) or a host listed in
+ *   `VAULT_REDIRECT_HOSTS`: every hop carries the token, so any other host is refused before a
+ *   byte is sent to it. The body of a redirect is never read.
+ * - At most `maxResponseBytes` of a body are read: a larger Content-Length is refused before the
+ *   body, and a body that grows past the limit is cut off there; either way the response (and
+ *   its socket) is destroyed and the request fails with `ResponseTooLarge`.
  *
  * @internal
  */
 const maxRedirects = 3
 
-export const make = (options: { readonly ca: string | undefined }) => {
-  const httpsAgent = new Https.Agent({
-    keepAlive: true,
-    rejectUnauthorized: true,
-    minVersion: "TLSv1.2",
-    ...(options.ca === undefined ? {} : { ca: options.ca })
-  })
+/** A host as redirects compare it: lower case, without IPv6 brackets or a trailing dot. */
+const normaliseHost = (host: string): string => host.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "")
+
+export const make = (options: {
+  readonly ca: string | undefined
+  /** The host of `VAULT_ADDR`. */
+  readonly host: string
+  /** `VAULT_REDIRECT_HOSTS`. */
+  readonly redirectHosts: ReadonlyArray<string>
+}) => {
+  const httpsAgent = TlsAgent.make(options.ca)
   const httpAgent = new Http.Agent({ keepAlive: true })
+  const redirectHosts = new Set([options.host, ...options.redirectHosts].map(normaliseHost))
 
   const send = (vaultRequest: VaultRequest, url: URL, redirects: number): Promise<VaultResponse> =>
     new Promise<VaultResponse>((resolve, reject) => {
@@ -82,21 +102,35 @@ export const make = (options: { readonly ca: string | undefined }) => {
         const status = response.statusCode ?? 0
         const location = response.headers.location
         // A Vault standby without request forwarding answers 307 to the active node. Follow a
-        // few hops, never from https to http (that would send the token in clear text).
+        // few hops, never from https to http (that would send the token in clear text) and only
+        // to a host the configuration names (any other would receive the token).
         if ((status === 301 || status === 302 || status === 307 || status === 308) && location !== undefined) {
-          response.resume()
-          let next: URL
-          try {
-            next = new URL(location, url)
-          } catch {
-            return reject(new TransportFailure({ code: "INVALID_REDIRECT" }))
-          }
+          response.destroy()
+          if (!URL.canParse(location, url.href)) return reject(new TransportFailure({ code: "INVALID_REDIRECT" }))
+          const next = new URL(location, url)
           if (redirects >= maxRedirects) return reject(new TransportFailure({ code: "TOO_MANY_REDIRECTS" }))
           if (secure && next.protocol !== "https:") return reject(new TransportFailure({ code: "INSECURE_REDIRECT" }))
+          if (next.protocol !== "https:" && next.protocol !== "http:") {
+            return reject(new TransportFailure({ code: "INVALID_REDIRECT" }))
+          }
+          if (!redirectHosts.has(normaliseHost(next.hostname))) return reject(new RedirectRefused({ host: next.hostname }))
           return resolve(send(vaultRequest, next, redirects + 1))
         }
+        const declaredBytes = SecretLimits.declaredAboveLimit(response.headers["content-length"])
+        if (declaredBytes !== undefined) {
+          response.destroy()
+          return reject(new SecretLimits.ResponseTooLarge({ declaredBytes }))
+        }
         const chunks: Array<Buffer> = []
-        response.on("data", (chunk: Buffer) => chunks.push(chunk))
+        let received = 0
+        response.on("data", (chunk: Buffer) => {
+          received += chunk.length
+          if (received > SecretLimits.maxResponseBytes) {
+            response.destroy()
+            return reject(new SecretLimits.ResponseTooLarge({ declaredBytes: undefined }))
+          }
+          chunks.push(chunk)
+        })
         response.on("error", () => reject(new TransportFailure({ code: "ECONNRESET" })))
         response.on("end", () =>
           resolve({

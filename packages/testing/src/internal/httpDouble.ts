@@ -26,8 +26,68 @@ export interface HttpDoubleRequest {
  */
 export type HttpDoubleAnswer =
   | { readonly _tag: "Respond"; readonly status: number; readonly headers: Record<string, string>; readonly body: string }
+  | HttpDoubleStream
   | { readonly _tag: "Hang" }
   | { readonly _tag: "Reset" }
+
+/**
+ * A huge body, streamed: `prefix`, then filler bytes until the client hangs up, `length` bytes
+ * in all (declared as Content-Length when `declareLength`, else sent chunked). Writes wait for
+ * the socket to drain, so the double never holds more than one chunk, and `onSent` counts every
+ * byte handed to the socket: the proof of how much a client read before it stopped.
+ *
+ * @internal
+ */
+export interface HttpDoubleStream {
+  readonly _tag: "Stream"
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly prefix: string
+  readonly length: number
+  readonly declareLength: boolean
+  readonly onSent: (bytes: number) => void
+}
+
+/**
+ * 1 GiB: the length of a huge-body fault, past V8's longest string (about 512 MiB), so a client
+ * that buffers the whole body fails the way the 700 MB Vault answer made a process fail.
+ *
+ * @internal
+ */
+export const hugeBodyBytes = 1024 * 1024 * 1024
+
+/** @internal */
+export const hugeBody = (
+  options: Omit<HttpDoubleStream, "_tag" | "length">
+): HttpDoubleAnswer => ({ _tag: "Stream", length: hugeBodyBytes, ...options })
+
+/** 64 KiB of `a`: valid inside a JSON string, so a client that reads it all only fails at the end. */
+const filler = Buffer.alloc(64 * 1024, "a")
+
+const stream = (res: Http.ServerResponse, answer: HttpDoubleStream): void => {
+  res.writeHead(answer.status, answer.declareLength ? { ...answer.headers, "content-length": answer.length } : answer.headers)
+  let sent = 0
+  let closed = false
+  res.on("close", () => void (closed = true))
+  const write = (bytes: Buffer): boolean => {
+    sent += bytes.length
+    answer.onSent(bytes.length)
+    return res.write(bytes)
+  }
+  const pump = (): void => {
+    while (!closed && sent < answer.length) {
+      const left = answer.length - sent
+      if (!write(left < filler.length ? filler.subarray(0, left) : filler)) {
+        res.once("drain", pump)
+        return
+      }
+    }
+    if (!closed) res.end()
+  }
+  const prefix = Buffer.from(answer.prefix, "utf8")
+  if (write(prefix.subarray(0, Math.min(prefix.length, answer.length)))) pump()
+  else res.once("drain", pump)
+}
 
 /** @internal */
 export interface HttpDoubleServer {
@@ -70,6 +130,9 @@ export const listen = (options: {
             case "Respond":
               res.writeHead(answer.status, { ...answer.headers, "content-length": Buffer.byteLength(answer.body) })
               res.end(answer.body)
+              return
+            case "Stream":
+              stream(res, answer)
               return
             case "Hang":
               return

@@ -8,6 +8,8 @@ export type Fault =
   | "ThrottlingException"
   | "InternalServiceError"
   | "hang"
+  | "huge-body"
+  | "huge-body-with-length"
 
 /** @internal */
 export interface RecordedRequest {
@@ -31,7 +33,9 @@ interface Secret {
   readonly versions: Array<Version>
 }
 
-const faultAnswers: Record<Exclude<Fault, "hang">, { status: number; message: string }> = {
+type AwsErrorFault = Exclude<Fault, "hang" | "huge-body" | "huge-body-with-length">
+
+const faultAnswers: Record<AwsErrorFault, { status: number; message: string }> = {
   ResourceNotFoundException: { status: 400, message: "Secrets Manager can't find the specified secret." },
   AccessDeniedException: {
     status: 400,
@@ -62,6 +66,8 @@ export class SecretsManagerState {
   readonly secrets = new Map<string, Secret>()
   readonly faults = new Map<string | undefined, Fault>()
   readonly requests: Array<RecordedRequest> = []
+  /** Body bytes the huge-body faults handed to the socket so far. */
+  hugeBodyBytesSent = 0
   private nextVersion = 1
 
   constructor(readonly region: string, readonly now: () => number) {}
@@ -143,6 +149,16 @@ export class SecretsManagerState {
     }
     const fault = this.faults.get(secretId) ?? this.faults.get(undefined)
     if (fault === "hang") return { _tag: "Hang" }
+    if (fault === "huge-body" || fault === "huge-body-with-length") {
+      // A 200 that starts like a GetSecretValue answer and never ends (1 GiB).
+      return Http.hugeBody({
+        status: 200,
+        headers: { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "00000000-0000-4000-8000-000000000002" },
+        prefix: `{"Name":"${secretId}","SecretString":"`,
+        declareLength: fault === "huge-body-with-length",
+        onSent: (bytes) => void (this.hugeBodyBytesSent += bytes)
+      })
+    }
     if (fault !== undefined) return awsError(fault, faultAnswers[fault].status, faultAnswers[fault].message)
     const secret = this.find(secretId)
     if (secret === undefined) {

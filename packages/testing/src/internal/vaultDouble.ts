@@ -1,7 +1,16 @@
 import * as Http from "./httpDouble.js"
 
 /** @internal */
-export type Fault = "forbidden" | "not-found" | "internal-error" | "sealed" | "throttled" | "hang" | "reset"
+export type Fault =
+  | "forbidden"
+  | "not-found"
+  | "internal-error"
+  | "sealed"
+  | "throttled"
+  | "hang"
+  | "reset"
+  | "huge-body"
+  | "huge-body-with-length"
 
 /** @internal */
 export interface RecordedRequest {
@@ -20,7 +29,7 @@ interface Version {
 const errors = (status: number, messages: ReadonlyArray<string>): Http.HttpDoubleAnswer =>
   Http.json(status, { errors: messages })
 
-const faultAnswer = (fault: Fault): Http.HttpDoubleAnswer => {
+const faultAnswer = (fault: Fault, onSent: (bytes: number) => void): Http.HttpDoubleAnswer => {
   switch (fault) {
     case "forbidden":
       return errors(403, ["permission denied"])
@@ -37,6 +46,16 @@ const faultAnswer = (fault: Fault): Http.HttpDoubleAnswer => {
       return { _tag: "Hang" }
     case "reset":
       return { _tag: "Reset" }
+    case "huge-body":
+    case "huge-body-with-length":
+      // A 200 that starts like a KV v2 answer and never ends (1 GiB).
+      return Http.hugeBody({
+        status: 200,
+        headers: { "content-type": "application/json" },
+        prefix: `{"request_id":"00000000-0000-4000-8000-000000000000","data":{"data":{"DB_PASSWORD":"`,
+        declareLength: fault === "huge-body-with-length",
+        onSent
+      })
   }
 }
 
@@ -58,6 +77,8 @@ export class VaultState {
   readonly requests: Array<RecordedRequest> = []
   /** When set, every request is answered 307 to this address (a standby without request forwarding). */
   redirect: string | undefined = undefined
+  /** Body bytes the huge-body faults handed to the socket so far. */
+  hugeBodyBytesSent = 0
 
   constructor(
     public token: string,
@@ -90,7 +111,7 @@ export class VaultState {
       return { _tag: "Respond", status: 307, headers: { location: `${this.redirect}${request.path}` }, body: "" }
     }
     const fault = (path === undefined ? undefined : this.faults.get(path)) ?? this.faults.get(undefined)
-    if (fault !== undefined) return faultAnswer(fault)
+    if (fault !== undefined) return faultAnswer(fault, (bytes) => void (this.hugeBodyBytesSent += bytes))
     if (request.headers["x-vault-token"] !== this.token) return errors(403, ["permission denied"])
     if (this.namespace !== undefined && request.headers["x-vault-namespace"] !== this.namespace) {
       return errors(403, ["permission denied"])
