@@ -13,56 +13,18 @@ import { TestDatabase } from "@takumi/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { type Run, run } from "./internal/run.js"
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 const PASSWORD = "consumer-Pw-4b7e1d"
 
 /** The Effect patch the consumer installs: deliberately not the one this workspace is locked to. */
 const CONSUMER_EFFECT = "3.22.3"
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/**
- * The environment of this process without what would make the consumer's runs depend on the
- * workspace: `npm_*` variables from `npm test`, `PG*` (pg's fallbacks), `NODE_ENV`, `DB_*`,
- * `DATABASE_URL`, `SECRETS_*`, `VAULT_*`, `AWS_*`. The network settings stay (proxy variables,
- * `NODE_EXTRA_CA_CERTS`: a Node from the npm registry does not read the system CA store, and npm
- * without them retries the registry for minutes before falling back to its cache).
- */
-const inherited = Object.fromEntries(
-  Object.entries(process.env).filter(([name, value]) =>
-    value !== undefined && !/^(npm_|PG|NODE_ENV$|DB_|DATABASE_URL$|SECRETS_|VAULT_|AWS_)/i.test(name)
-  )
-)
-
-/**
- * A child process with that environment, the running Node first on `PATH` so that `npm`, `npx`
- * and `#!/usr/bin/env node` scripts use it.
- */
-const run = (command: string, args: ReadonlyArray<string>, options: { cwd: string; env?: Record<string, string> }) =>
-  Effect.async<Run>((resume) => {
-    const child = execFile(command, [...args], {
-      cwd: options.cwd,
-      env: { ...inherited, PATH: `${Path.dirname(process.execPath)}:${process.env["PATH"] ?? ""}`, ...options.env },
-      timeout: 240_000,
-      maxBuffer: 16 * 1024 * 1024
-    }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    child.stdin?.end()
-    return Effect.sync(() => child.kill())
-  })
 
 const node = (cwd: string, args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   run(process.execPath, args, { cwd, env })

@@ -1,7 +1,9 @@
 /**
  * The README's code is the code CI compiles: the service program it shows is
  * `examples/service.ts` verbatim (type-checked by `npm run typecheck`, compiled and run with plain
- * node by the consumer test), and the install line names every peer the packages declare.
+ * node by the consumer test), and so are the mock layers (`test/consumer/mockLayers.ts`) and the
+ * logging setup (`examples/logging.ts`, run by `test/logging.test.ts`); the files it links to
+ * exist, and the install line names every peer the packages declare.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
@@ -12,6 +14,22 @@ const read = (path: string) => Fs.readFileSync(fileURLToPath(new URL(`../${path}
 describe("README", () => {
   it("shows examples/service.ts verbatim as the service program", () => {
     assert.include(read("README.md"), "```ts\n" + read("examples/service.ts") + "```")
+  })
+
+  it("shows test/consumer/mockLayers.ts verbatim as the mock-layers program", () => {
+    assert.include(read("README.md"), "```ts\n" + read("test/consumer/mockLayers.ts") + "```")
+  })
+
+  it("shows examples/logging.ts verbatim as the production logging setup", () => {
+    assert.include(read("README.md"), "```ts\n" + read("examples/logging.ts") + "```")
+  })
+
+  it("links only to files that are in the repository", () => {
+    const readme = read("README.md")
+    for (const [, target] of readme.matchAll(/\]\(((?:docs|examples|test|packages)\/[^)#]+)[^)]*\)/g)) {
+      assert.isTrue(Fs.existsSync(fileURLToPath(new URL(`../${target}`, import.meta.url))), `README links to ${target}`)
+    }
+    assert.notInclude(readme, "database-security.md")
   })
 
   it("installs every required peer of @takumi/db, config and secrets at its declared range", () => {

@@ -5,7 +5,8 @@
  * be non-zero.
  *
  * Exit codes: 0 success; 1 a check failed or the program would not start (`DoctorRefused`,
- * `AuditLoggingIncomplete`, a startup error, ...); 2 the arguments are wrong.
+ * `AuditLoggingIncomplete`, `PresetDoesNotFit`, a startup error, ...); 2 the arguments are wrong
+ * (they do not parse, do not fit together, or are out of range: `InvalidPoolSizing`).
  *
  * @since 0.1.0
  */
@@ -15,13 +16,15 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import type * as Runtime from "@effect/platform/Runtime"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import type { PoolSizing } from "@takumi/config"
+import { PoolSizing } from "@takumi/config"
 import { TakumiDb } from "@takumi/db"
 import * as AuditLogging from "./AuditLogging.js"
 import * as Doctor from "./Doctor.js"
@@ -37,6 +40,7 @@ import { UsageError } from "./UsageError.js"
 export type CliError =
   | UsageError
   | PoolSizing.InvalidPoolSizing
+  | PoolSize.PresetDoesNotFit
   | Doctor.DoctorRefused
   | AuditLogging.AuditLoggingIncomplete
   | AuditLogging.AuditLoggingNotPermitted
@@ -65,7 +69,11 @@ const poolSize = Command.make(
       Options.optional
     )
   },
-  (request) => PoolSize.compute(request).pipe(Effect.map(PoolSize.render), Effect.flatMap(print))
+  (request) =>
+    PoolSize.compute(request).pipe(
+      Effect.tap((report) => print(PoolSize.render(report))),
+      Effect.flatMap(PoolSize.requireFit)
+    )
 ).pipe(
   Command.withDescription(
     "Per-instance pool size: max_pool_size = (max_connections / instances) * 0.8, or an environment's preset."
@@ -77,11 +85,16 @@ const doctor = Command.make(
   {
     offline: Options.boolean("offline").pipe(
       Options.withDescription("check the configuration only; do not contact the secrets backend or the database")
+    ),
+    json: Options.boolean("json").pipe(
+      Options.withDescription("print the report as one JSON document (same exit codes; never a secret)")
     )
   },
-  ({ offline }) =>
+  ({ json, offline }) =>
     Doctor.run({ offline }).pipe(
-      Effect.tap((report) => print(Doctor.render(report))),
+      Effect.tap((report) =>
+        json ? Console.log(JSON.stringify(Doctor.toJson(report), null, 2)) : print(Doctor.render(report))
+      ),
       Effect.flatMap(Doctor.requireHealthy)
     )
 ).pipe(
@@ -126,18 +139,94 @@ const command = Command.make("takumi-db").pipe(
 )
 
 /**
+ * What the terminal is: `main.ts` fills it in from `process.stdout.isTTY` / `process.stderr.isTTY`.
+ * Colour is written to a stream only when it is a terminal and `NO_COLOR` is unset or empty
+ * (https://no-color.org).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Terminal {
+  readonly stdoutIsTerminal: boolean
+  readonly stderrIsTerminal: boolean
+}
+
+// SGR sequences only: @effect/cli's help and error documents colour with nothing else
+const ansiStyle = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g")
+
+const plain = (parts: ReadonlyArray<unknown>): Array<unknown> =>
+  parts.map((part) => (typeof part === "string" ? part.replace(ansiStyle, "") : part))
+
+/** The console with colour removed from the streams that must not get any. */
+const withoutColour = (base: Console.Console, stdout: boolean, stderr: boolean): Console.Console => {
+  const out = (f: (...parts: ReadonlyArray<unknown>) => Effect.Effect<void>) => (...parts: ReadonlyArray<unknown>) =>
+    f(...(stdout ? plain(parts) : parts))
+  const err = (f: (...parts: ReadonlyArray<unknown>) => Effect.Effect<void>) => (...parts: ReadonlyArray<unknown>) =>
+    f(...(stderr ? plain(parts) : parts))
+  const unsafeOut = (f: (...parts: ReadonlyArray<unknown>) => void) => (...parts: ReadonlyArray<unknown>) =>
+    f(...(stdout ? plain(parts) : parts))
+  const unsafeErr = (f: (...parts: ReadonlyArray<unknown>) => void) => (...parts: ReadonlyArray<unknown>) =>
+    f(...(stderr ? plain(parts) : parts))
+  return {
+    ...base,
+    log: out(base.log),
+    info: out(base.info),
+    debug: out(base.debug),
+    error: err(base.error),
+    warn: err(base.warn),
+    unsafe: {
+      ...base.unsafe,
+      log: unsafeOut((...parts) => base.unsafe.log(...parts)),
+      info: unsafeOut((...parts) => base.unsafe.info(...parts)),
+      debug: unsafeOut((...parts) => base.unsafe.debug(...parts)),
+      error: unsafeErr((...parts) => base.unsafe.error(...parts)),
+      warn: unsafeErr((...parts) => base.unsafe.warn(...parts))
+    }
+  }
+}
+
+const noColour = Config.string("NO_COLOR").pipe(
+  Config.map((value) => value !== ""),
+  Config.withDefault(false)
+)
+
+const colourFor = <A, E, R>(terminal: Terminal, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.orElseSucceed(noColour, () => false), (disabled) =>
+    Console.consoleWith((base) =>
+      Effect.withConsole(
+        effect,
+        withoutColour(base, disabled || !terminal.stdoutIsTerminal, disabled || !terminal.stderrIsTerminal)
+      )
+    ))
+
+/**
+ * The only logger: logfmt on standard error. `Logger.remove(prettyLoggerDefault)` too, because
+ * `NodeRuntime.runMain` swaps the default logger for the pretty one (on standard output) before
+ * this runs, and replacing the default alone would then print every line twice.
+ */
+const stderrLogger = Layer.merge(
+  Logger.remove(Logger.prettyLoggerDefault),
+  Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+)
+
+/**
  * Runs the command line `args` as given by Node (`process.argv`: runtime, script, then the
- * arguments). Logs go to standard error, warnings and above unless `--log-level` says otherwise.
+ * arguments). Logs go to standard error only, warnings and above unless `--log-level` says
+ * otherwise. Colour only on a terminal (see {@link Terminal}); without `terminal`, none.
  *
  * @since 0.1.0
  * @category commands
  */
 export const run = (
-  args: ReadonlyArray<string>
+  args: ReadonlyArray<string>,
+  terminal: Terminal = { stdoutIsTerminal: false, stderrIsTerminal: false }
 ): Effect.Effect<void, CliError | ValidationError.ValidationError, CliApp.CliApp.Environment> =>
-  Command.run(command, { name: "takumi-db", version: "0.1.0" })(args).pipe(
-    Logger.withMinimumLogLevel(LogLevel.Warning),
-    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
+  colourFor(
+    terminal,
+    Command.run(command, { name: "takumi-db", version: "0.1.0" })(args).pipe(
+      Logger.withMinimumLogLevel(LogLevel.Warning),
+      Effect.provide(stderrLogger)
+    )
   )
 
 /**
@@ -148,7 +237,11 @@ export const run = (
  * @category commands
  */
 export const exitCode = (error: unknown): number =>
-  ValidationError.isValidationError(error) || error instanceof UsageError ? 2 : 1
+  // InvalidPoolSizing only ever comes from `pool-size`'s own arguments (`--instances 0`)
+  ValidationError.isValidationError(error) || error instanceof UsageError ||
+    error instanceof PoolSizing.InvalidPoolSizing
+    ? 2
+    : 1
 
 /**
  * The message to print for a failure of {@link run}, if any: `@effect/cli` has already printed
@@ -175,9 +268,10 @@ export const failureMessage = (error: unknown): string | undefined => {
  * @category commands
  */
 export const main = (
-  args: ReadonlyArray<string>
+  args: ReadonlyArray<string>,
+  terminal?: Terminal
 ): Effect.Effect<void, CliError | ValidationError.ValidationError, CliApp.CliApp.Environment> =>
-  run(args).pipe(
+  run(args, terminal).pipe(
     Effect.tapErrorCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.void
       return Option.match(Cause.failureOption(cause), {

@@ -21,6 +21,9 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as EffectConfigError from "effect/ConfigError"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -115,6 +118,20 @@ export type ConnectionResult =
   | { readonly _tag: "Failed"; readonly error: TakumiDb.StartupError | SqlError }
 
 /**
+ * How much of the security policy could run: on the whole configuration; on what decoded, with
+ * the variables in `leftOut` read as unset (they do not decode, or stop decoding once another is
+ * unset), so their own checks did not run; or not at all (`because` names the variables that
+ * stop it, e.g. `NODE_ENV`, without which no rule knows its environment).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PolicyCoverage =
+  | { readonly _tag: "Complete" }
+  | { readonly _tag: "Partial"; readonly leftOut: ReadonlyArray<string> }
+  | { readonly _tag: "NotRun"; readonly because: ReadonlyArray<string> }
+
+/**
  * Everything `doctor` found.
  *
  * @since 0.1.0
@@ -125,6 +142,8 @@ export interface DoctorReport {
   readonly configuration: ConfigurationResult
   /** the security policy's findings: refusals first, then the relaxations the environment allows */
   readonly findings: ReadonlyArray<SecurityPolicy.Finding>
+  /** whether `findings` covers the whole configuration (see {@link PolicyCoverage}) */
+  readonly policy: PolicyCoverage
   /** other warnings written while loading the configuration (e.g. a `.env` that is not loaded) */
   readonly notes: ReadonlyArray<string>
   readonly connection: ConnectionResult
@@ -226,6 +245,50 @@ const inspectConnection = Effect.gen(function*() {
   } satisfies ConnectionPosture
 })
 
+const loadConfiguration = DbConfig.load().pipe(Effect.provide(NodeFileSystem.layer))
+
+/** The active provider with `names` unset: what decodes without them. */
+const withoutVariables = (provider: ConfigProvider.ConfigProvider, names: ReadonlySet<string>) =>
+  ConfigProvider.fromFlat(ConfigProvider.makeFlat({
+    load: (path, primitive, split) =>
+      names.has(path.join("_"))
+        ? Effect.fail(EffectConfigError.MissingData([...path], `${path.join("_")} is left out: it does not decode`))
+        : provider.flattened.load(path, primitive, split),
+    enumerateChildren: (path) => provider.flattened.enumerateChildren(path),
+    patch: provider.flattened.patch
+  }))
+
+/** Enough rounds for a default that invalidates another variable (DB_POOL_MIN above a defaulted DB_POOL_MAX). */
+const maxRounds = 4
+
+/**
+ * The configuration decoded with the invalid variables unset, so that the policy still judges
+ * everything else. `@takumi/config` has no partial settings; unsetting a variable gives the same
+ * answer as the program would for everything that does not depend on it.
+ */
+const loadWithout = Effect.fn("Doctor.loadWithout")(function*(error: ConfigError) {
+  const provider = yield* Effect.configProviderWith(Effect.succeed)
+  const leftOut = new Set(error.issues.map((issue) => issue.variable))
+  for (let round = 0; round < maxRounds && !leftOut.has("NODE_ENV"); round++) {
+    const attempt = yield* capture(Effect.withConfigProvider(loadConfiguration, withoutVariables(provider, leftOut)))
+    if (Either.isRight(attempt.result)) {
+      const names = [...leftOut]
+      return { loaded: Option.some(attempt.result.right), leftOut: names, coverage: { _tag: "Partial", leftOut: names } as const }
+    }
+    const fresh = attempt.result.left.issues.filter((issue) => !leftOut.has(issue.variable))
+    if (fresh.length === 0) break
+    for (const issue of fresh) leftOut.add(issue.variable)
+  }
+  // without NODE_ENV no rule knows its environment; otherwise what still fails after leaving out
+  const because = leftOut.has("NODE_ENV") ? ["NODE_ENV"] : [...new Set(error.issues.map((issue) => issue.variable))]
+  return { loaded: Option.none(), leftOut: [...leftOut], coverage: { _tag: "NotRun", because } as const }
+})
+
+/** NODE_ENV straight from the provider, for the header when the configuration does not decode. */
+const rawEnvironment: Effect.Effect<Option.Option<Environment>> = Config.option(
+  Config.literal("development", "test", "staging", "production")("NODE_ENV")
+).pipe(Effect.orElseSucceed(() => Option.none()))
+
 const problemsOf = (report: Omit<DoctorReport, "refused">): Array<string> => {
   const problems: Array<string> = []
   if (report.configuration._tag === "Invalid") {
@@ -260,22 +323,36 @@ const errorText = (error: TakumiDb.StartupError | SqlError): string => {
 export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
     // decoded without enforcing the policy, so that every refusal is listed, not only the first
-    const loaded = yield* capture(DbConfig.load().pipe(Effect.provide(NodeFileSystem.layer)))
+    const loaded = yield* capture(loadConfiguration)
     const notes = warnings(loaded.logs)
-    const findings = Either.match(loaded.result, {
-      onLeft: () => [],
-      onRight: ({ facts, settings }) => bySeverity(SecurityPolicy.evaluate(settings, facts))
-    })
-    const configuration: ConfigurationResult = Either.match(loaded.result, {
-      onLeft: (error) => ({ _tag: "Invalid", error } as const),
-      onRight: ({ settings }) =>
-        findings.some((finding) => finding.severity === "refuse")
-          ? { _tag: "Refused", settings } as const
-          : { _tag: "Loaded", settings } as const
-    })
-    const environment: Option.Option<Environment> = configuration._tag === "Invalid"
-      ? Option.none()
-      : Option.some(configuration.settings.environment)
+    let findings: ReadonlyArray<SecurityPolicy.Finding>
+    let policy: PolicyCoverage = { _tag: "Complete" }
+    let configuration: ConfigurationResult
+    let environment: Option.Option<Environment>
+    if (Either.isRight(loaded.result)) {
+      const { facts, settings } = loaded.result.right
+      findings = bySeverity(SecurityPolicy.evaluate(settings, facts))
+      configuration = findings.some((finding) => finding.severity === "refuse")
+        ? { _tag: "Refused", settings }
+        : { _tag: "Loaded", settings }
+      environment = Option.some(settings.environment)
+    } else {
+      const error = loaded.result.left
+      configuration = { _tag: "Invalid", error }
+      const partial = yield* loadWithout(error)
+      policy = partial.coverage
+      findings = Option.match(partial.loaded, {
+        onNone: () => [],
+        onSome: ({ facts, settings }) => {
+          const leftOut = new Set(partial.leftOut)
+          // a finding about a left-out variable judges its default, not what was set: drop it
+          return bySeverity(SecurityPolicy.evaluate(settings, facts).filter((f) => !leftOut.has(f.variable)))
+        }
+      })
+      environment = Option.isSome(partial.loaded)
+        ? Option.some(partial.loaded.value.settings.environment)
+        : yield* rawEnvironment
+    }
 
     let connection: ConnectionResult
     if (configuration._tag !== "Loaded") {
@@ -292,7 +369,7 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
         } as const)
       })
     }
-    const report = { environment, configuration, findings, notes, connection }
+    const report = { environment, configuration, findings, policy, notes, connection }
     return { ...report, refused: problemsOf(report).length > 0 }
   }).pipe(Effect.withSpan("Doctor.run"))
 
@@ -378,6 +455,21 @@ const renderConnection = (connection: ConnectionResult): Array<string> => {
   }
 }
 
+const renderCoverage = (policy: PolicyCoverage): Array<string> => {
+  switch (policy._tag) {
+    case "Complete":
+      return []
+    case "Partial":
+      return [
+        `  not run    the checks of ${policy.leftOut.join(", ")}: ${
+          policy.leftOut.length === 1 ? "it does" : "they do"
+        } not decode; every other variable was checked`
+      ]
+    case "NotRun":
+      return [`  not run    no check could run: ${policy.because.join(", ")} must decode first`]
+  }
+}
+
 /**
  * The report as lines for a terminal.
  *
@@ -403,7 +495,8 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
       break
   }
   lines.push(...report.notes.map((note) => `  note       ${note}`), "", "Security policy")
-  if (report.findings.length === 0) lines.push("  no findings")
+  lines.push(...renderCoverage(report.policy))
+  if (report.findings.length === 0 && report.policy._tag !== "NotRun") lines.push("  no findings")
   for (const finding of report.findings) {
     lines.push(`  ${finding.severity === "refuse" ? "REFUSE" : "warn  "} ${finding.rule} (${finding.variable}): ${finding.message}`)
   }
@@ -416,4 +509,208 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
       : "Result: OK — the program would start with this configuration."
   )
   return lines
+}
+
+/**
+ * A setting that names a PEM: its file path, `"inline"` for PEM given in the variable itself (never
+ * its content), or `null` when unset.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PemJson = string | null
+
+/**
+ * {@link DoctorReport} as `doctor --json` prints it: plain JSON with stable field names (new fields
+ * may be added; none is renamed or removed), settings summarised field by field as in the text
+ * report, so never a password, token, private key or `DATABASE_URL`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DoctorJson {
+  /** `NODE_ENV`, `null` when it does not decode */
+  readonly environment: Environment | null
+  readonly result: "ok" | "refused"
+  /** one line per problem that stops the program, as on standard error */
+  readonly problems: ReadonlyArray<string>
+  readonly configuration: {
+    readonly status: "loaded" | "invalid" | "refused"
+    readonly issues: ReadonlyArray<{ readonly variable: string; readonly expected: string; readonly message: string }>
+    readonly settings: SettingsJson | null
+  }
+  readonly policy: {
+    readonly coverage: "complete" | "partial" | "not-run"
+    /** the variables whose checks did not run (`partial`) or that stop every check (`not-run`) */
+    readonly notChecked: ReadonlyArray<string>
+    readonly findings: ReadonlyArray<SecurityPolicy.Finding>
+  }
+  readonly notes: ReadonlyArray<string>
+  readonly connection:
+    | { readonly status: "skipped"; readonly reason: string }
+    | { readonly status: "failed"; readonly error: { readonly tag: string; readonly message: string } }
+    | { readonly status: "verified"; readonly posture: PostureJson }
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SettingsJson {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+  readonly applicationName: string
+  readonly tls: {
+    readonly enabled: boolean
+    readonly verifyCertificate: boolean
+    readonly minVersion: string
+    /** `null`: the system CA store */
+    readonly ca: PemJson
+    readonly clientCertificate: PemJson
+  }
+  readonly pool: {
+    readonly min: number
+    readonly max: number
+    readonly connectTimeoutMs: number
+    readonly idleTimeoutMs: number
+  }
+  readonly secrets: {
+    readonly backend: string
+    readonly prefix: string
+    readonly cacheTtlMs: number
+    readonly vault: { readonly address: string; readonly path: string; readonly namespace: string | null } | null
+    readonly aws: { readonly region: string; readonly endpoint: string | null } | null
+  }
+  readonly readReplica: { readonly host: string; readonly port: number; readonly failoverTimeoutMs: number } | null
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostureJson {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+  readonly serverVersion: string
+  readonly tls: { readonly version: string; readonly cipher: string; readonly bits: number | null } | null
+  readonly superuser: boolean
+  readonly certificate:
+    | {
+      readonly subject: string
+      readonly issuer: string
+      readonly validTo: string
+      readonly daysLeft: number
+      readonly rsaBits: number | null
+    }
+    | { readonly notInspected: string }
+  readonly warnings: ReadonlyArray<PostureWarning>
+}
+
+const pemJson = (source: Option.Option<PemSource>): PemJson =>
+  Option.match(source, { onNone: () => null, onSome: (s) => (s._tag === "File" ? s.path : "inline") })
+
+const settingsJson = (settings: DbSettings): SettingsJson => ({
+  host: settings.host,
+  port: settings.port,
+  database: settings.database,
+  user: settings.user,
+  applicationName: settings.applicationName,
+  tls: {
+    enabled: settings.tls.enabled,
+    verifyCertificate: settings.tls.rejectUnauthorized,
+    minVersion: settings.tls.minVersion,
+    ca: pemJson(settings.tls.ca),
+    clientCertificate: pemJson(settings.tls.cert)
+  },
+  pool: {
+    min: settings.pool.min,
+    max: settings.pool.max,
+    connectTimeoutMs: Duration.toMillis(settings.connectTimeout),
+    idleTimeoutMs: Duration.toMillis(settings.idleTimeout)
+  },
+  secrets: {
+    backend: settings.secrets.backend,
+    prefix: settings.secrets.prefix,
+    cacheTtlMs: Duration.toMillis(settings.secrets.cacheTtl),
+    vault: Option.getOrNull(Option.map(settings.secrets.vault, (vault) => ({
+      address: vault.address,
+      path: vault.path,
+      namespace: Option.getOrNull(vault.namespace)
+    }))),
+    aws: Option.getOrNull(Option.map(settings.secrets.aws, (aws) => ({
+      region: aws.region,
+      endpoint: Option.getOrNull(aws.endpoint)
+    })))
+  },
+  readReplica: Option.getOrNull(Option.map(settings.readReplica, (replica) => ({
+    host: replica.host,
+    port: replica.port,
+    failoverTimeoutMs: Duration.toMillis(settings.failoverTimeout)
+  })))
+})
+
+const postureJson = (p: ConnectionPosture): PostureJson => ({
+  host: p.host,
+  port: p.port,
+  database: p.database,
+  user: p.user,
+  serverVersion: p.serverVersion,
+  tls: Option.getOrNull(p.tls),
+  superuser: p.superuser,
+  certificate: Either.match(p.certificate, {
+    onLeft: (reason) => ({ notInspected: reason }),
+    onRight: (c) => ({
+      subject: c.subject,
+      issuer: c.issuer,
+      validTo: c.validTo.toISOString(),
+      daysLeft: c.daysLeft,
+      rsaBits: c.rsaBits ?? null
+    })
+  }),
+  warnings: p.warnings
+})
+
+const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] => {
+  switch (connection._tag) {
+    case "Skipped":
+      return { status: "skipped", reason: connection.reason }
+    case "Failed":
+      return { status: "failed", error: { tag: connection.error._tag, message: errorText(connection.error) } }
+    case "Verified":
+      return { status: "verified", posture: postureJson(connection.posture) }
+  }
+}
+
+/**
+ * The report as the JSON document `doctor --json` prints (see {@link DoctorJson}).
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const toJson = (report: DoctorReport): DoctorJson => {
+  const configuration = report.configuration
+  const policy = report.policy
+  return {
+    environment: Option.getOrNull(report.environment),
+    result: report.refused ? "refused" : "ok",
+    problems: problemsOf(report),
+    configuration: {
+      status: configuration._tag === "Loaded" ? "loaded" : configuration._tag === "Invalid" ? "invalid" : "refused",
+      issues: configuration._tag === "Invalid"
+        ? configuration.error.issues.map(({ expected, message, variable }) => ({ variable, expected, message }))
+        : [],
+      settings: configuration._tag === "Invalid" ? null : settingsJson(configuration.settings)
+    },
+    policy: {
+      coverage: policy._tag === "Complete" ? "complete" : policy._tag === "Partial" ? "partial" : "not-run",
+      notChecked: policy._tag === "Complete" ? [] : policy._tag === "Partial" ? policy.leftOut : policy.because,
+      findings: report.findings.map(({ message, rule, severity, variable }) => ({ rule, severity, variable, message }))
+    },
+    notes: report.notes,
+    connection: connectionJson(report.connection)
+  }
 }

@@ -9,6 +9,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { type Environment, type PoolSettings, PoolSizing } from "@takumi/config"
 import { UsageError } from "./UsageError.js"
 
@@ -104,6 +105,42 @@ export const compute = (
     const preset = Option.map(request.preset, (environment) => ({ environment, pool: PoolSizing.preset(environment) }))
     return { formula, preset }
   })
+
+/**
+ * The preset asked for gives every instance more connections than the server can share out:
+ * `pool-size --preset P --max-connections N --instances K` exits 1, as a failed check does.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PresetDoesNotFit extends Schema.TaggedError<PresetDoesNotFit>()("PresetDoesNotFit", {
+  environment: Schema.Literal("development", "test", "staging", "production"),
+  /** the preset's `DB_POOL_MAX` */
+  presetMax: Schema.Number,
+  /** what the formula allows each instance */
+  poolSize: Schema.Number
+}) {
+  override get message(): string {
+    return `The ${this.environment} preset (DB_POOL_MAX=${this.presetMax}) does not fit the server: ` +
+      `set DB_POOL_MAX=${this.poolSize} or fewer on each instance.`
+  }
+}
+
+/**
+ * The report as a failure when a preset was checked against the server and does not fit: for
+ * the command's exit code.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const requireFit = (report: PoolSizeReport): Effect.Effect<PoolSizeReport, PresetDoesNotFit> => {
+  if (Option.isNone(report.formula) || Option.isNone(report.preset)) return Effect.succeed(report)
+  const { poolSize } = report.formula.value
+  const { environment, pool } = report.preset.value
+  return pool.max <= poolSize
+    ? Effect.succeed(report)
+    : Effect.fail(new PresetDoesNotFit({ environment, presetMax: pool.max, poolSize }))
+}
 
 const percent = (fraction: number): string => `${Math.round(fraction * 1000) / 10} %`
 

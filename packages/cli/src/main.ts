@@ -9,7 +9,14 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Cli from "./Cli.js"
 
-NodeRuntime.runMain(Cli.main(process.argv).pipe(Effect.provide(NodeContext.layer)), {
+const terminal: Cli.Terminal = {
+  stdoutIsTerminal: process.stdout.isTTY === true,
+  stderrIsTerminal: process.stderr.isTTY === true
+}
+
+NodeRuntime.runMain(Cli.main(process.argv, terminal).pipe(Effect.provide(NodeContext.layer)), {
   disableErrorReporting: true,
+  // Cli.run installs the only logger (logfmt on standard error); the pretty one would print on stdout too
+  disablePrettyLogger: true,
   teardown: Cli.teardown
 })

@@ -9,20 +9,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { type PgTestServer, TestDatabase, type TestPki, VaultDouble } from "@takumi/testing"
-import { errorTag, runCli } from "./fixtures.js"
+import { errorTag, productionRefused, runCli } from "./fixtures.js"
 
 const PASSWORD = "doctor-Pa55word-7be21f"
 const ADMIN_PASSWORD = "doctor-Adm1n-Pa55-4c9d"
 const VAULT_TOKEN = "hvs.doctor-test-token-5f2e"
 
-const production = {
-  NODE_ENV: "production",
-  DB_HOST: "db.internal.example.com",
-  DB_USER: "app",
-  DB_SSL: "false",
-  SECRETS_BACKEND: "env",
-  DB_PASSWORD: PASSWORD
-}
+const production = productionRefused(PASSWORD)
 
 describe("Doctor offline", () => {
   it.effect("lists the production refusal with its fix and exits 1", () =>

@@ -33,12 +33,14 @@ describe("PoolSize", () => {
       const run = yield* runCli(["pool-size", "--preset", "production", "--max-connections", "200", "--instances", "4"])
       assert.include(run.stdout, "does NOT fit")
       assert.include(run.stdout, "Set DB_POOL_MAX=40")
+      assert.strictEqual(run.exitCode, 1)
+      assert.deepStrictEqual(errorTag(run), Option.some("PresetDoesNotFit"))
     }))
 
-  it.effect("fails with InvalidPoolSizing and exit code 1 for zero instances, never clamping", () =>
+  it.effect("fails with InvalidPoolSizing and exit code 2 (usage) for zero instances, never clamping", () =>
     Effect.gen(function*() {
       const run = yield* runCli(["pool-size", "--max-connections", "200", "--instances", "0"])
-      assert.strictEqual(run.exitCode, 1)
+      assert.strictEqual(run.exitCode, 2)
       assert.deepStrictEqual(errorTag(run), Option.some("InvalidPoolSizing"))
       assert.include(run.stderr, "instances must be a positive integer")
     }))

@@ -21,6 +21,16 @@ export interface CliRun {
   readonly error: Option.Option<unknown>
 }
 
+/** Production with three refusals: no TLS, the env secrets backend, a password in the environment. */
+export const productionRefused = (password: string): Record<string, string> => ({
+  NODE_ENV: "production",
+  DB_HOST: "db.internal.example.com",
+  DB_USER: "app",
+  DB_SSL: "false",
+  SECRETS_BACKEND: "env",
+  DB_PASSWORD: password
+})
+
 /** The `_tag` of the command's failure, if it failed with a tagged error. */
 export const errorTag = (run: CliRun): Option.Option<string> =>
   Option.flatMap(run.error, (error) =>
@@ -28,8 +38,12 @@ export const errorTag = (run: CliRun): Option.Option<string> =>
       ? Option.some(error._tag)
       : Option.none())
 
-/** Runs `takumi-db <args>` with `variables` as the environment. */
-export const runCli = (args: ReadonlyArray<string>, variables: Record<string, string> = {}) =>
+/** Runs `takumi-db <args>` with `variables` as the environment (by default, not on a terminal). */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  variables: Record<string, string> = {},
+  terminal: Cli.Terminal = { stdoutIsTerminal: false, stderrIsTerminal: false }
+) =>
   Console.consoleWith((base) => {
     const stdout: Array<string> = []
     const stderr: Array<string> = []
@@ -44,7 +58,7 @@ export const runCli = (args: ReadonlyArray<string>, variables: Record<string, st
         error: (...parts) => void stderr.push(line(parts))
       }
     }
-    return Cli.main(["node", "takumi-db", ...args]).pipe(
+    return Cli.main(["node", "takumi-db", ...args], terminal).pipe(
       Effect.provide(NodeContext.layer),
       Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables)))),
       Effect.withConsole(console),

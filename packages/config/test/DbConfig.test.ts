@@ -730,3 +730,21 @@ describe("DbConfig.load", () => {
       expect(refused._tag).toBe("InsecureConfiguration")
     }))
 })
+
+describe("DbConfig.layer with mutual TLS and the env backend", () => {
+  const { DB_PASSWORD: _password, ...withoutPassword } = devBase
+
+  it.scoped("does not require DB_PASSWORD when a client certificate and key are configured", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempFiles({ "client.pem": testCaPem, "client.key": privateKeyPem() })
+      const settings = yield* decode({ ...withoutPassword, DB_SSL_CERT: `${dir}/client.pem`, DB_SSL_KEY: `${dir}/client.key` })
+      expect(settings.secrets.backend).toBe("env")
+      expect(Option.isSome(settings.tls.cert)).toBe(true)
+    }))
+
+  it.effect("still requires DB_PASSWORD without a client certificate", () =>
+    Effect.gen(function*() {
+      const error = yield* fail(decode(withoutPassword))
+      expect(issueVariables(error)).toContain("DB_PASSWORD")
+    }))
+})

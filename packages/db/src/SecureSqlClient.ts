@@ -27,7 +27,9 @@ import type { DbHealth } from "./DbHealth.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
+import * as TestClient from "./internal/testClient.js"
 import type { ReadReplica } from "./ReadReplica.js"
+import { SecurePool } from "./SecurePool.js"
 import * as ReconnectSchedule from "./ReconnectSchedule.js"
 import * as SecurityAlerts from "./SecurityAlerts.js"
 
@@ -42,7 +44,7 @@ export type StartupError = ConnectError | PoolExhausted | InsecureServer | Secre
 
 /**
  * The default layer: requires `DbConfig` and `SecretsBackend`, provides `PgClient` and
- * `SqlClient` (plus `DbHealth`, `ReadReplica` and `SecurityAlerts`, see those modules; the reconnect policy is read
+ * `SqlClient` (plus `DbHealth`, `ReadReplica`, `SecurityAlerts` and the `SecurePool` itself, see those modules; the reconnect policy is read
  * from `ReconnectSchedule` when provided). Building it runs the whole startup sequence; it fails
  * with a `StartupError`.
  *
@@ -50,7 +52,7 @@ export type StartupError = ConnectError | PoolExhausted | InsecureServer | Secre
  * @category layers
  */
 export const layer: Layer.Layer<
-  PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica | SecurityAlerts.SecurityAlerts,
+  PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica | SecurityAlerts.SecurityAlerts | SecurePool,
   StartupError,
   DbConfig | SecretsBackend
 > = Layer.unwrapScoped(
@@ -76,7 +78,43 @@ export const layer: Layer.Layer<
       .pipe(
         Layer.orDie,
         (client) => Layer.provideMerge(resilience.layer, client),
-        Layer.merge(Layer.succeed(SecurityAlerts.SecurityAlerts, alerts))
+        Layer.merge(Layer.succeed(SecurityAlerts.SecurityAlerts, alerts)),
+        // the same pool for pg-based code (Kysely, drizzle): see SecurePool.ts for what it bypasses
+        Layer.merge(Layer.succeed(SecurePool, pool))
       )
   })
 )
+
+/**
+ * The mock for unit tests, without a server: a real `@effect/sql` `SqlClient` compiling with
+ * `@effect/sql-pg`'s compiler (templates, `$1` parameters and `withTransaction` as with the real
+ * client) that records every statement in `script.statements` and answers from `script.answers`
+ * (first match wins, no rows otherwise; a `fail` answer fails with a `SqlError` whose `cause` is the
+ * given error, as `SecureSqlClient.layer` delivers it); plus `ReadReplica` (the same client, or one
+ * of its own with `script.replica`), an in-memory `SecurityAlerts` and `DbHealth.layerTest(script.health)`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = (
+  script: layerTest.Script = {}
+): Layer.Layer<SqlClient.SqlClient | ReadReplica | SecurityAlerts.SecurityAlerts | DbHealth> => TestClient.layer(script)
+
+/**
+ * The types of `layerTest`'s script and record.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export declare namespace layerTest {
+  /** what `layerTest` is given: answers, the record, the replica's own script, the health status */
+  export type Script = TestClient.Script
+  /** one client's script: `answers` and where to record (`statements`) */
+  export type ClientScript = TestClient.ClientScript
+  /** `{ when, rows }` or `{ when, fail }` */
+  export type Answer = TestClient.Answer
+  /** exact text (whitespace collapsed), a `RegExp`, or a predicate of `(sql, params)` */
+  export type Match = TestClient.Match
+  /** one recorded statement: compiled text and parameters */
+  export type RecordedStatement = TestClient.RecordedStatement
+}

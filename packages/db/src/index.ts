@@ -17,6 +17,13 @@ export * from "./DbError.js"
 export * as SecureSqlClient from "./SecureSqlClient.js"
 
 /**
+ * The verified `pg.Pool` behind the SqlClient, as a service for pg-based code (Kysely, drizzle-orm/node-postgres).
+ *
+ * @since 0.1.0
+ */
+export * as SecurePool from "./SecurePool.js"
+
+/**
  * Configuration, secrets backend and SecureSqlClient composed from the environment: one `Effect.provide`.
  *
  * @since 0.1.0

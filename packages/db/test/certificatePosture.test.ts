@@ -19,14 +19,19 @@ const target = { host: "127.0.0.1", port: 5432 }
 
 class Pki extends Context.Tag("db-test/CertificatePosturePki")<Pki, TestPki.TestPki>() {}
 
-/** The certificate a loopback TLS server presents, as Node's client sees it. */
+/**
+ * The certificate a loopback TLS server presents, as Node's client sees it. Security level 0 on
+ * both ends so that OpenSSL builds at level 2 (Node 24) still hand over the 1024-bit certificate.
+ */
+const lab = "DEFAULT:@SECLEVEL=0"
+
 const peerOf = (files: TestPki.CertificateFiles) =>
   Effect.async<Tls.DetailedPeerCertificate>((resume) => {
-    const server = Tls.createServer({ cert: files.certPem, key: files.keyPem }, (socket) => socket.end())
+    const server = Tls.createServer({ cert: files.certPem, key: files.keyPem, ciphers: lab }, (socket) => socket.end())
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
-      const socket = Tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
+      const socket = Tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ciphers: lab }, () => {
         resume(Effect.succeed(socket.getPeerCertificate(true)))
         socket.destroy()
         server.close()

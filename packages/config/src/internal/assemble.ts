@@ -146,7 +146,11 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     requiredFor("VAULT_PATH", v.VAULT_PATH)
   }
   // In production the env backend is refused by the policy, which says more than "missing".
-  if (backend === "env" && environment !== "production" && Option.isNone(password)) {
+  // With a client certificate and key (mutual TLS) the server may authenticate by certificate
+  // alone and never ask for a password; if it does ask, the env backend fails the connection
+  // with its typed SecretNotFound for DB_PASSWORD.
+  const clientCertificate = Option.isSome(v.DB_SSL_CERT) && Option.isSome(v.DB_SSL_KEY)
+  if (backend === "env" && environment !== "production" && Option.isNone(password) && !clientCertificate) {
     report("DB_PASSWORD", "required when SECRETS_BACKEND=env (or give the password in DATABASE_URL)")
   }
 

@@ -165,6 +165,15 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
     const findings = Schema.decodeUnknownOption(Schema.NonEmptyArray(PostureFinding))(cause.findings)
     if (Option.isSome(findings)) return new InsecureServer({ host, port, findings: findings.value })
   }
+  if (/certificate key too weak|key too small/i.test(message)) {
+    // OpenSSL at security level 2 (Node 24's default) refuses an RSA key under 2048 bits during
+    // verification, before our own posture check sees it: the same finding, refused everywhere
+    return new InsecureServer({
+      host,
+      port,
+      findings: [{ rule: "WeakRsaKey", detail: `the TLS stack refused the server certificate's key as too weak (${message})` }]
+    })
+  }
   if (untrustedCodes.has(code)) return new CertificateUntrusted({ host, port, code })
   if (expiredCodes.has(code)) return new CertificateExpired({ host, port, code })
   if (code === "CERT_REVOKED") return new CertificateRevoked({ host, port, code })
