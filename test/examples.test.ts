@@ -22,7 +22,8 @@ const examples: ReadonlyArray<readonly [name: string, verified: RegExp]> = [
   ["read-replica", /✓ ReadReplica -> port \d+ \(in recovery: true, ssl: true\)/],
   ["migrations", /✓ second run applied 0 /],
   ["graceful-shutdown", /✓ pg_stat_activity: 0 session\(s\) of the service left/],
-  ["kysely", /✓ Kysely's connection is TLS: pg_stat_ssl ssl=true/]
+  ["kysely", /✓ Kysely's connection is TLS: pg_stat_ssl ssl=true/],
+  ["health-server", /✓ draining: \/readyz 503, \/livez 200; the grace of 1s is over/]
 ]
 
 const scripts: Record<string, string> = JSON.parse(Fs.readFileSync(Path.join(repoRoot, "package.json"), "utf8")).scripts
