@@ -12,6 +12,8 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Tracer from "effect/Tracer"
+import { inspect } from "node:util"
 import { afterAll, beforeAll, vi } from "vitest"
 
 const VAULT_PATH = "secret/takumi/production"
@@ -77,6 +79,43 @@ describe("TakumiDb end to end", () => {
       assert.strictEqual(new Set(rows.map((row) => row.pid)).size, 4)
       // every new connection asked for the password; the cache answered all but the first
       assert.strictEqual(yield* vault.requestCount(), 1)
+    }).pipe(Effect.scoped, Effect.provide(quiet)))
+
+  it.live("traces startup, the Vault read and statements with the database-client attributes, never a parameter value or secret", () =>
+    Effect.gen(function*() {
+      const { env, server } = yield* productionSetup
+      const base = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const tracer = Tracer.make({
+        span: (...args) => {
+          const span = base.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: base.context
+      })
+      const card = "4111111111111111"
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT ${card}::text AS card`).pipe(
+        Effect.provide(TakumiDb.layer),
+        withEnvironment(env),
+        Effect.withTracer(tracer)
+      )
+      const named = (name: string) => spans.filter((span) => span.name === name)
+      const database = {
+        "db.system.name": "postgresql",
+        "db.namespace": "app",
+        "server.address": server.host,
+        "server.port": server.port
+      }
+      const startup = named("SecureSqlClient.startup")[0]
+      assert.isDefined(startup)
+      assert.deepInclude(Object.fromEntries(startup?.attributes ?? []), database)
+      assert.isAtLeast(named("SecretsBackend.vault.get").length, 1)
+      const statement = named("sql.execute").find((span) => String(span.attributes.get("db.query.text")).includes("AS card"))
+      assert.isDefined(statement)
+      assert.deepInclude(Object.fromEntries(statement?.attributes ?? []), { ...database, "db.query.text": "SELECT $1::text AS card" })
+      const everything = inspect(spans.map((span) => [span.name, Object.fromEntries(span.attributes)]), { depth: 5 })
+      for (const secret of [card, FIRST_PASSWORD, TOKEN]) assert.notInclude(everything, secret)
     }).pipe(Effect.scoped, Effect.provide(quiet)))
 
   it.live("a rotated password (new Vault version + ALTER ROLE) reaches new connections with no failed query", () =>
