@@ -67,19 +67,7 @@ export const layer: Layer.Layer<
     const { pool, target } = yield* withStartupWait(
       policy,
       makeVerifiedPool(settings, { host: settings.host, port: settings.port })
-    ).pipe(
-      Effect.provideService(Monitor.Monitor, monitor),
-      // the OpenTelemetry database-client attributes, as @effect/sql-pg puts them on statements
-      Effect.withSpan("SecureSqlClient.startup", {
-        kind: "client",
-        attributes: {
-          "db.system.name": "postgresql",
-          "db.namespace": settings.database,
-          "server.address": settings.host,
-          "server.port": settings.port
-        }
-      })
-    )
+    ).pipe(Effect.provideService(Monitor.Monitor, monitor))
     // resilience (issue 6): acquisition retries, PoolExhausted, health supervisor, read replica
     const resilience = yield* installResilience({ settings, pool, target }).pipe(
       Effect.provideService(Monitor.Monitor, monitor)

@@ -97,4 +97,15 @@ export const makeVerifiedPool = (
       })
     )
     return { pool, target, credentials, posture }
-  }).pipe(Effect.withSpan("SecureSqlClient.startup", { attributes: { host: server.host, port: server.port } }))
+  }).pipe(
+    // the OpenTelemetry database-client attributes, as @effect/sql-pg puts them on statements
+    Effect.withSpan("SecureSqlClient.startup", {
+      kind: "client",
+      attributes: {
+        "db.system.name": "postgresql",
+        "db.namespace": settings.database,
+        "server.address": server.host,
+        "server.port": server.port
+      }
+    })
+  )
