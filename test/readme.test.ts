@@ -20,6 +20,10 @@ describe("README", () => {
     assert.include(read("README.md"), "```ts\n" + read("test/consumer/mockLayers.ts") + "```")
   })
 
+  it("shows examples/testing/test-server.ts verbatim as the test-server snippet", () => {
+    assert.include(read("README.md"), "```ts\n" + read("examples/testing/test-server.ts") + "```")
+  })
+
   it("shows examples/logging.ts verbatim as the production logging setup", () => {
     assert.include(read("README.md"), "```ts\n" + read("examples/logging.ts") + "```")
   })
