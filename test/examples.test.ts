@@ -23,7 +23,8 @@ const examples: ReadonlyArray<readonly [name: string, verified: RegExp]> = [
   ["migrations", /✓ second run applied 0 /],
   ["graceful-shutdown", /✓ pg_stat_activity: 0 session\(s\) of the service left/],
   ["kysely", /✓ Kysely's connection is TLS: pg_stat_ssl ssl=true/],
-  ["health-server", /✓ draining: \/readyz 503, \/livez 200; the grace of 1s is over/]
+  ["health-server", /✓ draining: \/readyz 503, \/livez 200; the grace of 1s is over/],
+  ["sigterm", /✓ pg_stat_activity: 0 session\(s\) of the child left after SIGTERM \(grace 3s\)/]
 ]
 
 const scripts: Record<string, string> = JSON.parse(Fs.readFileSync(Path.join(repoRoot, "package.json"), "utf8")).scripts
