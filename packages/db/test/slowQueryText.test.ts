@@ -168,6 +168,13 @@ describe("slowQueryText with PostgreSQL's scanner (libpg-query)", () => {
       assert.strictEqual(SlowQueryText.slowQueryText(`SELECT x, 'a\\' , pan , ' ${CARD} '`, scanner, key), "SELECT x, ?…")
     }))
 
+  it.effect("does not show a quoted name that hostile text made of a literal (found by the property below)", () =>
+    Effect.gen(function*() {
+      const scanner = Option.some(yield* lexer)
+      const text = `SELECT$$'${CARD}$$ "it's" '${CARD}' U&"x'y" E'${CARD}\\'' SELECT `
+      assert.notInclude(SlowQueryText.slowQueryText(text, scanner, key), CARD)
+    }))
+
   it.effect("never shows a digit outside a name or a parameter for any statement built from hostile pieces", () =>
     Effect.gen(function*() {
       const scanner = Option.some(yield* lexer)

@@ -72,6 +72,9 @@ const tokensOf = (scanned: unknown): Option.Option<ReadonlyArray<Token>> => {
 // PostgreSQL identifiers start with a letter, `_` or any non-ASCII character.
 const unquotedName = /^[A-Za-z_\u{80}-\u{10FFFF}][A-Za-z0-9_$\u{80}-\u{10FFFF}]*$/u
 const quotedName = /^(?:[Uu]&)?"(?:[^"]|"")*"$/
+// A quoted name is shown only when it holds no digit or backslash: to PostgreSQL `" '4111…' "` is
+// a name too, and hostile text can turn a literal into one.
+const plainQuotedName = /^(?:[Uu]&)?"(?:[^"\\0-9]|"")*"$/
 // a statement has at most 65535 parameters: `$` and more digits is no parameter the server takes
 const parameter = /^\$[0-9]{1,5}$/
 const operator = /^[-+*/<>=~!@#%^&|`?]+$/
@@ -85,7 +88,8 @@ const kindOf = (token: Token): Kind => {
   if (text.startsWith("--") || text.startsWith("/*")) return "comment"
   // a bare word is shown only when the scanner says it is a name or a keyword
   if (unquotedName.test(text)) return token.tokenName === "IDENT" || token.keywordName !== "NO_KEYWORD" ? "shown" : "blanked"
-  if (quotedName.test(text) || parameter.test(text) || operator.test(text) || punctuation.test(text)) return "shown"
+  if (quotedName.test(text)) return plainQuotedName.test(text) ? "shown" : "blanked"
+  if (parameter.test(text) || operator.test(text) || punctuation.test(text)) return "shown"
   // The scanner reads with standard_conforming_strings on (the default since PostgreSQL 9.1). A
   // server with it off reads a backslash in '…' as an escape, so that literal may end later than
   // the scanner thinks: the tokens after it are not shown.
