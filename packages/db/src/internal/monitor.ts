@@ -38,6 +38,7 @@ import {
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilienceAcquire.js"
+import { isSubmittable, isThenable, statementText } from "./queryArguments.js"
 import type { StuckStatements } from "./resilienceSupervisor.js"
 import * as SlowQueryText from "./slowQueryText.js"
 
@@ -105,21 +106,6 @@ export const makeFailureWindow = (
     })
   }
 }
-
-/** The text of a `client.query` first argument, whatever form it took (text or config object). */
-const statementText = (first: unknown): string | undefined => {
-  if (typeof first === "string") return first
-  if (typeof first === "object" && first !== null && "text" in first && typeof first.text === "string") {
-    return first.text
-  }
-  return undefined
-}
-
-const isSubmittable = (first: unknown): boolean =>
-  typeof first === "object" && first !== null && "submit" in first && typeof first.submit === "function"
-
-const isThenable = (u: unknown): u is PromiseLike<unknown> =>
-  typeof u === "object" && u !== null && "then" in u && typeof u.then === "function"
 
 /** A statement in flight on one of a pool's connections, from submission to its answer. */
 interface RunningStatement {

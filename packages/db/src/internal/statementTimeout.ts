@@ -25,6 +25,7 @@ import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { StatementTimeout } from "../DbError.js"
 import { type ConnectTarget, errorCode, errorMessage } from "./classify.js"
+import { isSubmittable, isThenable, statementText } from "./queryArguments.js"
 
 /** pg's message when `query_timeout` passed without an answer (pg 8 `client.js`; it has no code). */
 export const queryReadTimeoutMessage = "Query read timeout"
@@ -111,19 +112,6 @@ export const classifyStatementTimeout = (
 
 /** `ROLLBACK` and `ROLLBACK TO SAVEPOINT …`, as `withTransaction` sends them. */
 const rollback = /^\s*ROLLBACK\b/i
-
-const statementText = (first: unknown): string | undefined =>
-  typeof first === "string"
-    ? first
-    : typeof first === "object" && first !== null && "text" in first && typeof first.text === "string"
-    ? first.text
-    : undefined
-
-const isSubmittable = (first: unknown): boolean =>
-  typeof first === "object" && first !== null && "submit" in first && typeof first.submit === "function"
-
-const isThenable = (u: unknown): u is PromiseLike<unknown> =>
-  typeof u === "object" && u !== null && "then" in u && typeof u.then === "function"
 
 /** What pg answers a `ROLLBACK` with; handed out for the one that cannot be sent any more. */
 const rolledBack = (): Pg.QueryResult => ({ command: "ROLLBACK", rowCount: null, oid: 0, fields: [], rows: [] })
