@@ -3,13 +3,37 @@
  * `examples/service.ts` verbatim (type-checked by `npm run typecheck`, compiled and run with plain
  * node by the consumer test), and so are the mock layers (`test/consumer/mockLayers.ts`) and the
  * logging setup (`examples/logging.ts`, run by `test/logging.test.ts`); the files it links to
- * exist, and the install line names every peer the packages declare.
+ * exist, and the install line names every peer the packages declare. Every package README's
+ * TypeScript is likewise a file under `examples/readme/<package>/` (or another checked file).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const read = (path: string) => Fs.readFileSync(fileURLToPath(new URL(`../${path}`, import.meta.url)), "utf8")
+
+/** Every TypeScript file the typecheck compiles under `examples/` and `test/consumer/`. */
+const checkedFiles = (): ReadonlyArray<string> =>
+  ["examples", "test/consumer"].flatMap((folder) =>
+    Fs.readdirSync(fileURLToPath(new URL(`../${folder}`, import.meta.url)), { recursive: true, encoding: "utf8" })
+      .filter((name) => name.endsWith(".ts"))
+      .map((name) => read(`${folder}/${name}`))
+  )
+
+const readmes = ["README.md", ...Fs.readdirSync(fileURLToPath(new URL("../packages", import.meta.url))).map((pkg) => `packages/${pkg}/README.md`)]
+  .filter((path) => Fs.existsSync(fileURLToPath(new URL(`../${path}`, import.meta.url))))
+
+describe("every README", () => {
+  it("shows only TypeScript that CI compiles: each ```ts block is a file under examples/ or test/consumer/, verbatim", () => {
+    const files = new Set(checkedFiles())
+    for (const path of readmes) {
+      const blocks = Array.from(read(path).matchAll(/```ts\n([\s\S]*?)```/g), (match) => match[1]!)
+      for (const block of blocks) {
+        assert.isTrue(files.has(block), `${path}: this block is not a type-checked file (put it under examples/readme/):\n${block}`)
+      }
+    }
+  })
+})
 
 describe("README", () => {
   it("shows examples/service.ts verbatim as the service program", () => {

@@ -9,7 +9,7 @@
  * | `takumi_db_connections_idle` | gauge | `server` | `pool.idleCount`, likewise |
  * | `takumi_db_connections_waiting` | gauge | `server` | `pool.waitingCount`, likewise |
  * | `takumi_db_connection_errors_total` | counter | `server`, `kind` | every failed connection attempt (`kind` = the typed error's `_tag`) and every established connection lost (`ConnectionLost`) |
- * | `takumi_db_query_duration_seconds` | histogram | `server` | every statement, timed around the driver's `client.query` |
+ * | `takumi_db_query_duration_seconds` | histogram | `server`, and `error_type` on a failed statement | every statement, timed around the driver's `client.query`; `error_type` is the SQLSTATE of a server error (`23505`, `57014`, ...) or the error's class name (`Error`) when the driver failed without one |
  * | `takumi_db_connection_setup_seconds` | histogram | `server` | every new physical connection: TCP + TLS + authentication (password lookup included) |
  * | `takumi_db_tls_handshake_seconds` | histogram | `server` | every new TLS connection: from the TCP `connect` to the TLS socket's `secureConnect` (PostgreSQL's SSLRequest round trip included) |
  * | `takumi_db_security_alerts_total` | counter | `kind` | every `SecurityAlerts` alert (`kind` = the alert's `_tag`) |
@@ -26,6 +26,7 @@
  * @since 0.1.0
  */
 import * as Metric from "effect/Metric"
+import * as Pg from "pg"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import { SecretMetrics } from "@takumi/secrets"
 
@@ -172,6 +173,28 @@ export const serverTag = "server"
  * @category tags
  */
 export const kindTag = "kind"
+
+/**
+ * The tag of `queryDuration` that marks a failed statement: the SQLSTATE of a server error, or
+ * the error's class name when the driver failed without one. A statement that succeeded has no
+ * such tag (the OpenTelemetry conventions' `error.type`, which the export renames it to).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const errorTypeTag = "error_type"
+
+/**
+ * The `error_type` of a statement failure: the SQLSTATE code of a PostgreSQL error, otherwise the
+ * error's class name (`_OTHER` for a value that is not an error).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const errorType = (error: unknown): string => {
+  if (error instanceof Pg.DatabaseError && error.code !== undefined) return error.code
+  return error instanceof Error ? error.name : "_OTHER"
+}
 
 /**
  * The value of the `server` tag for a host and port.

@@ -7,7 +7,7 @@
  *
  * | Effect metric | exported as | unit | attributes |
  * |---|---|---|---|
- * | `takumi_db_query_duration_seconds` | `db.client.operation.duration` | `s` | pool attributes |
+ * | `takumi_db_query_duration_seconds` | `db.client.operation.duration` | `s` | pool attributes, and on a failed statement `error.type` (was `error_type`: the SQLSTATE, e.g. `23505`, or the error class) |
  * | `takumi_db_connections_active` | `db.client.connection.count` | `{connection}` | pool attributes, `db.client.connection.state=used` |
  * | `takumi_db_connections_idle` | `db.client.connection.count` | `{connection}` | pool attributes, `db.client.connection.state=idle` |
  * | `takumi_db_connections_waiting` | `db.client.connection.pending_requests` | `{request}` | pool attributes |

@@ -125,6 +125,22 @@ layer(database, { timeout: 90_000, excludeTestServices: true })("HealthHttp", (i
       )
     }))
 
+  it.scoped("a failed statement is counted under error.type = its SQLSTATE, apart from the successful ones", () =>
+    Effect.gen(function*() {
+      const { get, server, sql } = yield* startService
+      const pool = { db_system_name: "postgresql", server_address: "127.0.0.1", server_port: String(server.port) }
+      const divisionByZero = { ...pool, error_type: "22012" }
+      const before = samples((yield* get("/metrics")).body, "db_client_operation_duration_count", divisionByZero)
+      const failure = yield* sql`SELECT 1 / ${0}::int AS n`.pipe(Effect.flip)
+      expect(failure._tag).toBe("SqlError")
+      yield* sql`SELECT 1 AS n`
+      const after = (yield* get("/metrics")).body
+      assert.strictEqual(single(after, "db_client_operation_duration_count", divisionByZero) - (before[0]?.value ?? 0), 1)
+      // the successful statements stay in the series without error_type
+      const successful = samples(after, "db_client_operation_duration_count", pool).filter((s) => s.labels["error_type"] === undefined)
+      assert.strictEqual(successful.length, 1)
+    }))
+
   it.scoped("/metrics shows the pool's connections by db.client.connection.state and its maximum", () =>
     Effect.gen(function*() {
       const { get, server, sql } = yield* startService

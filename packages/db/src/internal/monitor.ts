@@ -227,6 +227,19 @@ export const make = (
       // the statements in flight on this pool's connections (see `watch` for the sweep over them)
       const running = new Set<RunningStatement>()
 
+      // one label array per error type, for the same registry cache as `server` (the types are
+      // bounded: SQLSTATE codes and error class names)
+      const failed = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+      const failedLabels = (error: unknown) => {
+        const type = DbMetrics.errorType(error)
+        let labels = failed.get(type)
+        if (labels === undefined) {
+          labels = [...server, MetricLabel.make(DbMetrics.errorTypeTag, type)]
+          failed.set(type, labels)
+        }
+        return labels
+      }
+
       const countError = (kind: string) => {
         runFork(Metric.increment(Metric.tagged(errors, DbMetrics.kindTag, kind)))
       }
@@ -270,10 +283,10 @@ export const make = (
           if (isSubmittable(first)) return Reflect.apply(query, this, args)
           const entry: RunningStatement = { client, start: nowNanos(), statement: first, slowReported: false }
           running.add(entry)
-          const done = () => {
+          const done = (error?: unknown) => {
             running.delete(entry)
             const nanos = nowNanos() - entry.start
-            DbMetrics.queryDuration.unsafeUpdate(nanos / 1e9, server)
+            DbMetrics.queryDuration.unsafeUpdate(nanos / 1e9, error ? failedLabels(error) : server)
             // one alert per statement: none on completion when the sweep raised it while it ran
             if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, first))
           }
@@ -281,13 +294,13 @@ export const make = (
           const callback = args[last]
           if (typeof callback === "function") {
             args[last] = function(this: unknown, ...results: Array<unknown>) {
-              done()
+              done(results[0])
               return Reflect.apply(callback, this, results)
             }
             return Reflect.apply(query, this, args)
           }
           const result: unknown = Reflect.apply(query, this, args)
-          if (isThenable(result)) result.then(done, done)
+          if (isThenable(result)) result.then(() => done(), done)
           return result
         }
         Object.defineProperty(client, "query", { value: timed, writable: true, configurable: true })

@@ -41,7 +41,8 @@ export const rules: ReadonlyArray<Rule> = [
     source: "takumi_db_query_duration_seconds",
     name: "db.client.operation.duration",
     unit: "s",
-    description: "Duration of database client operations (PostgreSQL statements, sent to result or error)"
+    description: "Duration of database client operations (PostgreSQL statements, sent to result or error)",
+    rename: { error_type: "error.type" }
   },
   {
     source: "takumi_db_connections_active",
