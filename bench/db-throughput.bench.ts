@@ -1,13 +1,22 @@
 /**
- * Throughput of SecureSqlClient against bare `@effect/sql-pg` (PgClient.fromPool on a plain
- * `pg.Pool`), raw `pg.Pool`, and raw `pg.Pool` carrying the DbMetrics instruments (the cost of
- * monitoring alone), on the same local TLS server, in one run: 16 concurrent
- * `SELECT $1::int` for a few seconds per round, median of several rounds, rounds interleaved
- * so that machine noise hits every contender alike. Ratios are against raw `pg` of this run.
+ * Throughput, latency and client CPU per query of SecureSqlClient against the baselines it must
+ * be measured by, on one local TLS 1.3 PostgreSQL, pool 10, `SELECT $1::int`:
  *
- *   npx tsx bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3]
+ * - raw `pg.Pool` (`pool.query`): the driver alone, the reference of every ratio;
+ * - bare `@effect/sql-pg` (`PgClient.fromPool` on a plain `pg.Pool`), with Effect's tracer on (the
+ *   default) and off (`Effect.withTracerEnabled(false)`): what @effect/sql itself costs;
+ * - SecureSqlClient (metrics, alerts, resilience hooks, statement timeouts all on);
+ * - postgres.js, a fresh instance per sample (a long-lived one slows down as its queue array
+ *   grows: FACTS.md), warmed before it is timed;
+ * - pgbench (libpq, `min(concurrency, pool)` clients, extended and prepared): the limit.
  *
- * The server is a throwaway PostgreSQL 15 from @takumi/testing with a test PKI (TLS 1.3).
+ * Each concurrency (1, 16, 64) runs `rounds` rounds; within a round every contender runs one
+ * sample of `secondsPerRound`, one after the other, so that machine noise (the machine is shared)
+ * hits every contender alike. Ratios are taken per round against the raw pg sample of the same
+ * round and reported as `median [min–max]`. Latency: p50 / p99 of every query of the sample;
+ * CPU: `process.cpuUsage` over the sample / queries completed.
+ *
+ *   npx tsx --conditions=@takumi/source bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3] [concurrencies=1,16,64]
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -18,155 +27,222 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
 import * as Pg from "pg"
+import postgres from "postgres"
 import { pathToFileURL } from "node:url"
-import type { DbSettings } from "@takumi/config"
-import { SecurityAlerts } from "@takumi/db"
-import { PgTestServer, TestPki } from "@takumi/testing"
-import * as Monitor from "../packages/db/src/internal/monitor.js"
+import { performance } from "node:perf_hooks"
+import type { PgTestServer, TestPki } from "@takumi/testing"
 import * as BenchDatabase from "./internal/benchDatabase.js"
 import { median } from "./internal/median.js"
+import * as Pgbench from "./internal/pgbench.js"
+import { type Sample, sampleOf, spread } from "./internal/sampleStats.js"
 
-const CONCURRENCY = 16
 const POOL_MAX = 10
 const PASSWORD = "bench-Pa55word-2b7d"
 
-interface Contender {
-  readonly name: string
-  /** runs `CONCURRENCY` workers until the deadline, returns the number of completed queries */
-  readonly run: (millis: number) => Effect.Effect<number>
+/** Counts and latencies of one timed run of `concurrency` workers. */
+interface Tally {
+  count: number
+  readonly latencies: Array<number>
 }
 
-const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki, Client?: typeof Pg.Client) =>
+interface Contender {
+  readonly name: string
+  /** one timed sample: `concurrency` workers until `millis` have passed */
+  readonly sample: (concurrency: number, millis: number) => Effect.Effect<Sample>
+}
+
+/** Times `run` (which fills the tally) with the process's CPU use around it. */
+const timed = (millis: number, run: (deadline: number, tally: Tally) => Effect.Effect<void>) =>
+  Effect.suspend(() => {
+    const tally: Tally = { count: 0, latencies: [] }
+    const cpu = process.cpuUsage()
+    const start = performance.now()
+    return Effect.map(run(start + millis, tally), () =>
+      sampleOf(tally.count, performance.now() - start, tally.latencies, process.cpuUsage(cpu)))
+  })
+
+const workers = (concurrency: number, worker: (w: number) => Promise<void>) =>
+  Effect.promise(() => Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w))))
+
+const sslOf = (pki: TestPki.TestPki) => ({ ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" as const })
+
+const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
   Effect.acquireRelease(
-    Effect.sync(() =>
-      new Pg.Pool({
+    Effect.sync(() => {
+      const pool = new Pg.Pool({
         host: server.host,
         port: server.port,
         database: "app",
         user: "app",
         password: PASSWORD,
-        ssl: { ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" },
-        max: POOL_MAX,
-        ...(Client === undefined ? {} : { Client })
+        ssl: sslOf(pki),
+        max: POOL_MAX
       })
-    ),
+      pool.on("error", () => undefined)
+      return pool
+    }),
     (pool) => Effect.promise(() => pool.end())
-  ).pipe(Effect.tap((pool) => Effect.sync(() => pool.on("error", () => undefined))))
+  )
 
-/**
- * A raw pool with exactly the per-statement and per-connection instruments SecureSqlClient uses
- * (the monitor's client class and pool listeners): the cost of DbMetrics and the alert checks,
- * measured where it is largest relative to everything else.
- */
-const instrumentedPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki, settings: DbSettings) =>
-  Effect.gen(function*() {
-    const alerts = yield* SecurityAlerts.make
-    const monitor = yield* Monitor.make(settings, alerts)
-    const instruments = monitor.forPool({
-      host: server.host,
-      port: server.port,
-      user: "app",
-      database: "app",
-      connectTimeoutMillis: 2000,
-      poolMax: POOL_MAX
-    })
-    const pool = yield* plainPool(server, pki, instruments.Client)
-    yield* instruments.watch(pool)
-    return pool
-  })
-
-const rawContender = (pool: Pg.Pool, name = "raw pg.Pool"): Contender => ({
-  name,
-  run: (millis) =>
-    Effect.promise(async () => {
-      const deadline = Date.now() + millis
-      let count = 0
-      const worker = async (w: number) => {
-        while (Date.now() < deadline) {
+const rawContender = (pool: Pg.Pool): Contender => ({
+  name: "raw pg.Pool",
+  sample: (concurrency, millis) =>
+    timed(millis, (deadline, tally) =>
+      workers(concurrency, async (w) => {
+        while (performance.now() < deadline) {
+          const t = performance.now()
           await pool.query("SELECT $1::int", [w])
-          count++
+          tally.latencies.push(performance.now() - t)
+          tally.count++
+        }
+      }))
+})
+
+/** postgres.js: a fresh instance per sample, warmed (connections open, JIT) before it is timed. */
+const postgresJsContender = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki): Contender => {
+  const loop = (sql: postgres.Sql, concurrency: number, deadline: number, tally: Tally | undefined) =>
+    workers(concurrency, async (w) => {
+      while (performance.now() < deadline) {
+        const t = performance.now()
+        await sql`SELECT ${w}::int`
+        if (tally !== undefined) {
+          tally.latencies.push(performance.now() - t)
+          tally.count++
         }
       }
-      await Promise.all(Array.from({ length: CONCURRENCY }, (_, w) => worker(w)))
-      return count
+    })
+  return {
+    name: "postgres.js (fresh per sample)",
+    sample: (concurrency, millis) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() =>
+          postgres({
+            host: server.host,
+            port: server.port,
+            database: "app",
+            username: "app",
+            password: PASSWORD,
+            ssl: sslOf(pki),
+            max: POOL_MAX,
+            onnotice: () => undefined
+          })
+        ),
+        (sql) =>
+          Effect.zipRight(
+            loop(sql, Math.max(concurrency, POOL_MAX), performance.now() + 300, undefined),
+            timed(millis, (deadline, tally) => loop(sql, concurrency, deadline, tally))
+          ),
+        (sql) => Effect.promise(() => sql.end({ timeout: 5 }))
+      )
+  }
+}
+
+const effectContender = (name: string, sql: SqlClient.SqlClient, tracer: boolean): Contender => ({
+  name,
+  sample: (concurrency, millis) =>
+    timed(millis, (deadline, tally) => {
+      const query = (w: number) =>
+        Effect.suspend(() => {
+          const t = performance.now()
+          return Effect.map(sql`SELECT ${w}::int`, () => {
+            tally.latencies.push(performance.now() - t)
+            tally.count++
+          })
+        })
+      const worker = (w: number) => Effect.repeat(query(w), { while: () => performance.now() < deadline })
+      return Effect.forEach(Array.from({ length: concurrency }, (_, w) => w), worker, {
+        concurrency: "unbounded",
+        discard: true
+      }).pipe(Effect.orDie, Effect.withTracerEnabled(tracer))
     })
 })
 
-const effectContender = (name: string, sql: SqlClient.SqlClient): Contender => ({
-  name,
-  run: (millis) =>
-    Effect.suspend(() => {
-      const deadline = Date.now() + millis
-      let count = 0
-      const worker = (w: number) =>
-        sql`SELECT ${w}::int`.pipe(
-          Effect.tap(() => {
-            count++
-          }),
-          Effect.repeat({ while: () => Date.now() < deadline })
-        )
-      return Effect.forEach(Array.from({ length: CONCURRENCY }, (_, w) => w), worker, {
-        concurrency: "unbounded",
-        discard: true
-      }).pipe(Effect.orDie, Effect.map(() => count))
-    })
+const pgbenchContender = (
+  server: PgTestServer.PgTestServer,
+  pki: TestPki.TestPki,
+  mode: "extended" | "prepared"
+): Contender => ({
+  name: `pgbench ${mode} (libpq)`,
+  sample: (concurrency, millis) =>
+    Effect.map(
+      Pgbench.run({ server, pki, password: PASSWORD, clients: Math.min(concurrency, POOL_MAX), seconds: Math.max(1, Math.round(millis / 1000)), mode }),
+      (qps): Sample => ({ qps, p50Millis: Number.NaN, p99Millis: Number.NaN, cpuMicrosPerQuery: undefined })
+    )
 })
 
 const build = <A>(layer: Layer.Layer<A, unknown>): Effect.Effect<Context.Context<A>, never, Scope.Scope> =>
   Effect.orDie(Layer.build(layer))
 
-/** The benchmark; prints a table and returns the median q/s per contender. */
-export const run = (secondsPerRound = 3, rounds = 3) =>
+const fmt = (x: number | undefined, digits: number) => x === undefined || Number.isNaN(x) ? "-" : x.toFixed(digits)
+
+/** Prints one concurrency's table: medians over rounds, ratios per round against raw pg. */
+const report = (concurrency: number, names: ReadonlyArray<string>, rounds: ReadonlyArray<ReadonlyMap<string, Sample>>) => {
+  console.log(`\n### c${concurrency} (pool ${POOL_MAX}, ${rounds.length} rounds)\n`)
+  console.log("| contender | q/s (median) | / raw pg per round: median [min–max] | p50 ms | p99 ms | client CPU µs/query |")
+  console.log("|---|---|---|---|---|---|")
+  for (const name of names) {
+    const samples = rounds.flatMap((round) => {
+      const s = round.get(name)
+      return s === undefined ? [] : [s]
+    })
+    const ratios = rounds.flatMap((round) => {
+      const s = round.get(name)
+      const raw = round.get("raw pg.Pool")
+      return s === undefined || raw === undefined ? [] : [s.qps / raw.qps]
+    })
+    const cpus = samples.flatMap((s) => (s.cpuMicrosPerQuery === undefined ? [] : [s.cpuMicrosPerQuery]))
+    console.log(
+      `| ${name} | ${fmt(median(samples.map((s) => s.qps)), 0)} | ${spread(ratios)} | ` +
+        `${fmt(median(samples.map((s) => s.p50Millis)), 2)} | ${fmt(median(samples.map((s) => s.p99Millis)), 2)} | ` +
+        `${cpus.length === 0 ? "-" : fmt(median(cpus), 1)} |`
+    )
+  }
+}
+
+/** The benchmark: prints one markdown table per concurrency. */
+export const run = (secondsPerRound = 3, rounds = 3, concurrencies: ReadonlyArray<number> = [1, 16, 64]) =>
   Effect.gen(function*() {
     const { pki, server, settings } = yield* BenchDatabase.make({
       password: PASSWORD,
       applicationName: "takumi-bench",
       poolMax: POOL_MAX
     })
-
-    const raw = rawContender(yield* plainPool(server, pki))
-    const instrumented = rawContender(yield* instrumentedPool(server, pki, settings), "raw pg.Pool + DbMetrics")
-    const bare = yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) }))
-    const secure = yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD))
+    const bare = Context.get(yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) })), SqlClient.SqlClient)
+    const secure = Context.get(yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD)), SqlClient.SqlClient)
     const contenders: ReadonlyArray<Contender> = [
-      raw,
-      instrumented,
-      effectContender("bare @effect/sql-pg", Context.get(bare, SqlClient.SqlClient)),
-      effectContender("SecureSqlClient", Context.get(secure, SqlClient.SqlClient))
+      rawContender(yield* plainPool(server, pki)),
+      effectContender("bare @effect/sql-pg, tracer on", bare, true),
+      effectContender("bare @effect/sql-pg, tracer off", bare, false),
+      effectContender("SecureSqlClient", secure, true),
+      postgresJsContender(server, pki),
+      pgbenchContender(server, pki, "extended"),
+      pgbenchContender(server, pki, "prepared")
     ]
-
-    // warm-up: open every pool's connections and JIT the paths
-    for (const c of contenders) yield* c.run(500)
-
-    const samples = new Map<string, Array<number>>(contenders.map((c) => [c.name, []]))
-    const millis = secondsPerRound * 1000
-    for (let round = 0; round < rounds; round++) {
-      for (const c of contenders) {
-        const count = yield* c.run(millis)
-        samples.get(c.name)?.push(count / secondsPerRound)
-      }
-    }
-
-    const results = contenders.map((c) => ({ name: c.name, qps: median(samples.get(c.name) ?? []) }))
-    const baseline = results[0]?.qps ?? 1
+    const names = contenders.map((c) => c.name)
     console.log(
-      `\nthroughput: ${CONCURRENCY} concurrent SELECT $1::int, pool ${POOL_MAX}, TLS, ` +
-        `median of ${rounds} x ${secondsPerRound}s (node ${process.version})`
+      `throughput: SELECT $1::int over TLS 1.3, pool ${POOL_MAX}, ${rounds} interleaved rounds x ${secondsPerRound} s ` +
+        `per contender (node ${process.version})`
     )
-    for (const r of results) {
-      console.log(
-        `  ${r.name.padEnd(26)} ${r.qps.toFixed(0).padStart(8)} q/s   ${(r.qps / baseline).toFixed(2)}x raw pg`
-      )
+    for (const concurrency of concurrencies) {
+      // warm-up: open every pool's connections and JIT the paths at this concurrency
+      for (const c of contenders.slice(0, 4)) yield* c.sample(concurrency, 500)
+      const results: Array<Map<string, Sample>> = []
+      for (let round = 0; round < rounds; round++) {
+        const samples = new Map<string, Sample>()
+        for (const c of contenders) samples.set(c.name, yield* c.sample(concurrency, secondsPerRound * 1000))
+        results.push(samples)
+      }
+      report(concurrency, names, results)
     }
-    return results
-  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
+  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
 
 if (invokedDirectly) {
   const seconds = Number(process.argv[2] ?? "3")
   const rounds = Number(process.argv[3] ?? "3")
-  Effect.runPromise(run(seconds, rounds)).then(
+  const concurrencies = (process.argv[4] ?? "1,16,64").split(",").map(Number)
+  Effect.runPromise(run(seconds, rounds, concurrencies)).then(
     () => process.exit(0),
     (error: unknown) => {
       console.error(error)

@@ -18,7 +18,7 @@ const benches = readdirSync(here).filter((name) => name.endsWith(".bench.ts") &&
 let failed = 0
 for (const name of benches) {
   console.log(`\n=== ${name} ===`)
-  const run = spawnSync(process.execPath, ["--import", "tsx", join(here, name)], { stdio: "inherit" })
+  const run = spawnSync(process.execPath, ["--conditions=@takumi/source", "--import", "tsx", join(here, name)], { stdio: "inherit" })
   if (run.status !== 0) failed++
 }
 if (failed > 0) {

@@ -276,6 +276,15 @@ export const make = (
        * `pool.query` use) and the promise form; cursors and streams (submittables) pass untimed.
        * A statement is in `running` from submission to its answer, for the sweep of `watch`.
        */
+      /** A statement answered: out of `running`, into the histogram, and `SlowQuery` if it was. */
+      const finish = (entry: RunningStatement, error?: unknown) => {
+        running.delete(entry)
+        const nanos = nowNanos() - entry.start
+        DbMetrics.queryDuration.unsafeUpdate(nanos / 1e9, error ? failedLabels(error) : server)
+        // one alert per statement: none on completion when the sweep raised it while it ran
+        if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, entry.statement))
+      }
+
       const timeQueries = (client: Pg.Client) => {
         const query: (...args: Array<unknown>) => unknown = client.query
         const timed = function(this: unknown, ...args: Array<unknown>): unknown {
@@ -283,24 +292,19 @@ export const make = (
           if (isSubmittable(first)) return Reflect.apply(query, this, args)
           const entry: RunningStatement = { client, start: nowNanos(), statement: first, slowReported: false }
           running.add(entry)
-          const done = (error?: unknown) => {
-            running.delete(entry)
-            const nanos = nowNanos() - entry.start
-            DbMetrics.queryDuration.unsafeUpdate(nanos / 1e9, error ? failedLabels(error) : server)
-            // one alert per statement: none on completion when the sweep raised it while it ran
-            if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, first))
-          }
           const last = args.length - 1
           const callback = args[last]
           if (typeof callback === "function") {
-            args[last] = function(this: unknown, ...results: Array<unknown>) {
-              done(results[0])
-              return Reflect.apply(callback, this, results)
+            // the one closure per statement: pg's callback, after the entry is finished
+            args[last] = function(this: unknown, err: unknown, result: unknown) {
+              finish(entry, err)
+              // pg answers a statement's callback with (err, result) only
+              return callback.call(this, err, result)
             }
             return Reflect.apply(query, this, args)
           }
           const result: unknown = Reflect.apply(query, this, args)
-          if (isThenable(result)) result.then(() => done(), done)
+          if (isThenable(result)) result.then(() => finish(entry), (err: unknown) => finish(entry, err))
           return result
         }
         Object.defineProperty(client, "query", { value: timed, writable: true, configurable: true })

@@ -174,6 +174,9 @@ const makePoolClass = (
   FreshClient: typeof Pg.Client
 ) =>
   class extends Pg.Pool implements SecurePool {
+    // made once per pool, not per checkout
+    readonly #poolHooks: StalePasswordHooks = { ...hooks, canRetry: () => !this.ending }
+
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void
     override connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
@@ -193,7 +196,7 @@ const makePoolClass = (
             else if (client !== undefined) done(undefined, { client, release })
             else done(classifyRuntimeError("pg returned no client", target), undefined)
           }),
-        { ...hooks, canRetry: () => !this.ending },
+        this.#poolHooks,
         (err, value) => {
           if (value !== undefined) callback(undefined, value.client, value.release)
           else callback(err ?? classifyRuntimeError("pg returned no client", target), undefined, noRelease)

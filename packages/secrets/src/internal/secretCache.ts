@@ -5,6 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -65,7 +66,13 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
     // a failed read empties: forgetting this would reopen the window for the next invalidation.
     const forcedAt = new Map<string, number>()
     let closed = false
-    const hits = Metric.tagged(SecretMetrics.cacheHits, "backend", options.backend)
+    // A hit is the hot path (every new connection reads the password): one map lookup, one clock
+    // read and one counter update, all plain JavaScript inside one `Effect.suspend`. The clock is
+    // the fiber's `Clock` taken once here (TestClock in tests), read unsafely; the counter is
+    // updated with a label array made here, whose identity the metric registry caches (a
+    // `Metric.tagged` counter builds a new array per update, and `Metric.increment` is an Effect).
+    const clock = yield* Effect.clock
+    const hitLabels: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("backend", options.backend)]
     const fetches = (outcome: string) =>
       Metric.increment(
         Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", options.backend), "outcome", outcome)
@@ -174,11 +181,12 @@ export const make = (options: CacheOptions): Effect.Effect<CachedBackend, never,
       )
 
     const get = (key: string): Effect.Effect<Redacted.Redacted<string>, SecretError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Effect.suspend(() => {
+        const now = clock.unsafeCurrentTimeMillis()
         const entry = entries.get(key)
-        return entry !== undefined && entry.value !== undefined && now < entry.expiresAt
-          ? Effect.as(Metric.increment(hits), entry.value)
-          : miss(key, now)
+        if (entry === undefined || entry.value === undefined || now >= entry.expiresAt) return miss(key, now)
+        SecretMetrics.cacheHits.unsafeUpdate(1, hitLabels)
+        return Effect.succeed(entry.value)
       })
 
     // The check and the update run in one synchronous step after the clock read, like `miss`:
