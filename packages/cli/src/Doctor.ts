@@ -30,7 +30,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { type ConfigError, DbConfig, type DbSettings, type Environment, type PemSource, SecurityPolicy } from "@takumi/config"
-import { PostureRule, TakumiDb } from "@takumi/db"
+import { PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
 import { probe } from "./internal/certificateProbe.js"
 import { capture, type CapturedLog } from "./internal/logCapture.js"
 
@@ -100,6 +100,11 @@ export interface ConnectionPosture {
   /** none when the session is not encrypted (development with `DB_SSL=false`) */
   readonly tls: Option.Option<{ readonly version: string; readonly cipher: string; readonly bits: number | null }>
   readonly superuser: boolean
+  /**
+   * what the role can do that an application rarely needs (none listed for a superuser, who can
+   * do everything): production refuses those with `refused`, and warns about the rest
+   */
+  readonly privileges: ReadonlyArray<RolePrivileges.PrivilegeFinding>
   /** the certificate, or why it could not be read (TLS off, probe failed) */
   readonly certificate: Either.Either<CertificateReport, string>
   readonly warnings: ReadonlyArray<PostureWarning>
@@ -212,6 +217,7 @@ const inspectConnection = Effect.gen(function*() {
   const client = yield* PgClient.PgClient
   const rows = yield* sql.unsafe<SessionRow>(sessionQuery)
   const row = rows[0]
+  const privileges = row?.rolsuper === true ? [] : RolePrivileges.findings(yield* RolePrivileges.read)
   const ssl = client.config.ssl
   const certificate: Either.Either<CertificateReport, string> = settings.host.startsWith("/")
     ? Either.left("a Unix socket connection carries no TLS")
@@ -240,6 +246,7 @@ const inspectConnection = Effect.gen(function*() {
       ? Option.some({ version: row.version ?? "unknown", cipher: row.cipher ?? "unknown", bits: row.bits })
       : Option.none(),
     superuser: row?.rolsuper === true,
+    privileges,
     certificate,
     warnings: []
   } satisfies ConnectionPosture
@@ -449,6 +456,11 @@ const renderConnection = (connection: ConnectionResult): Array<string> => {
         }),
         certificate,
         `  role         ${p.user} is ${p.superuser ? "a SUPERUSER" : "not a superuser"}`,
+        ...(p.superuser ? [] : p.privileges.length === 0
+          ? ["  privileges   none beyond its grants (least privilege)"]
+          : p.privileges.map((f) =>
+            `  privilege    ${f.rule}: ${f.detail} (${f.refused ? "REFUSED in production" : "warned about in production"})`
+          )),
         ...p.warnings.map((w) => `  warn         ${w.rule}: ${w.message}`)
       ]
     }
@@ -598,6 +610,8 @@ export interface PostureJson {
   readonly serverVersion: string
   readonly tls: { readonly version: string; readonly cipher: string; readonly bits: number | null } | null
   readonly superuser: boolean
+  /** see {@link ConnectionPosture.privileges} */
+  readonly privileges: ReadonlyArray<{ readonly rule: string; readonly detail: string; readonly refused: boolean }>
   readonly certificate:
     | {
       readonly subject: string
@@ -661,6 +675,7 @@ const postureJson = (p: ConnectionPosture): PostureJson => ({
   serverVersion: p.serverVersion,
   tls: Option.getOrNull(p.tls),
   superuser: p.superuser,
+  privileges: p.privileges,
   certificate: Either.match(p.certificate, {
     onLeft: (reason) => ({ notInspected: reason }),
     onRight: (c) => ({

@@ -71,9 +71,14 @@ const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
     const { pki, server } = yield* TestDatabase.make({
-      roles: [{ name: "app", password: PASSWORD }, { name: "admin", password: ADMIN_PASSWORD, superuser: true }],
+      roles: [
+        { name: "app", password: PASSWORD },
+        { name: "admin", password: ADMIN_PASSWORD, superuser: true },
+        { name: "rls", password: PASSWORD }
+      ],
       database: "app"
     })
+    yield* server.query("ALTER ROLE rls BYPASSRLS CREATEDB")
     const vault = yield* VaultDouble.make({ token: VAULT_TOKEN, tls: pki.server })
     yield* vault.put("secret/takumi/production", { DB_PASSWORD: PASSWORD })
     yield* vault.put("secret/takumi/production/admin", { DB_PASSWORD: ADMIN_PASSWORD })
@@ -132,6 +137,26 @@ layer(EnvLive, { timeout: 60_000, excludeTestServices: true })("Doctor online", 
       assert.include(run.stdout, "role         admin is a SUPERUSER")
       expect(run.stdout).toMatch(/warn {9}SuperuserRole: .*least-privilege role/)
       assert.notInclude(run.stdout + run.stderr, ADMIN_PASSWORD)
+    }))
+
+  it.effect("lists the role's privileges beyond its grants: the database owner's, and BYPASSRLS as refused in production", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const owner = yield* runCli(["doctor"], development(env))
+      assert.strictEqual(owner.exitCode, 0, owner.stdout + owner.stderr)
+      expect(owner.stdout).toMatch(/privilege {4}DatabaseOwner: .*owns the database.*\(warned about in production\)/)
+      const rls = yield* runCli(["doctor"], development(env, { DB_USER: "rls" }))
+      assert.strictEqual(rls.exitCode, 0, rls.stdout + rls.stderr)
+      expect(rls.stdout).toMatch(/privilege {4}BypassRlsRole: .*BYPASSRLS.*\(REFUSED in production\)/)
+      expect(rls.stdout).toMatch(/privilege {4}CreateDatabasePrivilege: .*CREATEDB/)
+      assert.notInclude(rls.stdout, "DatabaseOwner")
+      const json = yield* runCli(["doctor", "--json"], development(env, { DB_USER: "rls" }))
+      const parsed: { connection: { posture: { privileges: ReadonlyArray<{ rule: string; refused: boolean }> } } } =
+        JSON.parse(json.stdout)
+      expect(parsed.connection.posture.privileges.map((p) => [p.rule, p.refused])).toEqual([
+        ["BypassRlsRole", true],
+        ["CreateDatabasePrivilege", false]
+      ])
     }))
 
   it.effect("shows the certificate-expiry alert when the certificate expires within the alert window", () =>

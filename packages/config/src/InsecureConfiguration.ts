@@ -16,6 +16,8 @@ import * as Schema from "effect/Schema"
  *   the password part of `DATABASE_URL`).
  * - `dotenv-credentials`: a `.env` file in the working directory holds a credential (`DB_PASSWORD`,
  *   `DATABASE_URL` with a password, `VAULT_TOKEN`, a key, an AWS secret key).
+ * - `dotenv-version-control`: the `.env` file that would be loaded is tracked by git, or sits in
+ *   a git work tree without being ignored.
  * - `secret-path-environment`: `SECRETS_PREFIX` or `VAULT_PATH` names another environment.
  * - `secrets-transport-tls`: the secrets backend is reached over plain `http://`.
  * - `tls-verification-override`: the process environment turns verification off behind the
@@ -37,6 +39,7 @@ export const Rule = Schema.Literal(
   "secrets-backend-env",
   "password-in-environment",
   "dotenv-credentials",
+  "dotenv-version-control",
   "secret-path-environment",
   "secrets-transport-tls",
   "tls-verification-override",

@@ -9,6 +9,7 @@
  * | `secrets-backend-env` | refuse | warn | warn |
  * | `password-in-environment` | refuse | warn when the backend ignores it | warn when the backend ignores it |
  * | `dotenv-credentials` | refuse | warn | allowed (the file is loaded) |
+ * | `dotenv-version-control` | refuse | refuse | warn |
  * | `secret-path-environment` | refuse | refuse | refuse |
  * | `secrets-transport-tls` | refuse | refuse | warn |
  * | `tls-verification-override` | refuse | refuse | warn |
@@ -51,6 +52,12 @@ export interface EnvironmentFacts {
      * `AWS_SESSION_TOKEN`
      */
     readonly credentials: ReadonlyArray<string>
+    /**
+     * what git says of the file, when it is inside a git work tree: `tracked` (committed or
+     * staged) or `not-ignored` (one `git add .` away); absent when git is missing, the directory
+     * is not a work tree, or the file is ignored
+     */
+    readonly versionControl?: "tracked" | "not-ignored"
   }
   /**
    * process-wide switches that turn TLS verification off whatever the settings say:
@@ -271,6 +278,24 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
       `${facts.dotEnv.path} holds ${facts.dotEnv.credentials.join(", ")}: raw .env files with credentials are ` +
         `PROHIBITED in ${env === "production" ? "production" : "deployed environments"}. Delete the file from the ` +
         "deployment and keep passwords, tokens and keys in the secrets manager."
+    )
+  }
+
+  const versionControl = facts.dotEnv?.versionControl
+  if (facts.dotEnv !== undefined && versionControl !== undefined) {
+    // Staging refuses too: the file is in the repository whatever the environment, so every
+    // clone carries whatever it holds; only a developer's own checkout is let off with a warning.
+    const refused = env === "production" || env === "staging"
+    const path = facts.dotEnv.path
+    const file = path.split("/").pop() ?? path
+    add(
+      "dotenv-version-control",
+      refused ? "refuse" : "warn",
+      path,
+      `${path} is ${versionControl === "tracked" ? "tracked by git" : "in a git work tree and not ignored"}: ` +
+        ".env files must NEVER be committed to version control" + (refused ? `, and ${env} refuses to start with one` : "") +
+        `. Fix: ${versionControl === "tracked" ? `git rm --cached ${file}, ` : ""}add ${file} to .gitignore` +
+        (versionControl === "tracked" ? ", commit, and rotate every credential the file ever held" : "") + "."
     )
   }
 

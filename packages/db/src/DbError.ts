@@ -357,7 +357,16 @@ export const PostureRule = Schema.Literal(
   "SuperuserRole",
   "DefaultPassword",
   "SelfSignedCertificate",
-  "WeakRsaKey"
+  "WeakRsaKey",
+  "BypassRlsRole",
+  "ServerProgramExecution",
+  "CreateRolePrivilege",
+  "CreateDatabasePrivilege",
+  "ReplicationPrivilege",
+  "ReadAllDataRole",
+  "WriteAllDataRole",
+  "DatabaseOwner",
+  "CreateOnPublicSchema"
 )
 
 /**
@@ -395,7 +404,16 @@ export const postureFix: Readonly<Record<PostureRule, string>> = {
   SuperuserRole: "connect as a least-privilege role (ALTER ROLE ... NOSUPERUSER or a dedicated application role)",
   DefaultPassword: "rotate the role's password to a long random secret (ALTER ROLE ... PASSWORD) and update the secret",
   SelfSignedCertificate: "issue the server certificate from a CA and set DB_SSL_CA to that CA",
-  WeakRsaKey: "reissue the server certificate with an RSA key of at least 2048 bits (4096 recommended) or an EC key"
+  WeakRsaKey: "reissue the server certificate with an RSA key of at least 2048 bits (4096 recommended) or an EC key",
+  BypassRlsRole: "ALTER ROLE <role> NOBYPASSRLS: row-level security must apply to the application",
+  ServerProgramExecution: "REVOKE pg_execute_server_program FROM <role>: an application never runs programs on the database host",
+  CreateRolePrivilege: "ALTER ROLE <role> NOCREATEROLE; manage roles with a separate administrative role",
+  CreateDatabasePrivilege: "ALTER ROLE <role> NOCREATEDB; create databases with a separate administrative role",
+  ReplicationPrivilege: "ALTER ROLE <role> NOREPLICATION; replicate with a dedicated replication role",
+  ReadAllDataRole: "REVOKE pg_read_all_data FROM <role> and GRANT SELECT on the tables the application reads",
+  WriteAllDataRole: "REVOKE pg_write_all_data FROM <role> and GRANT INSERT/UPDATE/DELETE on the tables the application writes",
+  DatabaseOwner: "ALTER DATABASE <db> OWNER TO <migration role>; run migrations as the owner and the application as a role with grants only",
+  CreateOnPublicSchema: "REVOKE CREATE ON SCHEMA public FROM PUBLIC, <role> (and let only the migration role own the schema)"
 }
 
 /**

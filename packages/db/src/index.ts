@@ -66,6 +66,13 @@ export * as ReconnectSchedule from "./ReconnectSchedule.js"
 export * as DbMetrics from "./DbMetrics.js"
 
 /**
+ * Least privilege: the role's privileges an application rarely needs (CREATEROLE, BYPASSRLS, ...).
+ *
+ * @since 0.1.0
+ */
+export * as RolePrivileges from "./RolePrivileges.js"
+
+/**
  * Typed security alerts as a stream, also logged and counted.
  *
  * @since 0.1.0

@@ -7,6 +7,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { enforce, findings, type Posture } from "../src/internal/posture.js"
+import { decode } from "../src/internal/rolePrivileges.js"
 import { makeLogCapture, makeSettings } from "./fixtures.js"
 
 const target = { host: "db.example.com", port: 5432, user: "app", database: "app", connectTimeoutMillis: 2000, poolMax: 4 }
@@ -15,7 +16,7 @@ const caOnly = { ca: { certPath: "/nonexistent/ca.pem" } }
 
 const healthy = (): Posture => ({
   socket: Option.some({ protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384" }),
-  server: { ssl: true, version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", superuser: false },
+  server: { ssl: true, version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", superuser: false, privileges: decode(undefined) },
   wellKnownPassword: false
 })
 

@@ -19,6 +19,7 @@ import * as Schema from "effect/Schema"
 import { ConfigError, type ConfigIssue } from "../ConfigError.js"
 import type { DbSettings } from "../DbSettings.js"
 import type { EnvironmentFacts } from "../SecurityPolicy.js"
+import * as DotEnvGit from "./dotEnvGit.js"
 import { assemble } from "./assemble.js"
 import { Environment } from "./fields.js"
 import { type VariableName, variableInfo, variableNames, Variables } from "./variables.js"
@@ -205,13 +206,15 @@ export const load = (
       const provider = yield* dotEnvProvider(dotEnvPath)
       if (Option.isSome(provider)) {
         const credentials = yield* credentialsIn(provider.value)
+        const versionControl = yield* DotEnvGit.versionControlOf(dotEnvPath)
+        const tracked = Option.match(versionControl, { onNone: () => ({}), onSome: (state) => ({ versionControl: state }) })
         if (environment.value === "development" || environment.value === "test") {
           // Variables set in the environment win over the file.
           raw = yield* Effect.withConfigProvider(readRaw, ConfigProvider.orElse(base, () => provider.value))
-          dotEnv = { path: dotEnvPath, loaded: true, credentials }
+          dotEnv = { path: dotEnvPath, loaded: true, credentials, ...tracked }
           yield* Effect.logDebug(`Loaded ${dotEnvPath} (variables set in the environment take precedence)`)
         } else {
-          dotEnv = { path: dotEnvPath, loaded: false, credentials }
+          dotEnv = { path: dotEnvPath, loaded: false, credentials, ...tracked }
           yield* Effect.logWarning(
             `${dotEnvPath} found but not loaded: .env files are read in development and test only, ` +
               `NODE_ENV=${environment.value}. Remove it from the deployment.`

@@ -1,7 +1,8 @@
 /**
  * The startup check of the security posture: what the TLS socket negotiated (protocol, cipher),
  * what the server itself reports for our backend in `pg_stat_ssl`, whether the role is a
- * superuser and whether the password is a well-known default. The server certificate's own
+ * superuser or holds privileges an application rarely needs (`rolePrivileges`, read in the same
+ * query) and whether the password is a well-known default. The server certificate's own
  * posture (self-signed, weak key, expiry) is checked on every connection, during the handshake,
  * by `certificatePosture`.
  *
@@ -18,6 +19,7 @@ import { UnencryptedConnection } from "../SecurityAlerts.js"
 import { classifyRuntimeError, type ConnectTarget } from "./classify.js"
 import type { Credentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
+import * as RolePrivileges from "./rolePrivileges.js"
 import { isModernProtocol, isStrongCipher } from "./tlsOptions.js"
 
 /** What the client side of the TLS socket saw. */
@@ -32,6 +34,7 @@ export interface ServerView {
   readonly version: string | null
   readonly cipher: string | null
   readonly superuser: boolean
+  readonly privileges: RolePrivileges.RolePrivileges
 }
 
 /** Everything the startup check looks at. */
@@ -47,14 +50,14 @@ const inspectSocket = (client: Pg.Client): Option.Option<SocketTls> => {
   return Option.some({ protocol: socket.getProtocol(), cipher: socket.getCipher().name })
 }
 
-interface ServerRow {
+interface ServerRow extends RolePrivileges.PrivilegeRow {
   readonly ssl: boolean | null
   readonly version: string | null
   readonly cipher: string | null
   readonly rolsuper: boolean | null
 }
 
-const postureQuery = `SELECT s.ssl, s.version, s.cipher, r.rolsuper
+const postureQuery = `SELECT s.ssl, s.version, s.cipher, r.rolsuper, ${RolePrivileges.columns}
 FROM pg_stat_ssl s CROSS JOIN pg_roles r
 WHERE s.pid = pg_backend_pid() AND r.rolname = current_user`
 
@@ -77,11 +80,28 @@ export const inspect = (
         ssl: row?.ssl === true,
         version: row?.version ?? null,
         cipher: row?.cipher ?? null,
-        superuser: row?.rolsuper === true
+        superuser: row?.rolsuper === true,
+        privileges: RolePrivileges.decode(row)
       },
       wellKnownPassword: credentials.lastPasswordWasWellKnown() === true
     }
   })
+
+/**
+ * The role's privileges as the posture judges them; none for a superuser, who holds every one
+ * and is refused as `SuperuserRole` already.
+ */
+const privilegeFindings = (server: ServerView): Array<RolePrivileges.PrivilegeFinding> =>
+  server.superuser ? [] : RolePrivileges.findings(server.privileges)
+
+/**
+ * The privileges production warns about but does not refuse (CREATEROLE, CREATEDB, REPLICATION,
+ * pg_read_all_data, pg_write_all_data, database ownership, CREATE on public): an application
+ * rarely needs them, and migrations run as the owner are common enough that refusing would
+ * break working deployments. `takumi-db doctor` lists them in every environment.
+ */
+export const advisories = (posture: Posture): Array<PostureFinding> =>
+  privilegeFindings(posture.server).filter((f) => !f.refused).map(({ detail, rule }) => ({ rule, detail }))
 
 /** The policy violations in a posture, in a stable order. */
 export const findings = (posture: Posture): Array<PostureFinding> => {
@@ -107,6 +127,7 @@ export const findings = (posture: Posture): Array<PostureFinding> => {
   const weak = ciphers.filter((c) => !isStrongCipher(c))
   if (weak.length > 0) out.push({ rule: "WeakCipher", detail: `negotiated cipher ${weak.join(", ")}` })
   if (server.superuser) out.push({ rule: "SuperuserRole", detail: "the database role is a superuser (rolsuper)" })
+  for (const f of privilegeFindings(server)) if (f.refused) out.push({ rule: f.rule, detail: f.detail })
   if (posture.wellKnownPassword) {
     out.push({ rule: "DefaultPassword", detail: "the password is a well-known default or equals the user name" })
   }
@@ -114,8 +135,8 @@ export const findings = (posture: Posture): Array<PostureFinding> => {
 }
 
 /**
- * Applies the policy to a posture: production fails with `InsecureServer` naming every finding;
- * other environments log each finding as a warning.
+ * Applies the policy to a posture: production fails with `InsecureServer` naming every finding
+ * and warns about each advisory; other environments log each finding as a warning.
  */
 export const enforce = (
   posture: Posture,
@@ -138,12 +159,18 @@ export const enforce = (
         })
       )
     }
-    if (!Array.isNonEmptyArray(found)) return
-    if (settings.environment === "production") {
+    const production = settings.environment === "production"
+    if (production && Array.isNonEmptyArray(found)) {
       return yield* new InsecureServer({ host: target.host, port: target.port, findings: found })
     }
-    yield* Effect.forEach(found, (f) =>
-      Effect.logWarning(
-        `Insecure PostgreSQL setup (refused in production): ${f.detail} — fix: ${postureFix[f.rule]}`
-      ).pipe(Effect.annotateLogs({ ...annotations, rule: f.rule })), { discard: true })
+    const warn = (prefix: string) => (f: PostureFinding) =>
+      Effect.logWarning(`${prefix}: ${f.detail} — fix: ${postureFix[f.rule]}`).pipe(
+        Effect.annotateLogs({ ...annotations, rule: f.rule })
+      )
+    yield* Effect.forEach(found, warn("Insecure PostgreSQL setup (refused in production)"), { discard: true })
+    if (production) {
+      yield* Effect.forEach(advisories(posture), warn("Least privilege: the application rarely needs this"), {
+        discard: true
+      })
+    }
   })
