@@ -13,7 +13,6 @@ import {
 import * as OptionalClient from "./optionalClient.js"
 import * as SecretLimits from "./secretLimits.js"
 import * as TlsAgent from "./tlsAgent.js"
-import * as VaultMetadata from "./vaultMetadata.js"
 import * as VaultTransport from "./vaultTransport.js"
 
 /** @internal */
@@ -223,10 +222,7 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
 export const make = (
   options: VaultBackendOptions
 ): Effect.Effect<
-  {
-    readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
-    readonly describe: ReturnType<typeof VaultMetadata.make>
-  },
+  (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>,
   SecretsBackendUnavailable,
   Scope.Scope
 > =>
@@ -277,27 +273,20 @@ export const make = (
       onNone: () => ({}),
       onSome: (namespace): Record<string, string> => ({ "X-Vault-Namespace": namespace })
     })
-    const read = (apiPath: string, key: string) => {
-      const at = { ...where, apiPath }
-      return Effect.tryPromise({
+    return (key: string) =>
+      Effect.tryPromise({
         try: (signal): Promise<unknown> =>
-          client.read(apiPath, {
+          client.read(where.apiPath, {
             headers: { "X-Vault-Token": Redacted.value(options.token), ...namespaceHeader },
             signal
           }),
-        catch: classify(key, at)
+        catch: classify(key, where)
       }).pipe(
         Effect.timeoutFail({
           duration: options.requestTimeout,
-          onTimeout: () => classify(key, at)(new VaultTransport.TransportFailure({ code: "AbortError" }))
-        })
-      )
-    }
-    const lookup = (key: string) =>
-      read(where.apiPath, key).pipe(
+          onTimeout: () => classify(key, where)(new VaultTransport.TransportFailure({ code: "AbortError" }))
+        }),
         Effect.flatMap((body) => extract(key, where, body)),
         Effect.withSpan("SecretsBackend.vault.get", { attributes: { key, path: where.apiPath } })
       )
-    const metadataPath = `${split.mount}/metadata/${split.secret}`
-    return { lookup, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }) }
   })
