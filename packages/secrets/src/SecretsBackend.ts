@@ -14,7 +14,7 @@ import * as AwsBackend from "./internal/awsSecretsManagerBackend.js"
 import * as EnvBackend from "./internal/envBackend.js"
 import * as SecretCache from "./internal/secretCache.js"
 import * as TestBackend from "./internal/testBackend.js"
-import * as VaultBackend from "./internal/vaultBackend.js"
+import * as VaultBackend from "./internal/vault/backend.js"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
 
 /**

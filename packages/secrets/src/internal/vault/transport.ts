@@ -1,8 +1,8 @@
 import * as Data from "effect/Data"
 import * as Http from "node:http"
 import * as Https from "node:https"
-import * as SecretLimits from "./secretLimits.js"
-import * as TlsAgent from "./tlsAgent.js"
+import * as SecretLimits from "../secretLimits.js"
+import * as TlsAgent from "../tlsAgent.js"
 
 /**
  * A request failed below HTTP (refused, reset, TLS verification, aborted). Only the Node

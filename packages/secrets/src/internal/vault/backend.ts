@@ -9,11 +9,11 @@ import {
   SecretMalformed,
   SecretNotFound,
   SecretsBackendUnavailable
-} from "../SecretError.js"
-import * as OptionalClient from "./optionalClient.js"
-import * as SecretLimits from "./secretLimits.js"
-import * as TlsAgent from "./tlsAgent.js"
-import * as VaultTransport from "./vaultTransport.js"
+} from "../../SecretError.js"
+import * as OptionalClient from "../optionalClient.js"
+import * as SecretLimits from "../secretLimits.js"
+import * as TlsAgent from "../tlsAgent.js"
+import * as VaultTransport from "./transport.js"
 
 /** @internal */
 export interface VaultBackendOptions {
@@ -213,7 +213,7 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
  * `KEY` from `data.data`. node-vault is built so that it reads nothing from the environment:
  * endpoint, token, namespace and path prefix are set on the client after construction
  * (its constructor falls back to `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`,
- * `VAULT_PREFIX` for any falsy option), and its transport is ours (see `vaultTransport`).
+ * `VAULT_PREFIX` for any falsy option), and its transport is ours (see `vault/transport`).
  * The token and namespace are sent as headers per request, unwrapped from `Redacted` there.
  * node-vault is an optional peer dependency, imported here when the backend is built.
  *
