@@ -71,6 +71,26 @@ export const queryTimeout = (statementTimeout: Duration.Duration): Duration.Dura
   Duration.isZero(statementTimeout) ? Duration.zero : Duration.sum(statementTimeout, queryTimeoutMargin)
 
 /**
+ * `DB_MAX_LIFETIME`: 30 minutes, HikariCP's default, in every environment. Long enough that
+ * retiring connections costs nothing measurable (one reconnect per connection per ~30 min), short
+ * enough that a rotated password, a DNS change or a promoted primary reaches every connection
+ * within half an hour. Keep it a few minutes below any lifetime the network or a pooler imposes
+ * (PgBouncer's `server_lifetime` is 1 h by default; load balancers often cut idle TCP at 350 s to 1 h).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxLifetime: Duration.Duration = Duration.minutes(30)
+
+/**
+ * `DB_POOLER`: `none`, PostgreSQL directly.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const pooler = "none" as const
+
+/**
  * `DB_CHANNEL_BINDING`: `prefer` (libpq's default): SCRAM-SHA-256-PLUS whenever the server offers
  * it; PgBouncer does not, so `require` is the stricter opt-in.
  *

@@ -53,6 +53,8 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
     statementTimeout: Defaults.statementTimeout,
     idleInTransactionTimeout: Defaults.idleInTransactionTimeout,
     queryTimeout: Defaults.queryTimeout(top.statementTimeout ?? Defaults.statementTimeout),
+    maxLifetime: Defaults.maxLifetime,
+    pooler: Defaults.pooler,
     ...top,
     auth: { channelBinding: Defaults.channelBinding, requireAuth: Defaults.requireAuth(environment), ...auth },
     tls: {

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Random from "effect/Random"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Tls from "node:tls"
@@ -17,6 +18,7 @@ import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import * as AuthPolicy from "./authPolicy.js"
+import { applyMaxLifetime } from "./connectionLifetime.js"
 import type { Credentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
@@ -305,6 +307,8 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const pool = new SecurePool({ ...poolConfig(options), Client: PoolClient })
+        // DB_MAX_LIFETIME, jittered per connection (internal/connectionLifetime.ts)
+        applyMaxLifetime(pool, options.settings, () => Runtime.runSync(runtime)(Random.next))
         pool.on("connect", () => {
           open++
         })
