@@ -177,17 +177,6 @@ export interface AlertSettings {
 export type ChannelBinding = "disable" | "prefer" | "require"
 
 /**
- * `DB_POOLER`: what stands between the pool and PostgreSQL. `pgbouncer` is PgBouncer in
- * transaction pooling mode: the session's time bounds are not sent as startup parameters (it
- * refuses them) and the startup posture check reads the TLS of our own socket, not `pg_stat_ssl`
- * (which describes PgBouncer's connection to the server).
- *
- * @since 0.1.0
- * @category models
- */
-export type Pooler = "none" | "pgbouncer"
-
-/**
  * An authentication method the server may ask for (libpq `require_auth` names): `scram-sha-256`
  * (with or without channel binding), `md5`, `password` (cleartext), `none` (the server asks for no
  * password: certificate authentication or trust).
@@ -263,11 +252,6 @@ export interface DbSettings {
    * primary reach every connection in bounded time.
    */
   readonly maxLifetime: Duration.Duration
-  /**
-   * `DB_POOLER` (default `none`): `pgbouncer` when a PgBouncer in transaction mode stands between
-   * the pool and PostgreSQL; the startup parameters and the posture check adapt (README, "Behind PgBouncer").
-   */
-  readonly pooler: Pooler
   readonly readReplica: Option.Option<ReplicaSettings>
   /** `DB_FAILOVER_TIMEOUT` (ms, default 5000) */
   readonly failoverTimeout: Duration.Duration

@@ -83,14 +83,6 @@ export const queryTimeout = (statementTimeout: Duration.Duration): Duration.Dura
 export const maxLifetime: Duration.Duration = Duration.minutes(30)
 
 /**
- * `DB_POOLER`: `none`, PostgreSQL directly.
- *
- * @since 0.1.0
- * @category constants
- */
-export const pooler = "none" as const
-
-/**
  * `DB_CHANNEL_BINDING`: `prefer` (libpq's default): SCRAM-SHA-256-PLUS whenever the server offers
  * it; PgBouncer does not, so `require` is the stricter opt-in.
  *

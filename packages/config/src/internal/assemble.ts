@@ -219,7 +219,6 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     ),
     queryTimeout: Option.getOrElse(v.DB_QUERY_TIMEOUT, () => Defaults.queryTimeout(statementTimeout)),
     maxLifetime: Option.getOrElse(v.DB_MAX_LIFETIME, () => Defaults.maxLifetime),
-    pooler: Option.getOrElse(v.DB_POOLER, () => Defaults.pooler),
     readReplica: Option.map(v.DB_READ_REPLICA_HOST, (replicaHost) => ({
       host: replicaHost,
       port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => port)
