@@ -271,11 +271,6 @@ export const make = (
 
       const connectionLost = (error: ConnectionLost) => countError(error._tag)
 
-      /**
-       * Times every statement around `client.query`: the callback form (what `@effect/sql-pg` and
-       * `pool.query` use) and the promise form; cursors and streams (submittables) pass untimed.
-       * A statement is in `running` from submission to its answer, for the sweep of `watch`.
-       */
       /** A statement answered: out of `running`, into the histogram, and `SlowQuery` if it was. */
       const finish = (entry: RunningStatement, error?: unknown) => {
         running.delete(entry)
@@ -285,6 +280,11 @@ export const make = (
         if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, entry.statement))
       }
 
+      /**
+       * Times every statement around `client.query`: the callback form (what `@effect/sql-pg` and
+       * `pool.query` use) and the promise form; cursors and streams (submittables) pass untimed.
+       * A statement is in `running` from submission to its answer, for the sweep of `watch`.
+       */
       const timeQueries = (client: Pg.Client) => {
         const query: (...args: Array<unknown>) => unknown = client.query
         const timed = function(this: unknown, ...args: Array<unknown>): unknown {

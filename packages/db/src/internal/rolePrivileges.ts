@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import type { PostureRule } from "../DbError.js"
 
 /**
  * The predefined roles checked for membership (PostgreSQL 14+; on an older server they do not
@@ -68,16 +69,7 @@ export const decode = (row: Partial<PrivilegeRow> | undefined): RolePrivileges =
 
 /** A privilege the posture reports: its rule, what was seen, and whether production refuses it. */
 export interface PrivilegeFinding {
-  readonly rule:
-    | "BypassRlsRole"
-    | "ServerProgramExecution"
-    | "CreateRolePrivilege"
-    | "CreateDatabasePrivilege"
-    | "ReplicationPrivilege"
-    | "ReadAllDataRole"
-    | "WriteAllDataRole"
-    | "DatabaseOwner"
-    | "CreateOnPublicSchema"
+  readonly rule: PostureRule
   readonly detail: string
   /**
    * Refused in production: BYPASSRLS defeats row-level security, the one control that holds when
