@@ -13,6 +13,10 @@ export default defineConfig({
     pool: "forks",
     // One initdb for the whole run; servers copy it (see vitest.global-setup.ts).
     globalSetup: ["./vitest.global-setup.ts"],
+    // The leak guard: workers capture their stdout/stderr, the reporter (last) scans the whole
+    // run's output for every secret the fixtures registered and fails the run on a leak.
+    setupFiles: ["./vitest.leak-guard-setup.ts"],
+    reporters: ["default", "./vitest.leak-guard.ts"],
     // The AWS SDK warns once per process that its releases after January 2027 need Node 22 (the
     // dependency is pinned to ~3.1164 for that reason, see README); in test output it is noise.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },

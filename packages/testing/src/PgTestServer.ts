@@ -27,6 +27,7 @@ import * as Socket from "./internal/pgSocket.js"
 import * as Sweep from "./internal/pgSweep.js"
 import * as Template from "./internal/pgTemplate.js"
 import { describeCause, failure, PgTestServerError } from "./internal/pgTestServerError.js"
+import * as LeakGuard from "./LeakGuard.js"
 import type { CertificateFiles } from "./TestPki.js"
 
 export {
@@ -564,6 +565,7 @@ const build = (
       settings: Effect.sync(() => state.settings),
       query,
       createRole: (options) => {
+        if (options.password !== undefined) LeakGuard.registerUnsafe(options.password, `PgTestServer role ${options.name} password`)
         const password = options.password === undefined
           ? "PASSWORD NULL"
           : `PASSWORD ${Pg.escapeLiteral(Redacted.isRedacted(options.password) ? Redacted.value(options.password) : options.password)}`

@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "./internal/httpDouble.js"
 import * as internal from "./internal/secretsManagerDouble.js"
+import * as LeakGuard from "./LeakGuard.js"
 
 /**
  * A failure the double answers with instead of the secret: each AWS error in its JSON error
@@ -78,6 +79,10 @@ export class SecretsManagerDoubleError extends Schema.TaggedError<SecretsManager
   { message: Schema.String }
 ) {}
 
+/** Registers a secret value with the leak guard, then stores it. */
+const registered = <A>(value: string, name: string, put: () => A): Effect.Effect<A> =>
+  LeakGuard.registerPayload(value, `SecretsManagerDouble secret ${name}`).pipe(Effect.zipRight(Effect.sync(put)))
+
 /**
  * Starts the Secrets Manager double; it stops when the scope closes (hanging requests are cut).
  * With `tls` (e.g. a `TestPki` server certificate) it serves HTTPS, like a private endpoint whose
@@ -102,9 +107,11 @@ export const make = (
     return {
       endpoint: server.url,
       region,
-      putSecretString: (name, value) => Effect.sync(() => state.put(name, { string: value }, "AWSCURRENT")),
-      putSecretBinary: (name, value) => Effect.sync(() => state.put(name, { binary: value }, "AWSCURRENT")),
-      putPending: (name, value) => Effect.sync(() => state.put(name, { string: value }, "AWSPENDING")),
+      putSecretString: (name, value) =>
+        registered(value, name, () => state.put(name, { string: value }, "AWSCURRENT")),
+      putSecretBinary: (name, value) =>
+        registered(Buffer.from(value).toString("utf8"), name, () => state.put(name, { binary: value }, "AWSCURRENT")),
+      putPending: (name, value) => registered(value, name, () => state.put(name, { string: value }, "AWSPENDING")),
       promotePending: (name) => Effect.sync(() => state.promotePending(name)),
       deleteSecret: (name) => Effect.sync(() => void state.secrets.delete(name)),
       fault: (fault, secretId) => Effect.sync(() => void state.faults.set(secretId, fault)),

@@ -13,6 +13,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Certificates from "./internal/certificates.js"
+import * as LeakGuard from "./LeakGuard.js"
 
 /**
  * A certificate and its private key, both as PEM text and as files in the PKI's directory.
@@ -141,6 +142,9 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     Certificates.privateKeyPem(caKeys),
     Certificates.privateKeyPem(otherCaKeys)
   ])
+  for (const pem of [brokenKeyPem, serverKeyPem, clientKeyPem, weakKeyPem, caKeyPem, otherCaKeyPem]) {
+    LeakGuard.registerPrivateKeyUnsafe(pem, "TestPki private key")
+  }
   const [
     caPem,
     otherCaPem,

@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "./internal/httpDouble.js"
 import * as internal from "./internal/vaultDouble.js"
+import * as LeakGuard from "./LeakGuard.js"
 
 /**
  * A failure the double answers with: `forbidden` (403 `permission denied`), `not-found`
@@ -92,15 +93,18 @@ export const make = (options: {
 }): Effect.Effect<VaultDouble, VaultDoubleError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
+    yield* LeakGuard.register(options.token, "VaultDouble token")
     const state = new internal.VaultState(options.token, options.namespace, () => clock.unsafeCurrentTimeMillis())
     const server = yield* Http.listen({ tls: options.tls, handle: state.handle }).pipe(
       Effect.mapError((message) => new VaultDoubleError({ message: `VaultDouble: ${message}` }))
     )
     return {
       address: server.url,
-      put: (path, data) => Effect.sync(() => state.put(path, data)),
+      put: (path, data) =>
+        LeakGuard.registerPayload(data, `VaultDouble secret ${path}`).pipe(Effect.zipRight(Effect.sync(() => state.put(path, data)))),
       remove: (path) => Effect.sync(() => void state.secrets.delete(path)),
-      setToken: (token) => Effect.sync(() => void (state.token = token)),
+      setToken: (token) =>
+        LeakGuard.register(token, "VaultDouble token").pipe(Effect.andThen(() => void (state.token = token))),
       redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),
       fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),

@@ -57,3 +57,10 @@ export * as SecretsManagerDouble from "./SecretsManagerDouble.js"
  * @since 0.1.0
  */
 export * as TestDatabase from "./TestDatabase.js"
+
+/**
+ * A registry of the secrets a test run creates and a scanner that finds them in output (plain, URL-encoded, base64), for the suite's leak guard.
+ *
+ * @since 0.1.0
+ */
+export * as LeakGuard from "./LeakGuard.js"
