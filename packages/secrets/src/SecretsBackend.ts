@@ -16,6 +16,7 @@ import * as SecretCache from "./internal/secretCache.js"
 import * as TestBackend from "./internal/testBackend.js"
 import * as VaultBackend from "./internal/vault/backend.js"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
+import type { SecretMetadata } from "./SecretMetadata.js"
 
 /**
  * The service a `SecretsBackend` provides.
@@ -26,6 +27,13 @@ import { type BackendName, type SecretError, SecretsBackendUnavailable } from ".
 export interface SecretsBackendService {
   readonly get: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
   readonly invalidate: (key: string) => Effect.Effect<void>
+  /**
+   * The secret's metadata (age, rotation), read from the backend uncached: `None` when the
+   * backend cannot tell (env, test). An optional capability: a service without it cannot tell
+   * either (see `SecretsBackend.describe`). Fails `SecretAccessDenied` without the permission
+   * (`secretsmanager:DescribeSecret`, Vault `read` on `<mount>/metadata/<path>`).
+   */
+  readonly describe?: (key: string) => Effect.Effect<Option.Option<SecretMetadata>, SecretError>
 }
 
 const cached = (
@@ -53,7 +61,7 @@ const makeAwsSecretsManager = (
           variable: "AWS_CA_BUNDLE",
           server: "the Secrets Manager endpoint's certificate"
         })
-        const lookup = yield* AwsBackend.make({
+        const { describe, lookup } = yield* AwsBackend.make({
           region: aws.region,
           endpoint: aws.endpoint,
           maxAttempts: aws.maxAttempts,
@@ -61,7 +69,7 @@ const makeAwsSecretsManager = (
           ca,
           requestTimeout: settings.secrets.requestTimeout
         })
-        return yield* cached("aws-secrets-manager", settings, lookup)
+        return { ...(yield* cached("aws-secrets-manager", settings, lookup)), describe }
       })
   })
 
@@ -115,7 +123,7 @@ const makeVault = (
           variable: "VAULT_CACERT",
           server: "the Vault server certificate"
         })
-        const lookup = yield* VaultBackend.make({
+        const { describe, lookup } = yield* VaultBackend.make({
           address: vault.address,
           token: vault.token,
           path: vault.path,
@@ -124,7 +132,7 @@ const makeVault = (
           redirectHosts: vault.redirectHosts,
           requestTimeout: settings.secrets.requestTimeout
         })
-        return yield* cached("vault", settings, lookup)
+        return { ...(yield* cached("vault", settings, lookup)), describe }
       })
   })
 
@@ -162,6 +170,18 @@ const makeFromSettings = (
  * @category tags
  */
 export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend")<SecretsBackend, SecretsBackendService>() {
+  /**
+   * The metadata of `key` from the backend in context; `None` when the backend cannot tell (the
+   * env and test backends, or any service without `describe`).
+   *
+   * @since 0.1.0
+   * @category accessors
+   */
+  static describe(key: string): Effect.Effect<Option.Option<SecretMetadata>, SecretError, SecretsBackend> {
+    return Effect.flatMap(this, (backend) =>
+      backend.describe === undefined ? Effect.succeed(Option.none()) : backend.describe(key))
+  }
+
   /**
    * The AWS Secrets Manager backend, cached, from settings: secret id `<SECRETS_PREFIX><KEY>`
    * (e.g. `takumi/production/DB_PASSWORD`), region `AWS_REGION`, optional endpoint

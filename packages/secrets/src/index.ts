@@ -25,3 +25,10 @@ export * as SecretCache from "./SecretCache.js"
  * @since 0.1.0
  */
 export * as SecretMetrics from "./SecretMetrics.js"
+
+/**
+ * A secret's metadata (when it changed, rotation), for the credential-age check.
+ *
+ * @since 0.1.0
+ */
+export * as SecretMetadata from "./SecretMetadata.js"

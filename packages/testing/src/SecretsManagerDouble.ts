@@ -2,7 +2,7 @@
  * A protocol-level test double of AWS Secrets Manager: a local HTTP(S) server on 127.0.0.1 that
  * speaks the AWS JSON 1.1 `GetSecretValue` operation well enough for the real
  * `@aws-sdk/client-secrets-manager` client pointed at it with `endpoint`. It is not AWS: it does
- * not verify SigV4 signatures, knows one operation, and keeps its secrets in memory.
+ * not verify SigV4 signatures, knows two operations (GetSecretValue, DescribeSecret), and keeps its secrets in memory.
  *
  * @since 0.1.0
  */
@@ -57,6 +57,16 @@ export interface SecretsManagerDouble {
   readonly fault: (fault: SecretsManagerFault, secretId?: string) => Effect.Effect<void>
   /** Removes every fault. */
   readonly clearFaults: Effect.Effect<void>
+  /** Answers DescribeSecret for `secretId` with AccessDeniedException (GetSecretValue still works). */
+  readonly denyDescribe: (secretId: string) => Effect.Effect<void>
+  /**
+   * Sets what DescribeSecret reports: `RotationEnabled`, `LastRotatedDate` (absent until given),
+   * and optionally when the AWSCURRENT version was created (its `LastChangedDate`).
+   */
+  readonly setRotation: (
+    name: string,
+    options: { readonly enabled: boolean; readonly lastRotated?: Date; readonly currentCreated?: Date }
+  ) => Effect.Effect<void>
   /**
    * Body bytes the `huge-body` faults have handed to the socket so far: far below 1 GiB means the
    * client stopped reading early.
@@ -116,6 +126,15 @@ export const make = (
       deleteSecret: (name) => Effect.sync(() => void state.secrets.delete(name)),
       fault: (fault, secretId) => Effect.sync(() => void state.faults.set(secretId, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),
+      denyDescribe: (secretId) => Effect.sync(() => void state.describeDenied.add(secretId)),
+      setRotation: (name, { currentCreated, enabled, lastRotated }) =>
+        Effect.sync(() =>
+          void state.setRotation(name, {
+            enabled,
+            ...(lastRotated === undefined ? {} : { lastRotated: lastRotated.getTime() }),
+            ...(currentCreated === undefined ? {} : { currentCreated: currentCreated.getTime() })
+          })
+        ),
       hugeBodyBytesSent: Effect.sync(() => state.hugeBodyBytesSent),
       requests: Effect.sync(() => [...state.requests]),
       requestCount: (secretId) =>

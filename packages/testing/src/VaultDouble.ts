@@ -57,6 +57,10 @@ export interface VaultDouble {
   readonly fault: (fault: VaultFault, path?: string) => Effect.Effect<void>
   /** Removes every fault. */
   readonly clearFaults: Effect.Effect<void>
+  /** Answers `GET /v1/<mount>/metadata/<path>` with 403, as for a policy without `metadata` read. */
+  readonly denyMetadata: (path: string) => Effect.Effect<void>
+  /** Backdates the current version of `path` (its `created_time`, and the metadata's `updated_time`). */
+  readonly setCurrentVersionTime: (path: string, at: Date) => Effect.Effect<void>
   /**
    * Body bytes the `huge-body` faults have handed to the socket so far: far below 1 GiB means the
    * client stopped reading early.
@@ -108,6 +112,8 @@ export const make = (options: {
       redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),
       fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),
+      denyMetadata: (path) => Effect.sync(() => void state.metadataDenied.add(path)),
+      setCurrentVersionTime: (path, at) => Effect.sync(() => void state.setCurrentVersionTime(path, at.getTime())),
       hugeBodyBytesSent: Effect.sync(() => state.hugeBodyBytesSent),
       requests: Effect.sync(() => [...state.requests]),
       requestCount: (path) =>

@@ -12,6 +12,7 @@ import {
   SecretNotFound,
   SecretsBackendUnavailable
 } from "../SecretError.js"
+import * as AwsSecretMetadata from "./awsSecretMetadata.js"
 import * as OptionalClient from "./optionalClient.js"
 import * as SecretLimits from "./secretLimits.js"
 import * as TlsAgent from "./tlsAgent.js"
@@ -349,12 +350,15 @@ const boundResponseBodies = (client: SecretsManagerClient): void =>
 export const make = (
   options: AwsBackendOptions
 ): Effect.Effect<
-  (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>,
+  {
+    readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+    readonly describe: ReturnType<typeof AwsSecretMetadata.make>
+  },
   SecretsBackendUnavailable,
   Scope.Scope
 > =>
   Effect.gen(function*() {
-    const { GetSecretValueCommand, SecretsManagerClient } = yield* OptionalClient.load({
+    const { DescribeSecretCommand, GetSecretValueCommand, SecretsManagerClient } = yield* OptionalClient.load({
       backend,
       packageName: "@aws-sdk/client-secrets-manager",
       version: "^3.1164",
@@ -383,19 +387,26 @@ export const make = (
       (client) => Effect.sync(() => client.destroy())
     )
     const where = Option.getOrElse(options.endpoint, () => `region ${options.region}`)
-    return (key: string) => {
-      const secretId = `${options.prefix}${key}`
-      return Effect.tryPromise({
-        try: (signal) => client.send(new GetSecretValueCommand({ SecretId: secretId }), { abortSignal: signal }),
-        catch: classify(key, secretId, where, timeoutMs)
-      }).pipe(
+    const bounded = <A>(key: string, secretId: string, send: (signal: AbortSignal) => Promise<A>) =>
+      Effect.tryPromise({ try: send, catch: classify(key, secretId, where, timeoutMs) }).pipe(
         Effect.timeoutFail({
           duration: options.requestTimeout,
           onTimeout: () => classify(key, secretId, where, timeoutMs)({ name: "TimeoutError" })
-        }),
+        })
+      )
+    const describe = AwsSecretMetadata.make({
+      prefix: options.prefix,
+      send: (secretId, key) =>
+        bounded(key, secretId, (signal) => client.send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal: signal }))
+    })
+    const lookup = (key: string) => {
+      const secretId = `${options.prefix}${key}`
+      return bounded(key, secretId, (signal) =>
+        client.send(new GetSecretValueCommand({ SecretId: secretId }), { abortSignal: signal })).pipe(
         Effect.flatMap(checkValueSize(key, secretId)),
         Effect.flatMap((output) => extract(key, secretId, output)),
         Effect.withSpan("SecretsBackend.awsSecretsManager.get", { attributes: { key, secretId } })
       )
     }
+    return { lookup, describe }
   })

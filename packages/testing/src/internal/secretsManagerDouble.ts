@@ -23,7 +23,7 @@ interface Version {
   readonly id: string
   readonly secretString: string | undefined
   readonly secretBinary: Uint8Array | undefined
-  readonly created: number
+  created: number
   stages: Set<string>
 }
 
@@ -31,7 +31,11 @@ interface Secret {
   readonly name: string
   readonly arn: string
   readonly versions: Array<Version>
+  /** what DescribeSecret reports of rotation: off, and never rotated, until a test says otherwise */
+  rotation: { readonly enabled: boolean; readonly lastRotated: number | undefined }
 }
+
+const json11 = { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "00000000-0000-4000-8000-000000000001" }
 
 type AwsErrorFault = Exclude<Fault, "hang" | "huge-body" | "huge-body-with-length">
 
@@ -66,6 +70,8 @@ export class SecretsManagerState {
   readonly secrets = new Map<string, Secret>()
   readonly faults = new Map<string | undefined, Fault>()
   readonly requests: Array<RecordedRequest> = []
+  /** Secret ids whose DescribeSecret is denied (an IAM policy granting GetSecretValue only). */
+  readonly describeDenied = new Set<string>()
   /** Body bytes the huge-body faults handed to the socket so far. */
   hugeBodyBytesSent = 0
   private nextVersion = 1
@@ -83,7 +89,8 @@ export class SecretsManagerState {
     const created: Secret = {
       name,
       arn: `arn:aws:secretsmanager:${this.region}:000000000000:secret:${name}-AbCdEf`,
-      versions: []
+      versions: [],
+      rotation: { enabled: false, lastRotated: undefined }
     }
     this.secrets.set(name, created)
     return created
@@ -121,6 +128,39 @@ export class SecretsManagerState {
     return true
   }
 
+  /** Sets what DescribeSecret reports of rotation, and optionally backdates the AWSCURRENT version. */
+  setRotation(
+    name: string,
+    options: { readonly enabled: boolean; readonly lastRotated?: number; readonly currentCreated?: number }
+  ): boolean {
+    const secret = this.secrets.get(name)
+    if (secret === undefined) return false
+    secret.rotation = { enabled: options.enabled, lastRotated: options.lastRotated }
+    const current = secret.versions.find((version) => version.stages.has("AWSCURRENT"))
+    if (current !== undefined && options.currentCreated !== undefined) current.created = options.currentCreated
+    return true
+  }
+
+  /**
+   * DescribeSecret as Secrets Manager answers it (dates in epoch seconds): `RotationEnabled`,
+   * `LastRotatedDate` only once rotated, `LastChangedDate` (the last new version), and
+   * `VersionIdsToStages`.
+   */
+  private describe(secret: Secret): Http.HttpDoubleAnswer {
+    const lastChanged = Math.max(...secret.versions.map((version) => version.created))
+    const created = Math.min(...secret.versions.map((version) => version.created))
+    return Http.json(200, {
+      ARN: secret.arn,
+      Name: secret.name,
+      RotationEnabled: secret.rotation.enabled,
+      ...(secret.rotation.lastRotated === undefined ? {} : { LastRotatedDate: secret.rotation.lastRotated / 1000 }),
+      LastChangedDate: lastChanged / 1000,
+      LastAccessedDate: Math.floor(this.now() / 86_400_000) * 86_400,
+      CreatedDate: created / 1000,
+      VersionIdsToStages: Object.fromEntries(secret.versions.map((version) => [version.id, [...version.stages]]))
+    }, json11)
+  }
+
   private find(secretId: string): Secret | undefined {
     return this.secrets.get(secretId) ??
       [...this.secrets.values()].find((secret) => secret.arn === secretId)
@@ -141,7 +181,7 @@ export class SecretsManagerState {
     if (request.method !== "POST" || request.path !== "/") {
       return awsError("UnknownOperationException", 404, "Only POST / is served by this double.")
     }
-    if (target !== "secretsmanager.GetSecretValue") {
+    if (target !== "secretsmanager.GetSecretValue" && target !== "secretsmanager.DescribeSecret") {
       return awsError("UnknownOperationException", 400, `Operation ${target} is not served by this double.`)
     }
     if (secretId === undefined) {
@@ -164,6 +204,15 @@ export class SecretsManagerState {
     if (secret === undefined) {
       return awsError("ResourceNotFoundException", 400, faultAnswers.ResourceNotFoundException.message)
     }
+    if (target === "secretsmanager.DescribeSecret") {
+      return this.describeDenied.has(secretId)
+        ? awsError(
+          "AccessDeniedException",
+          400,
+          "User is not authorized to perform: secretsmanager:DescribeSecret because no identity-based policy allows the secretsmanager:DescribeSecret action"
+        )
+        : this.describe(secret)
+    }
     const versionId = typeof body.VersionId === "string" ? body.VersionId : undefined
     const stage = versionStage ?? (versionId === undefined ? "AWSCURRENT" : undefined)
     const version = secret.versions.find((candidate) =>
@@ -184,6 +233,6 @@ export class SecretsManagerState {
       ...(version.secretBinary !== undefined ? { SecretBinary: Buffer.from(version.secretBinary).toString("base64") } : {}),
       VersionStages: [...version.stages],
       CreatedDate: version.created / 1000
-    }, { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "00000000-0000-4000-8000-000000000001" })
+    }, json11)
   }
 }

@@ -23,7 +23,7 @@ export interface RecordedRequest {
 
 interface Version {
   readonly data: Readonly<Record<string, unknown>>
-  readonly created: number
+  created: number
 }
 
 const errors = (status: number, messages: ReadonlyArray<string>): Http.HttpDoubleAnswer =>
@@ -59,11 +59,13 @@ const faultAnswer = (fault: Fault, onSent: (bytes: number) => void): Http.HttpDo
   }
 }
 
-/** `/v1/<mount>/data/<path>` -> `<mount>/<path>`; KV v2 mounts are one segment here. */
+/** `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment here. */
 const logicalPath = (url: URL): string | undefined => {
-  const match = /^\/v1\/([^/]+)\/data\/(.+)$/.exec(url.pathname)
+  const match = /^\/v1\/([^/]+)\/(?:data|metadata)\/(.+)$/.exec(url.pathname)
   return match === null ? undefined : `${match[1]}/${match[2]}`
 }
+
+const isMetadataPath = (url: URL): boolean => /^\/v1\/[^/]+\/metadata\//.test(url.pathname)
 
 /**
  * The state of the Vault double: KV v2 secrets with versions, the accepted token and
@@ -75,6 +77,8 @@ export class VaultState {
   readonly secrets = new Map<string, Array<Version>>()
   readonly faults = new Map<string | undefined, Fault>()
   readonly requests: Array<RecordedRequest> = []
+  /** Paths whose metadata the token may not read (a policy granting `data/` but not `metadata/`). */
+  readonly metadataDenied = new Set<string>()
   /** When set, every request is answered 307 to this address (a standby without request forwarding). */
   redirect: string | undefined = undefined
   /** Body bytes the huge-body faults handed to the socket so far. */
@@ -103,6 +107,51 @@ export class VaultState {
     }
   }
 
+  /** Sets when the current version of `path` was written (for tests of a secret's age). */
+  setCurrentVersionTime(path: string, at: number): boolean {
+    const current = this.secrets.get(path)?.at(-1)
+    if (current === undefined) return false
+    current.created = at
+    return true
+  }
+
+  /**
+   * `GET /v1/<mount>/metadata/<path>` as KV v2 answers it: `current_version`, `created_time` of
+   * the first version, `updated_time` of the last write, and every version's metadata keyed by
+   * its number.
+   */
+  private readMetadata(path: string): Http.HttpDoubleAnswer {
+    if (this.metadataDenied.has(path)) return errors(403, ["1 error occurred:\n\t* permission denied\n\n"])
+    const versions = this.secrets.get(path)
+    const first = versions?.[0]
+    const last = versions?.at(-1)
+    if (versions === undefined || first === undefined || last === undefined) return errors(404, [])
+    return Http.json(200, {
+      request_id: "00000000-0000-4000-8000-000000000003",
+      lease_id: "",
+      renewable: false,
+      lease_duration: 0,
+      data: {
+        cas_required: false,
+        created_time: new Date(first.created).toISOString(),
+        current_version: versions.length,
+        custom_metadata: null,
+        delete_version_after: "0s",
+        max_versions: 0,
+        oldest_version: 1,
+        updated_time: new Date(last.created).toISOString(),
+        versions: Object.fromEntries(versions.map((version, index) => [String(index + 1), {
+          created_time: new Date(version.created).toISOString(),
+          deletion_time: "",
+          destroyed: false
+        }]))
+      },
+      wrap_info: null,
+      warnings: null,
+      auth: null
+    })
+  }
+
   handle = (request: Http.HttpDoubleRequest): Http.HttpDoubleAnswer => {
     const url = new URL(request.path, "http://127.0.0.1")
     const path = logicalPath(url)
@@ -117,6 +166,7 @@ export class VaultState {
       return errors(403, ["permission denied"])
     }
     if (path === undefined) return errors(404, [])
+    if (request.method === "GET" && isMetadataPath(url)) return this.readMetadata(path)
     if (request.method === "GET") {
       const versions = this.secrets.get(path)
       const wanted = Number(url.searchParams.get("version") ?? versions?.length ?? 0)

@@ -13,6 +13,7 @@ import {
 import * as OptionalClient from "../optionalClient.js"
 import * as SecretLimits from "../secretLimits.js"
 import * as TlsAgent from "../tlsAgent.js"
+import * as VaultMetadata from "./metadata.js"
 import * as VaultTransport from "./transport.js"
 
 /** @internal */
@@ -222,7 +223,10 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
 export const make = (
   options: VaultBackendOptions
 ): Effect.Effect<
-  (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>,
+  {
+    readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
+    readonly describe: ReturnType<typeof VaultMetadata.make>
+  },
   SecretsBackendUnavailable,
   Scope.Scope
 > =>
@@ -273,20 +277,27 @@ export const make = (
       onNone: () => ({}),
       onSome: (namespace): Record<string, string> => ({ "X-Vault-Namespace": namespace })
     })
-    return (key: string) =>
-      Effect.tryPromise({
+    const read = (apiPath: string, key: string) => {
+      const at = { ...where, apiPath }
+      return Effect.tryPromise({
         try: (signal): Promise<unknown> =>
-          client.read(where.apiPath, {
+          client.read(apiPath, {
             headers: { "X-Vault-Token": Redacted.value(options.token), ...namespaceHeader },
             signal
           }),
-        catch: classify(key, where)
+        catch: classify(key, at)
       }).pipe(
         Effect.timeoutFail({
           duration: options.requestTimeout,
-          onTimeout: () => classify(key, where)(new VaultTransport.TransportFailure({ code: "AbortError" }))
-        }),
+          onTimeout: () => classify(key, at)(new VaultTransport.TransportFailure({ code: "AbortError" }))
+        })
+      )
+    }
+    const lookup = (key: string) =>
+      read(where.apiPath, key).pipe(
         Effect.flatMap((body) => extract(key, where, body)),
         Effect.withSpan("SecretsBackend.vault.get", { attributes: { key, path: where.apiPath } })
       )
+    const metadataPath = `${split.mount}/metadata/${split.secret}`
+    return { lookup, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }) }
   })
