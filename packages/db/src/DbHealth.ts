@@ -28,7 +28,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as supervisor from "./internal/resilienceSupervisor.js"
+import * as supervisor from "./internal/resilience/supervisor.js"
 import * as ReconnectSchedule from "./ReconnectSchedule.js"
 
 /**

@@ -34,7 +34,7 @@ import {
   TooManyConnections
 } from "../src/DbError.js"
 import { errorCode } from "../src/internal/classify.js"
-import { isRetryableConnectFailure } from "../src/internal/resilienceAcquire.js"
+import { isRetryableConnectFailure } from "../src/internal/resilience/acquire.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
 import { configLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"

@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { findBinDir } from "../src/internal/pgBinaries.js"
+import { findBinDir } from "../src/internal/pg/binaries.js"
 
 // The machine's real server binaries (the test suite needs them anyway).
 const realBinDir = findBinDir

@@ -14,7 +14,7 @@ import * as Readline from "node:readline"
 import * as Url from "node:url"
 import * as Pg from "pg"
 import { PgTestServer } from "@takumi/testing"
-import { makeCommandLine } from "../src/internal/pgProcess.js"
+import { makeCommandLine } from "../src/internal/pg/process.js"
 
 const repoRoot = Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "../../..")
 

@@ -121,7 +121,7 @@ export const isAuthenticationFailure = (u: unknown): boolean => stringProperty(u
  */
 export const classifyConnectError = (cause: unknown, target: ConnectTarget): AcquireError => {
   if (isSecretError(cause)) return cause
-  // already typed by the acquisition hook (internal/resilienceAcquire.ts), which alone knows the waiting count
+  // already typed by the acquisition hook (internal/resilience/acquire.ts), which alone knows the waiting count
   if (cause instanceof PoolExhausted) return cause
   // refused by the authentication policy (internal/authPolicy.ts) before anything was sent: already typed
   if (cause instanceof AuthenticationMethodRefused) return cause

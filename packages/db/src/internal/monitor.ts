@@ -37,9 +37,9 @@ import {
   UnencryptedConnection
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
-import { isPoolQueueTimeout } from "./resilienceAcquire.js"
+import { isPoolQueueTimeout } from "./resilience/acquire.js"
 import { isSubmittable, isThenable, statementText } from "./queryArguments.js"
-import type { StuckStatements } from "./resilienceSupervisor.js"
+import type { StuckStatements } from "./resilience/supervisor.js"
 import * as SlowQueryText from "./slowQueryText.js"
 
 /** How often the pool gauges (and the stale-secret counter) are sampled. */

@@ -67,7 +67,7 @@ export interface Script extends ClientScript {
 
 /**
  * Errors the real client can only meet while acquiring a connection: `pool.connect` rejects with
- * them (see `resilienceAcquire.ts`). `ConnectionLost` is not among them: it also ends statements.
+ * them (see `resilience/acquire.ts`). `ConnectionLost` is not among them: it also ends statements.
  */
 const acquisitionTags: ReadonlySet<string> = new Set([
   "PoolExhausted",

@@ -8,8 +8,8 @@
 import type { DescribeSecretCommandOutput } from "@aws-sdk/client-secrets-manager"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { SecretAccessDenied, type SecretError } from "../SecretError.js"
-import type { SecretMetadata } from "../SecretMetadata.js"
+import { SecretAccessDenied, type SecretError } from "../../SecretError.js"
+import type { SecretMetadata } from "../../SecretMetadata.js"
 
 /** @internal */
 export interface AwsMetadataOptions {

@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Pg from "pg"
-import { describeCause, failure, type PgTestServerError } from "./pgTestServerError.js"
+import { describeCause, failure, type PgTestServerError } from "./testServerError.js"
 
 /** @internal */
 export interface SocketAddress {

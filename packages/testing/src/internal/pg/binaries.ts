@@ -11,7 +11,7 @@ import * as Option from "effect/Option"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
-import { failure, type PgTestServerError } from "./pgTestServerError.js"
+import { failure, type PgTestServerError } from "./testServerError.js"
 
 const REQUIRED = ["initdb", "postgres", "pg_basebackup"] as const
 

@@ -17,8 +17,8 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import type { DbError } from "../DbError.js"
-import * as ReconnectSchedule from "../ReconnectSchedule.js"
+import type { DbError } from "../../DbError.js"
+import * as ReconnectSchedule from "../../ReconnectSchedule.js"
 
 /** What a health snapshot can name as the last error: a typed database or secrets failure. */
 export type HealthIssue = DbError | SecretError

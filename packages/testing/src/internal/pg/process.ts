@@ -11,7 +11,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
-import { describeCause, failure, type PgTestServerError } from "./pgTestServerError.js"
+import { describeCause, failure, type PgTestServerError } from "./testServerError.js"
 
 /** Who the server processes run as. @internal */
 export type ServerUser =

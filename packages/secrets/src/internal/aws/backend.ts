@@ -11,11 +11,11 @@ import {
   SecretMalformed,
   SecretNotFound,
   SecretsBackendUnavailable
-} from "../SecretError.js"
-import * as AwsSecretMetadata from "./awsSecretMetadata.js"
-import * as OptionalClient from "./optionalClient.js"
-import * as SecretLimits from "./secretLimits.js"
-import * as TlsAgent from "./tlsAgent.js"
+} from "../../SecretError.js"
+import * as AwsSecretMetadata from "./metadata.js"
+import * as OptionalClient from "../optionalClient.js"
+import * as SecretLimits from "../secretLimits.js"
+import * as TlsAgent from "../tlsAgent.js"
 
 /** @internal */
 export interface AwsBackendOptions {

@@ -29,15 +29,15 @@ import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Pg from "pg"
-import { PoolExhausted } from "../DbError.js"
-import * as ReconnectSchedule from "../ReconnectSchedule.js"
+import { PoolExhausted } from "../../DbError.js"
+import * as ReconnectSchedule from "../../ReconnectSchedule.js"
 import {
   type AcquireError,
   classifyConnectError,
   classifyRuntimeError,
   type ConnectTarget,
   isConnectionLoss
-} from "./classify.js"
+} from "../classify.js"
 
 type ConnectCallback = Parameters<Pg.Pool["connect"]>[0]
 type Release = (release?: Error | boolean) => void
