@@ -38,9 +38,10 @@ import {
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilience/acquire.js"
-import { isSubmittable, isThenable, statementText } from "./queryArguments.js"
+import { callWith, passesThrough, type QueryCallback, type QueryMethod, statementText } from "./queryArguments.js"
 import type { StuckStatements } from "./resilience/supervisor.js"
 import * as SlowQueryText from "./slowQueryText.js"
+import { queryReadTimeoutMessage, statementBounds } from "./statementTimeout.js"
 
 /** How often the pool gauges (and the stale-secret counter) are sampled. */
 export const sampleInterval: Duration.Duration = Duration.seconds(1)
@@ -116,6 +117,8 @@ interface RunningStatement {
   readonly statement: unknown
   /** set once `SlowQuery` was raised for it while it ran: its completion raises no second one */
   slowReported: boolean
+  /** the caller's callback (behind the finishing step) until the statement is answered, then `undefined` */
+  answer: QueryCallback | undefined
 }
 
 /**
@@ -127,6 +130,18 @@ export const sweepInterval = (slowQuery: Duration.Duration): Duration.Duration |
   const millis = Duration.toMillis(slowQuery)
   return Number.isFinite(millis) && millis > 0 ? Duration.millis(Math.max(millis / 2, 10)) : undefined
 }
+
+/**
+ * How often the statements in flight are checked against `DB_QUERY_TIMEOUT` (`queryMillis`): a
+ * tenth of it, between 10 ms and 1 s, so a statement is ended between 1 and 1.1 bounds after it was
+ * submitted (at most 1 s late). `undefined` without a bound.
+ */
+export const readTimeoutInterval = (queryMillis: number | undefined): Duration.Duration | undefined =>
+  queryMillis === undefined ? undefined : Duration.millis(Math.min(Math.max(queryMillis / 10, 10), 1000))
+
+/** The sweep's interval: the shorter of the two that are defined. */
+const shorter = (a: Duration.Duration | undefined, b: Duration.Duration | undefined) =>
+  a === undefined ? b : b === undefined ? a : Duration.min(a, b)
 
 /**
  * Makes the monitor of one client layer. The options are for tests: the sampling interval (on
@@ -150,7 +165,16 @@ export const make = (
       Option.getOrElse(() => Number.POSITIVE_INFINITY)
     )
     const slowMillis = Duration.toMillis(settings.alerts.slowQuery)
-    const sweepEvery = sweepInterval(settings.alerts.slowQuery)
+    // DB_QUERY_TIMEOUT: the pool's statements are ended by the sweep of `watch` (no timer per
+    // statement); cursors and streams, which it does not see, keep pg's own timer (`readTimeout`)
+    const { queryMillis } = statementBounds(settings)
+    const queryNanos = queryMillis === undefined ? Number.POSITIVE_INFINITY : queryMillis * 1e6
+    const readTimeout = (submittable: unknown) => {
+      if (queryMillis === undefined) return
+      const config = submittable as { query_timeout?: number }
+      config.query_timeout ??= queryMillis
+    }
+    const sweepEvery = shorter(sweepInterval(settings.alerts.slowQuery), readTimeoutInterval(queryMillis))
     // each watched pool's stuck state, for DbHealth (`stuckStatements`)
     const stuckByPool = new WeakMap<Pg.Pool, SubscriptionRef.SubscriptionRef<Option.Option<StuckStatements>>>()
     // libpg-query is loaded by the first slow statement, if ever: a client without one pays nothing
@@ -281,31 +305,35 @@ export const make = (
       }
 
       /**
-       * Times every statement around `client.query`: the callback form (what `@effect/sql-pg` and
-       * `pool.query` use) and the promise form; cursors and streams (submittables) pass untimed.
-       * A statement is in `running` from submission to its answer, for the sweep of `watch`.
+       * Times every statement around `client.query` (text or config object; with a callback or
+       * without, then the promise is made by `callWith`); cursors and streams (submittables) pass
+       * untimed, with pg's own read timeout (see `readTimeout`). A statement is in `running` from
+       * submission to its answer, for the sweep of `watch`, which also ends it at `DB_QUERY_TIMEOUT`.
        */
       const timeQueries = (client: Pg.Client) => {
-        const query: (...args: Array<unknown>) => unknown = client.query
-        const timed = function(this: unknown, ...args: Array<unknown>): unknown {
-          const first = args[0]
-          if (isSubmittable(first)) return Reflect.apply(query, this, args)
-          const entry: RunningStatement = { client, start: nowNanos(), statement: first, slowReported: false }
-          running.add(entry)
-          const last = args.length - 1
-          const callback = args[last]
-          if (typeof callback === "function") {
-            // the one closure per statement: pg's callback, after the entry is finished
-            args[last] = function(this: unknown, err: unknown, result: unknown) {
-              finish(entry, err)
-              // pg answers a statement's callback with (err, result) only
-              return callback.call(this, err, result)
-            }
-            return Reflect.apply(query, this, args)
+        const query = client.query as QueryMethod
+        const timed = function(this: unknown, config: unknown, values?: unknown, callback?: unknown): unknown {
+          if (passesThrough(config)) {
+            readTimeout(config)
+            return query.call(this, config, values, callback)
           }
-          const result: unknown = Reflect.apply(query, this, args)
-          if (isThenable(result)) result.then(() => finish(entry), (err: unknown) => finish(entry, err))
-          return result
+          const entry: RunningStatement = {
+            client,
+            start: nowNanos(),
+            statement: config,
+            slowReported: false,
+            answer: undefined
+          }
+          running.add(entry)
+          // the one closure per statement: the callback, after the entry is finished; the sweep may
+          // answer first (read timeout), then pg's own answer finds `answer` gone and is dropped
+          return callWith(query, this, config, values, callback, (done) =>
+            entry.answer = (err, result) => {
+              if (entry.answer === undefined) return
+              entry.answer = undefined
+              finish(entry, err)
+              done(err, result)
+            })
         }
         Object.defineProperty(client, "query", { value: timed, writable: true, configurable: true })
       }
@@ -398,21 +426,24 @@ export const make = (
           )
           yield* Effect.sync(sample).pipe(Effect.repeat(every), Effect.forkScoped)
 
-          // SlowQuery while a statement still runs, and whether every connection is stuck, from one
-          // sweep over the statements in flight every slowQuery / 2, started with the pool and
-          // stopped with its scope. A timer per statement would cost every statement a setTimeout
-          // and a clearTimeout (about 1 µs, plus a timer object per statement in flight); the sweep
-          // costs a statement one Set add and delete, and the pool one wake-up per half threshold
-          // (2.5 s by default) that walks at most `max` entries.
+          // SlowQuery while a statement still runs, whether every connection is stuck, and the end
+          // of a statement past DB_QUERY_TIMEOUT, from one sweep over the statements in flight
+          // (every slowQuery / 2 or a tenth of the query timeout, whichever is shorter), started
+          // with the pool and stopped with its scope. A timer per statement (pg's query_timeout)
+          // costs every statement a setTimeout, a clearTimeout and a closure (measured: 5 % of
+          // throughput at concurrency 1); the sweep costs a statement one Set add and delete, and
+          // the pool one wake-up per interval that walks at most `max` entries.
           const stuck = yield* SubscriptionRef.make(Option.none<StuckStatements>())
           stuckByPool.set(pool, stuck)
           const sweep = Effect.suspend(() => {
             const now = nowNanos()
             const slow: Array<{ readonly nanos: number; readonly statement: unknown }> = []
             const stuckClients = new Set<Pg.Client>()
+            const expired: Array<QueryCallback> = []
             let oldestNanos = 0
             for (const entry of running) {
               const nanos = now - entry.start
+              if (nanos >= queryNanos && entry.answer !== undefined) expired.push(entry.answer)
               if (nanos < slowNanos) continue
               stuckClients.add(entry.client)
               oldestNanos = Math.max(oldestNanos, nanos)
@@ -430,6 +461,9 @@ export const make = (
               : Option.none<StuckStatements>()
             const publishStuck = Effect.flatMap(SubscriptionRef.get(stuck), (previous) =>
               Option.isSome(previous) === Option.isSome(next) ? Effect.void : SubscriptionRef.set(stuck, next))
+            // answered as pg's own timer would (the statement-timeout client turns this into
+            // StatementTimeout and ends the connection); pg's late answer is then dropped
+            for (const answer of expired) answer(new Error(queryReadTimeoutMessage))
             const raise = Effect.forEach(slow, ({ nanos, statement }) => slowQuery(target, nanos, statement, true), {
               discard: true
             })

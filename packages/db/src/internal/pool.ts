@@ -191,13 +191,30 @@ const makePoolClass = (
           })
         })
       }
+      // the fast path: a connection that is free (or opens at the first try) goes straight to the
+      // caller; the stale-password retry is entered only once that first attempt has failed
+      super.connect((err, client, release) => {
+        if ((err === undefined || err === null) && client !== undefined) return callback(undefined, client, release)
+        this.#retryAfter(err ?? classifyRuntimeError("pg returned no client", target), callback)
+      })
+    }
+
+    /** `connectRetryingStalePassword` with `first` as the outcome of its first attempt. */
+    #retryAfter(first: Error, callback: ConnectCallback): void {
+      let pending: Error | undefined = first
       connectRetryingStalePassword<{ readonly client: Pg.PoolClient; readonly release: (err?: Error | boolean) => void }>(
-        (done) =>
+        (done) => {
+          if (pending !== undefined) {
+            const err = pending
+            pending = undefined
+            return done(err, undefined)
+          }
           super.connect((err, client, release) => {
             if (err !== undefined && err !== null) done(err, undefined)
             else if (client !== undefined) done(undefined, { client, release })
             else done(classifyRuntimeError("pg returned no client", target), undefined)
-          }),
+          })
+        },
         this.#poolHooks,
         (err, value) => {
           if (value !== undefined) callback(undefined, value.client, value.release)
@@ -306,7 +323,10 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
 
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const pool = new SecurePool({ ...poolConfig(options), Client: PoolClient })
+        // with a monitor, DB_QUERY_TIMEOUT is its sweep's (internal/monitor.ts), not a timer per statement
+        const { query_timeout, ...config } = poolConfig(options)
+        const readTimer = Option.isSome(instruments) ? {} : { query_timeout }
+        const pool = new SecurePool({ ...config, ...readTimer, Client: PoolClient })
         // DB_MAX_LIFETIME, jittered per connection (internal/connectionLifetime.ts)
         applyMaxLifetime(pool, options.settings, () => Runtime.runSync(runtime)(Random.next))
         pool.on("connect", () => {

@@ -25,7 +25,7 @@ import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { StatementTimeout } from "../DbError.js"
 import { type ConnectTarget, errorCode, errorMessage } from "./classify.js"
-import { isSubmittable, isThenable, statementText } from "./queryArguments.js"
+import { callWith, passesThrough, type QueryCallback, type QueryMethod, statementText } from "./queryArguments.js"
 
 /** pg's message when `query_timeout` passed without an answer (pg 8 `client.js`; it has no code). */
 export const queryReadTimeoutMessage = "Query read timeout"
@@ -130,7 +130,7 @@ const rolledBack = (): Pg.QueryResult => ({ command: "ROLLBACK", rowCount: null,
  * with the typed `StatementTimeout`, not a defect.
  */
 const typeTimeouts = (client: Pg.Client, target: ConnectTarget, bounds: StatementBounds): void => {
-  const query: (...args: Array<unknown>) => unknown = client.query
+  const query = client.query as QueryMethod
   let timedOut = false
   const retype = (err: unknown): unknown => {
     if (err === undefined || err === null) return err
@@ -143,28 +143,20 @@ const typeTimeouts = (client: Pg.Client, target: ConnectTarget, bounds: Statemen
     }
     return timeout
   }
-  const typed = function(this: unknown, ...args: Array<unknown>): unknown {
-    const first = args[0]
-    if (isSubmittable(first)) return Reflect.apply(query, this, args)
-    const last = args.length - 1
-    const callback = args[last]
-    if (timedOut && rollback.test(statementText(first) ?? "")) {
-      if (typeof callback === "function") {
-        process.nextTick(() => Reflect.apply(callback, undefined, [undefined, rolledBack()]))
-        return undefined
-      }
-      return Promise.resolve(rolledBack())
+  const typed = function(this: unknown, config: unknown, values?: unknown, callback?: unknown): unknown {
+    if (passesThrough(config)) return query.call(this, config, values, callback)
+    if (timedOut && rollback.test(statementText(config) ?? "")) {
+      // answered as done without being sent: the callback (or the promise) gets pg's ROLLBACK result
+      return callWith(noSend, this, config, values, callback, (done) => done)
     }
-    if (typeof callback === "function") {
-      args[last] = function(this: unknown, err: unknown, ...results: Array<unknown>) {
-        return Reflect.apply(callback, this, [retype(err), ...results])
-      }
-      return Reflect.apply(query, this, args)
-    }
-    const result: unknown = Reflect.apply(query, this, args)
-    return isThenable(result) ? result.then(undefined, (err: unknown) => Promise.reject(retype(err))) : result
+    return callWith(query, this, config, values, callback, (done) => (err, result) => done(retype(err), result))
   }
   Object.defineProperty(client, "query", { value: typed, writable: true, configurable: true })
+}
+
+/** A `query` that sends nothing and answers a `ROLLBACK` on the next tick (see `typeTimeouts`). */
+const noSend: QueryMethod = (_config, _values, callback) => {
+  process.nextTick(() => (callback as QueryCallback)(undefined, rolledBack()))
 }
 
 /**
