@@ -18,6 +18,7 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { DbConfig } from "@takumi/config"
@@ -62,26 +63,32 @@ export const layer: Layer.Layer<
     // that startup failures (28P01, a server without TLS) are counted and alerted too
     const alerts = yield* SecurityAlerts.make
     const monitor = yield* Monitor.make(settings, alerts)
-    // resilience (issue 6): optional bounded wait for a database that is still starting (off by default)
+    // resilience (issue 6): optional bounded wait for a database that is still starting (off by
+    // default); acquisition retries, PoolExhausted, health supervisor, read replica — installed,
+    // and the clients built, while the startup check's connection is being opened
     const policy = yield* ReconnectSchedule.policy
-    const { pool, target } = yield* withStartupWait(
+    const { alongside: context, pool } = yield* withStartupWait(
       policy,
-      makeVerifiedPool(settings, { host: settings.host, port: settings.port })
+      makeVerifiedPool(settings, { host: settings.host, port: settings.port }, (pool, target) =>
+        Effect.gen(function*() {
+          const resilience = yield* installResilience({ settings, pool, target })
+          // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
+          // lifetime is this layer's scope, where `makePool` registered its `end()`.
+          const client = yield* Layer.build(
+            PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName }).pipe(
+              Layer.orDie
+            )
+          )
+          return Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))
+        }))
     ).pipe(Effect.provideService(Monitor.Monitor, monitor))
-    // resilience (issue 6): acquisition retries, PoolExhausted, health supervisor, read replica
-    const resilience = yield* installResilience({ settings, pool, target }).pipe(
-      Effect.provideService(Monitor.Monitor, monitor)
-    )
-    // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
-    // lifetime is this layer's scope, where `makeVerifiedPool` registered its `end()`.
-    return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
-      .pipe(
-        Layer.orDie,
-        (client) => Layer.provideMerge(resilience.layer, client),
-        Layer.merge(Layer.succeed(SecurityAlerts.SecurityAlerts, alerts)),
+    return Layer.succeedContext(
+      context.pipe(
+        Context.add(SecurityAlerts.SecurityAlerts, alerts),
         // the same pool for pg-based code (Kysely, drizzle): see SecurePool.ts for what it bypasses
-        Layer.merge(Layer.succeed(SecurePool, pool))
+        Context.add(SecurePool, pool)
       )
+    )
   })
 )
 

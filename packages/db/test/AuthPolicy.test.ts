@@ -198,7 +198,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
         const options = { settings, host: peer.host, port: peer.port, ssl: false as const, credentials }
         const pool = yield* makePool(options)
         const target = targetOf(options)
-        const pooled = yield* Effect.flip(Effect.scoped(acquireClient(pool, target)))
+        const pooled = yield* Effect.flip(Effect.scoped(acquireClient(pool.connect.bind(pool), target)))
         const fresh = yield* Effect.flip(Effect.scoped(openFreshClient(pool, target)))
         expect([pooled._tag, fresh._tag]).toEqual(["AuthenticationMethodRefused", "AuthenticationMethodRefused"])
         expect((yield* peer.connections).length).toBe(2)

@@ -402,21 +402,21 @@ const discarded = (target: ConnectTarget) =>
   new Error(`the check of a connection to ${target.host}:${target.port} failed or timed out; the connection is discarded`)
 
 /**
- * Checks one connection out of the pool, scoped: closing the scope releases it — with an error
+ * Checks one connection out of a pool with its `connect` (bound to the pool), scoped: closing the scope releases it — with an error
  * when the scope closes with a failure or an interruption (a timed-out check), so that pg-pool
  * destroys the connection instead of handing a hung or half-used one to the next caller. The wait
  * is bounded by the pool's connect timeout; a connection that arrives after the waiter was
  * interrupted is released straight away, so nothing leaks.
  */
 export const acquireClient = (
-  pool: Pg.Pool,
+  connect: Pg.Pool["connect"],
   target: ConnectTarget
 ): Effect.Effect<Pg.PoolClient, AcquireError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<{ readonly client: Pg.PoolClient; readonly release: (err?: Error) => void }, AcquireError>(
       (resume) => {
         let abandoned = false
-        pool.connect((err, client, release) => {
+        connect((err, client, release) => {
           if (abandoned) {
             if (client !== undefined) release()
             return

@@ -71,18 +71,30 @@ export const verify = (
  * Builds a verified pool for a server (the primary, or a replica with its own host and port),
  * scoped: closing the scope ends the pool. When any step fails the scope's finalizer ends the
  * pool before the failure is reported, so a failed startup leaves no connection behind.
+ *
+ * `alongside` runs while the check's connection is opened and checked: its TCP, TLS and
+ * authentication round trips and the server's fork of a backend leave this process idle, so the
+ * rest of a client's construction done there costs startup next to nothing (the pipelining of
+ * issue 13's startup goal). It gets the pool but must not wait for a connection; the check takes
+ * its connection with the pool's own `connect`, captured before `alongside` can patch it.
  */
-export const makeVerifiedPool = (
+export const makeVerifiedPool = <A, E, R>(
   settings: DbSettings,
-  server: { readonly host: string; readonly port: number }
-): Effect.Effect<VerifiedPool, StartupError, Scope.Scope | SecretsBackend> =>
+  server: { readonly host: string; readonly port: number },
+  alongside: (pool: SecurePool, target: ConnectTarget) => Effect.Effect<A, E, R>
+): Effect.Effect<VerifiedPool & { readonly alongside: A }, StartupError | E, Scope.Scope | SecretsBackend | R> =>
   Effect.gen(function*() {
-    const credentials = yield* makeCredentials(settings.user)
-    const ssl = yield* makeTlsOptions(settings, server)
+    const [credentials, ssl] = yield* Effect.all([makeCredentials(settings.user), makeTlsOptions(settings, server)], {
+      concurrency: "unbounded"
+    })
     const options = { settings, host: server.host, port: server.port, ssl, credentials }
     const target = targetOf(options)
     const pool = yield* makePool(options)
-    const posture = yield* verify(acquireClient(pool, target), settings, target, credentials)
+    const connect: Pg.Pool["connect"] = pool.connect.bind(pool)
+    const [posture, built] = yield* Effect.all([
+      verify(acquireClient(connect, target), settings, target, credentials),
+      alongside(pool, target)
+    ], { concurrency: "unbounded" })
     const tls = Option.match(posture.socket, {
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
@@ -96,7 +108,7 @@ export const makeVerifiedPool = (
         ...tls
       })
     )
-    return { pool, target, credentials, posture }
+    return { pool, target, credentials, posture, alongside: built }
   }).pipe(
     // the OpenTelemetry database-client attributes, as @effect/sql-pg puts them on statements
     Effect.withSpan("SecureSqlClient.startup", {

@@ -128,18 +128,32 @@ const parsedBy = <A>(variable: string, reason: string, parse: () => A): Effect.E
 const ifSome = <A>(value: Option.Option<A>, f: (a: A) => Effect.Effect<unknown, TlsMaterialInvalid>) =>
   Option.match(value, { onNone: () => Effect.void, onSome: f })
 
-/**
- * One `SecureContext` from the material. Each piece is parsed on its own first, so that a broken
- * one is blamed on its own variable (OpenSSL's combined error would not say which); what can still
- * fail together is a key that does not belong to the certificate.
- */
-const secureContext = (material: {
+/** The material `makeTlsOptions` read. */
+interface TlsMaterial {
   readonly settings: DbSettings
   readonly ca: Option.Option<string>
   readonly cert: Option.Option<string>
   readonly key: Option.Option<string>
   readonly crl: Option.Option<string>
-}): Effect.Effect<Tls.SecureContext, TlsMaterialInvalid> =>
+}
+
+/** The one `SecureContext` of a pool, from all of the material together. */
+const combinedContext = (material: TlsMaterial): Tls.SecureContext =>
+  Tls.createSecureContext({
+    minVersion: material.settings.tls.minVersion,
+    ciphers: cipherList,
+    ...Option.match(material.ca, { onNone: () => ({}), onSome: (ca) => ({ ca }) }),
+    ...Option.match(material.cert, { onNone: () => ({}), onSome: (cert) => ({ cert }) }),
+    ...Option.match(material.key, { onNone: () => ({}), onSome: (key) => ({ key }) }),
+    ...Option.match(material.crl, { onNone: () => ({}), onSome: (crl) => ({ crl }) })
+  })
+
+/**
+ * Why the combined context could not be made: each piece is parsed on its own, so that a broken
+ * one is blamed on its own variable (OpenSSL's combined error would not say which); what is left
+ * when each parses is a key that does not belong to the certificate.
+ */
+const blame = (material: TlsMaterial): Effect.Effect<Tls.SecureContext, TlsMaterialInvalid> =>
   Effect.gen(function*() {
     yield* ifSome(material.ca, (ca) =>
       parsedBy("DB_SSL_CA", "the CA bundle holds no certificate OpenSSL can read", () => Tls.createSecureContext({ ca })))
@@ -150,20 +164,16 @@ const secureContext = (material: {
     yield* ifSome(material.crl, (crl) =>
       parsedBy("DB_SSL_CRL", "not a PEM certificate revocation list (-----BEGIN X509 CRL-----)", () =>
         Tls.createSecureContext({ crl })))
-    return yield* parsedBy(
-      "DB_SSL_KEY",
-      "the private key does not belong to the certificate in DB_SSL_CERT",
-      () =>
-        Tls.createSecureContext({
-          minVersion: material.settings.tls.minVersion,
-          ciphers: cipherList,
-          ...Option.match(material.ca, { onNone: () => ({}), onSome: (ca) => ({ ca }) }),
-          ...Option.match(material.cert, { onNone: () => ({}), onSome: (cert) => ({ cert }) }),
-          ...Option.match(material.key, { onNone: () => ({}), onSome: (key) => ({ key }) }),
-          ...Option.match(material.crl, { onNone: () => ({}), onSome: (crl) => ({ crl }) })
-        })
-    )
+    return yield* parsedBy("DB_SSL_KEY", "the private key does not belong to the certificate in DB_SSL_CERT", () =>
+      combinedContext(material))
   })
+
+/**
+ * One `SecureContext` from the material: made at once (one OpenSSL parse of each piece, on the
+ * startup path), and only when that fails each piece is parsed again on its own to say which.
+ */
+const secureContext = (material: TlsMaterial): Effect.Effect<Tls.SecureContext, TlsMaterialInvalid> =>
+  Effect.try(() => combinedContext(material)).pipe(Effect.catchAll(() => blame(material)))
 
 /**
  * Builds the `ssl` option for `pg` from the settings, or `false` when TLS is disabled. `false`

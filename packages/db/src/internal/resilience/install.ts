@@ -143,7 +143,7 @@ const makeReplicaPool = (
     const replicaSettings: DbSettings = { ...settings, connectTimeout: failover }
     const outer = yield* Effect.scope
     const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    const verified = yield* Effect.exit(Scope.extend(makeVerifiedPool(replicaSettings, server), scope))
+    const verified = yield* Effect.exit(Scope.extend(makeVerifiedPool(replicaSettings, server, () => Effect.void), scope))
     if (Exit.isSuccess(verified)) {
       const { credentials, pool, target } = verified.value
       return { pool, target, probe: replicaProbe(pool, replicaSettings, target, credentials) }
