@@ -66,7 +66,7 @@ export const layer: Layer.Layer<
     const policy = yield* ReconnectSchedule.policy
     const { pool, target } = yield* withStartupWait(
       policy,
-      makeVerifiedPool(settings, { host: settings.host, port: settings.port })
+      makeVerifiedPool(settings, { host: settings.host, port: settings.port, hosts: settings.hosts })
     ).pipe(Effect.provideService(Monitor.Monitor, monitor))
     // resilience (issue 6): acquisition retries, PoolExhausted, health supervisor, read replica
     const resilience = yield* installResilience({ settings, pool, target }).pipe(

@@ -20,7 +20,11 @@ import { type AcquireError, classifyConnectError, classifyRuntimeError, type Con
 import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
 import type { Credentials } from "./credentials.js"
+import { type HostChooser, type HostRoute, makeChooser } from "./hosts/chooser.js"
+import { withHostChoice } from "./hosts/client.js"
+import { probeSession } from "./hosts/probe.js"
 import { Monitor } from "./monitor.js"
+import { PrimaryChanged } from "../SecurityAlerts.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
@@ -51,6 +55,13 @@ export interface PoolOptions {
   /** from `makeTlsOptions` */
   readonly ssl: Tls.ConnectionOptions | false
   readonly credentials: Credentials
+  /**
+   * The primary's pool over several hosts (`DB_HOST` with more than one, or
+   * `DB_TARGET_SESSION_ATTRS` other than `any`): every listed host with its own TLS options. Each
+   * connection then goes where the chooser finds a fitting server (internal/hosts/); `host`/`port`
+   * stay the first host, which errors name.
+   */
+  readonly routes?: ReadonlyArray<HostRoute> | undefined
 }
 
 /** The target of a pool, as the error classification needs it. */
@@ -248,6 +259,35 @@ const makePoolClass = (
   }
 
 /**
+ * The chooser of a pool over several hosts (`undefined` for a pool to one server): scan probes of
+ * class `ProbeClient` with the pool's options; a move of the writable server is logged and raised
+ * as `PrimaryChanged`.
+ */
+const makeHostChooser = (
+  options: PoolOptions,
+  hooks: {
+    readonly runFork: (effect: Effect.Effect<void>) => unknown
+    readonly random: () => number
+    readonly ProbeClient: typeof Pg.Client
+    readonly publish: (alert: PrimaryChanged) => Effect.Effect<void>
+  }
+): HostChooser | undefined => {
+  if (options.routes === undefined) return undefined
+  const { ProbeClient, publish, runFork } = hooks
+  const config = poolConfig(options)
+  return makeChooser({
+    attrs: options.settings.targetSessionAttrs,
+    loadBalance: options.settings.loadBalanceHosts,
+    routes: options.routes,
+    probe: (route) => probeSession(ProbeClient, config, route),
+    random: hooks.random,
+    onPrimaryChanged: (from, to) => {
+      runFork(publish(new PrimaryChanged({ host: to.host, port: to.port, previousHost: from.host, previousPort: from.port })))
+    }
+  })
+}
+
+/**
  * Builds the pool, scoped: closing the scope ends it (waiting at most 5 s for checked-out
  * connections). No connection is opened here; the first `connect` does that.
  */
@@ -258,7 +298,8 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     const target = targetOf(options)
     const annotations = { host: target.host, port: target.port, database: target.database }
     // metrics and alerts, when the pool is built by SecureSqlClient.layer
-    const instruments = Option.map(yield* Effect.serviceOption(Monitor), (monitor) => monitor.forPool(target))
+    const monitor = yield* Effect.serviceOption(Monitor)
+    const instruments = Option.map(monitor, (m) => m.forPool(target))
     // DB_REQUIRE_AUTH and DB_CHANNEL_BINDING on every client of this pool: its connections and the
     // probes' fresh clients. An allowed md5 or cleartext request is logged once per pool, not per
     // connection (a pool of 20 would otherwise repeat it 20 times at every reconnect).
@@ -281,6 +322,18 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       target,
       options.settings
     )
+    const random = () => Runtime.runSync(runtime)(Random.next)
+    const chooser = makeHostChooser(options, {
+      runFork,
+      random,
+      ProbeClient: withAuthPolicy(Pg.Client),
+      // without the layer's monitor (a bare makePool) the move is still logged
+      publish: Option.match(monitor, {
+        onNone: () => (alert: PrimaryChanged) => Effect.logWarning(alert.message),
+        onSome: (m) => m.alerts.publish
+      })
+    })
+    const chosen = (Base: typeof Pg.Client) => chooser === undefined ? Base : withHostChoice(Base, chooser)
     const SecurePool = makePoolClass({
       credentials: options.credentials,
       onStalePassword: () => {
@@ -291,7 +344,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, withAuthPolicy(Pg.Client))
+    }, target, chosen(withAuthPolicy(Pg.Client)))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -306,9 +359,9 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
 
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const pool = new SecurePool({ ...poolConfig(options), Client: PoolClient })
+        const pool = new SecurePool({ ...poolConfig(options), Client: chosen(PoolClient) })
         // DB_MAX_LIFETIME, jittered per connection (internal/connectionLifetime.ts)
-        applyMaxLifetime(pool, options.settings, () => Runtime.runSync(runtime)(Random.next))
+        applyMaxLifetime(pool, options.settings, random)
         pool.on("connect", () => {
           open++
         })

@@ -10,11 +10,12 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
-import type { DbSettings } from "@takumi/config"
+import type { DbSettings, ServerAddress } from "@takumi/config"
 import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import { ConnectTimeout, type InsecureServer, type TlsMaterialInvalid } from "../DbError.js"
 import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
+import { hostRoutes } from "./hosts/routes.js"
 import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
@@ -74,12 +75,18 @@ export const verify = (
  */
 export const makeVerifiedPool = (
   settings: DbSettings,
-  server: { readonly host: string; readonly port: number }
+  server: {
+    readonly host: string
+    readonly port: number
+    /** the primary's: every host of `DB_HOST` (a connection goes to one that fits `DB_TARGET_SESSION_ATTRS`) */
+    readonly hosts?: ReadonlyArray<ServerAddress> | undefined
+  }
 ): Effect.Effect<VerifiedPool, StartupError, Scope.Scope | SecretsBackend> =>
   Effect.gen(function*() {
     const credentials = yield* makeCredentials(settings.user)
     const ssl = yield* makeTlsOptions(settings, server)
-    const options = { settings, host: server.host, port: server.port, ssl, credentials }
+    const routes = yield* hostRoutes(settings, server.hosts)
+    const options = { settings, host: server.host, port: server.port, ssl, credentials, routes }
     const target = targetOf(options)
     const pool = yield* makePool(options)
     const posture = yield* verify(acquireClient(pool, target), settings, target, credentials)

@@ -60,7 +60,7 @@ export const probeServer = (pool: SecurePool, target: ConnectTarget): Effect.Eff
 
 /** Errors that waiting for the database at startup may outlast: nothing listening yet, no answer yet, starting up. */
 export const isTransientStartupError = (error: StartupError): boolean =>
-  error._tag === "ConnectionRefused" || error._tag === "ConnectTimeout" ||
+  error._tag === "ConnectionRefused" || error._tag === "NoSuitableHost" || error._tag === "ConnectTimeout" ||
   (error._tag === "ConnectionLost" && error.code === "57P03")
 
 /**
