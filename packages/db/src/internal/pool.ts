@@ -15,7 +15,7 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Tls from "node:tls"
 import * as Pg from "pg"
-import type { DbSettings } from "@takumi/config"
+import type { DbSettings, ServerAddress } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
@@ -170,6 +170,16 @@ export interface SecurePool extends Pg.Pool {
    * a function that abandons the attempt (a client that connects afterwards is closed).
    */
   readonly openClient: (done: Completion<Pg.Client>) => () => void
+  /** with several hosts (`PoolOptions.routes`): where the writable server is; `undefined` for a pool to one server */
+  readonly primaryHost: PrimaryHost | undefined
+}
+
+/** The writable server of a pool over several hosts, as its connections found it. */
+export interface PrimaryHost {
+  /** the host the last writable connection was established to (`undefined` before the first) */
+  readonly current: () => ServerAddress | undefined
+  /** calls `listener` each time a connection finds the writable server at another host; returns the unsubscribe */
+  readonly onMove: (listener: (from: ServerAddress, to: ServerAddress) => void) => () => void
 }
 
 /** pg-pool's connect callback, after an error, hands out a release that does nothing. */
@@ -184,9 +194,12 @@ const makePoolClass = (
   hooks: Omit<StalePasswordHooks, "canRetry">,
   target: ConnectTarget,
   /** the class of the fresh clients: `pg.Client` under the pool's authentication policy */
-  FreshClient: typeof Pg.Client
+  FreshClient: typeof Pg.Client,
+  primaryHost: PrimaryHost | undefined
 ) =>
   class extends Pg.Pool implements SecurePool {
+    readonly primaryHost = primaryHost
+
     // made once per pool, not per checkout
     readonly #poolHooks: StalePasswordHooks = { ...hooks, canRetry: () => !this.ending }
 
@@ -258,6 +271,8 @@ const makePoolClass = (
     }
   }
 
+const addressOf = (route: HostRoute): ServerAddress => ({ host: route.host, port: route.port })
+
 /**
  * The chooser of a pool over several hosts (`undefined` for a pool to one server): scan probes of
  * class `ProbeClient` with the pool's options; a move of the writable server is logged and raised
@@ -270,6 +285,7 @@ const makeHostChooser = (
     readonly random: () => number
     readonly ProbeClient: typeof Pg.Client
     readonly publish: (alert: PrimaryChanged) => Effect.Effect<void>
+    readonly onMove: (from: ServerAddress, to: ServerAddress) => void
   }
 ): HostChooser | undefined => {
   if (options.routes === undefined) return undefined
@@ -282,10 +298,25 @@ const makeHostChooser = (
     probe: (route) => probeSession(ProbeClient, config, route),
     random: hooks.random,
     onPrimaryChanged: (from, to) => {
+      hooks.onMove(addressOf(from), addressOf(to))
       runFork(publish(new PrimaryChanged({ host: to.host, port: to.port, previousHost: from.host, previousPort: from.port })))
     }
   })
 }
+
+const primaryHostOf = (
+  chooser: HostChooser,
+  moves: Set<(from: ServerAddress, to: ServerAddress) => void>
+): PrimaryHost => ({
+  current: () => {
+    const route = chooser.currentWritable()
+    return route === undefined ? undefined : addressOf(route)
+  },
+  onMove: (listener) => {
+    moves.add(listener)
+    return () => moves.delete(listener)
+  }
+})
 
 /**
  * Builds the pool, scoped: closing the scope ends it (waiting at most 5 s for checked-out
@@ -323,9 +354,13 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       options.settings
     )
     const random = () => Runtime.runSync(runtime)(Random.next)
+    const moves = new Set<(from: ServerAddress, to: ServerAddress) => void>()
     const chooser = makeHostChooser(options, {
       runFork,
       random,
+      onMove: (from, to) => {
+        for (const listener of moves) listener(from, to)
+      },
       ProbeClient: withAuthPolicy(Pg.Client),
       // without the layer's monitor (a bare makePool) the move is still logged
       publish: Option.match(monitor, {
@@ -344,7 +379,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, chosen(withAuthPolicy(Pg.Client)))
+    }, target, chosen(withAuthPolicy(Pg.Client)), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so

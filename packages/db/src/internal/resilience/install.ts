@@ -188,6 +188,26 @@ const onPoolEvent = (
   })
 
 /**
+ * With several hosts in `DB_HOST`: the host the verified connection found writable goes into the
+ * health snapshot, and so does every later move (until the scope closes).
+ */
+const reportPrimaryHost = (
+  pool: SecurePool,
+  supervised: DbHealth.Supervised
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const primaryHost = pool.primaryHost
+    if (primaryHost === undefined) return
+    const current = primaryHost.current()
+    if (current !== undefined) yield* supervised.reportPrimaryAt(current, undefined)
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    yield* Effect.acquireRelease(
+      Effect.sync(() => primaryHost.onMove((from, to) => runFork(supervised.reportPrimaryAt(to, from)))),
+      (unsubscribe) => Effect.sync(unsubscribe)
+    )
+  })
+
+/**
  * Installs resilience on a verified primary pool, in the current scope (closing it removes the
  * hook and stops the supervisors).
  */
@@ -238,6 +258,9 @@ export const install = (options: {
       })
     })
     const { health } = supervised
+
+    // several hosts: the snapshot names the host the primary's connections go to, and each move
+    yield* reportPrimaryHost(pool, supervised)
 
     // primary: failed acquisitions are retried (when waiting can fix them) and reported
     const removeHook = yield* installAcquireHook(pool, {
