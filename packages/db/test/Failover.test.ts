@@ -7,12 +7,17 @@
  */
 import { expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as Cause from "effect/Cause"
+import * as Exit from "effect/Exit"
+import type { DbSettings } from "@takumi/config"
 import { PgTestServer, TestDatabase } from "@takumi/testing"
 import * as DbHealth from "../src/DbHealth.js"
 import * as Idempotent from "../src/Idempotent.js"
@@ -41,23 +46,32 @@ const makeWriter = (sql: SqlClient.SqlClient) => {
   return { acked, loop, until, stop }
 }
 
-it.live("the primary is lost and the standby promoted: writes resume on the new primary, none lost or run twice; PrimaryChanged and DbHealth report the move", () =>
-  Effect.gen(function*() {
-    const { pki, server: primary } = yield* TestDatabase.make({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
-    const standby = yield* PgTestServer.makeStandby(primary)
-    const settings = makeSettings(primary, pki, {
-      hosts: [{ host: primary.host, port: primary.port }, { host: standby.host, port: standby.port }],
-      targetSessionAttrs: "read-write"
-    })
-    const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
-    const client = SecureSqlClient.layer.pipe(
+const clientLayer = (settings: DbSettings, budget: Duration.DurationInput) =>
+  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+    SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(
         configLayer(settings),
         secrets.layer,
-        // the whole outage (shutdown + promotion on a loaded machine) fits the retry budget
-        ReconnectSchedule.layer({ cap: "200 millis", budget: "90 seconds" })
+        ReconnectSchedule.layer({ cap: "200 millis", budget })
       ))
-    )
+    )))
+
+const primaryAndStandby = Effect.gen(function*() {
+  const { pki, server: primary } = yield* TestDatabase.make({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
+  const standby = yield* PgTestServer.makeStandby(primary)
+  const settings = (targetSessionAttrs: DbSettings["targetSessionAttrs"]) =>
+    makeSettings(primary, pki, {
+      hosts: [{ host: primary.host, port: primary.port }, { host: standby.host, port: standby.port }],
+      targetSessionAttrs
+    })
+  return { primary, standby, settings }
+})
+
+it.live("the primary is lost and the standby promoted: writes resume on the new primary, none lost or run twice; PrimaryChanged and DbHealth report the move", () =>
+  Effect.gen(function*() {
+    const { primary, settings, standby } = yield* primaryAndStandby
+    // the whole outage (shutdown + promotion on a loaded machine) fits the retry budget
+    const client = clientLayer(settings("read-write"), "90 seconds")
     yield* Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const alerts = yield* (yield* SecurityAlerts.SecurityAlerts).subscribe
@@ -99,4 +113,39 @@ it.live("the primary is lost and the standby promoted: writes resume on the new 
       expect(Option.getOrUndefined(snapshot.primary.previousAddress)).toEqual({ host: primary.host, port: primary.port })
       expect(Option.isSome(snapshot.primary.movedAt)).toBe(true)
     }).pipe(Effect.provide(client))
+  }).pipe(Effect.scoped), { timeout: 180_000 })
+
+const ourBackends = (server: PgTestServer.PgTestServer) =>
+  Effect.map(
+    server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'takumi-db-test'"),
+    (rows) => Number(rows[0]?.["n"])
+  )
+
+it.live("a standby connection that finds its server promoted (ParameterStatus in_hot_standby=off) is discarded", () =>
+  Effect.gen(function*() {
+    const { primary, settings, standby } = yield* primaryAndStandby
+    yield* Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const recovery = sql<{ r: boolean }>`SELECT pg_is_in_recovery() AS r`
+      expect((yield* recovery)[0]?.r).toBe(true)
+      expect(yield* ourBackends(standby)).toBe(1)
+
+      yield* standby.promote
+      // the server reports the change before the next ReadyForQuery of the session: this statement
+      // still runs there, and the connection is closed right after its answer
+      yield* recovery
+      yield* ourBackends(standby).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("20 millis") }),
+        Effect.timeout("30 seconds")
+      )
+      // and no listed server is a standby any more
+      const exit = yield* Effect.exit(recovery)
+      const failure = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      expect(failure).toBeInstanceOf(SqlError)
+      const cause = failure instanceof SqlError ? failure.cause : undefined
+      expect(String(cause)).toContain(
+        `none of the listed hosts is a hot standby: ${primary.host}:${primary.port} is writable; ${standby.host}:${standby.port} is writable`
+      )
+      expect(yield* ourBackends(primary)).toBe(0)
+    }).pipe(Effect.provide(clientLayer(settings("standby"), "1 second")))
   }).pipe(Effect.scoped), { timeout: 180_000 })
