@@ -64,6 +64,13 @@ describe("host chooser", () => {
     expect(await chooserOver(noStandby, { attrs: "prefer-standby" }).chooser.choose()).toBe(b)
   })
 
+  it("disable: takes the first fitting host without waiting for a host listed after it that never answers", async () => {
+    const { chooser } = chooserOver(hostMap([[a, standby], [b, primary], [c, primary]]), {
+      probe: (r) => r === c ? new Promise<SessionState>(() => {}) : Promise.resolve(r === a ? standby : primary)
+    })
+    expect(await chooser.choose()).toBe(b)
+  })
+
   it("concurrent connections share one scan; later ones go to the remembered host without probing", async () => {
     const { chooser, probes } = chooserOver(hostMap([[a, standby], [b, primary]]))
     const chosen = await Promise.all([chooser.choose(), chooser.choose(), chooser.choose()])

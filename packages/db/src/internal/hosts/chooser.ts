@@ -9,8 +9,10 @@
  * and after a connection to a remembered host failed or found itself unfit (the primary went away,
  * a standby was promoted elsewhere). A scan probes every listed host at once — one connection each,
  * closed straight away, so a blackholed host costs one connect timeout, not one per host — and
- * keeps those that fit in the listed order (`disable`) or picks among them at random for each
- * connection (`random`). Concurrent connections share one scan.
+ * takes the first that fits in the listed order as soon as every host before it has answered or
+ * failed (`disable`), or waits for all and picks among those that fit at random for each
+ * connection (`random`, and `prefer-standby`, which must know whether any standby answered).
+ * Concurrent connections share one scan.
  *
  * @internal
  */
@@ -110,12 +112,23 @@ export const makeChooser = (options: ChooserOptions): HostChooser => {
 
   const scan = async (): Promise<ReadonlyArray<HostRoute>> => {
     const order = options.loadBalance === "random" ? shuffled(options.routes, options.random) : options.routes
-    const seen = await Promise.all(order.map((route) =>
+    const probes = order.map((route) =>
       options.probe(route).then(
         (state): Seen => ({ route, state }),
         (error: unknown): Seen => ({ route, error })
       )
-    ))
+    )
+    if (options.loadBalance === "disable" && options.attrs !== "prefer-standby") {
+      // the first fitting host in the listed order: no need to wait for the hosts after it
+      const seen: Array<Seen> = []
+      for (const probe of probes) {
+        const result = await probe
+        seen.push(result)
+        if ("state" in result && fits(options.attrs, result.state)) return [result.route]
+      }
+      throw scanFailure(options.attrs, seen)
+    }
+    const seen = await Promise.all(probes)
     const found = fittingOf(options.attrs, seen)
     if (found.length === 0) throw scanFailure(options.attrs, seen)
     return found
