@@ -15,7 +15,7 @@ import type { DbSettings, ServerAddress, TargetSessionAttrs } from "@takumi/conf
 import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import { NoSuitableHost } from "../src/DbError.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-hosts-7c21"
 
@@ -64,10 +64,15 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("several hosts (
   it.effect("read-write skips the standby listed first and connects to the primary", () =>
     Effect.gen(function*() {
       const env = yield* Env
+      const logs = yield* makeLogCapture
       const answers = yield* Effect.all([whoAnswers, whoAnswers]).pipe(
-        Effect.provide(clientLayer(settingsFor(env, [env.standby, env.primary], "read-write")))
+        Effect.provide(clientLayer(settingsFor(env, [env.standby, env.primary], "read-write"))),
+        Effect.provide(logs.layer)
       )
       expect(answers).toEqual([{ recovery: false, port: env.primary.port }, { recovery: false, port: env.primary.port }])
+      // the startup log names the host the verified connection went to, not the first listed
+      const verified = (yield* logs.lines).filter((l) => l.text.includes("PostgreSQL connection verified"))
+      expect(verified.map((l) => l.text.includes(`port=${env.primary.port}`))).toEqual([true])
     }))
 
   it.effect("standby and prefer-standby connect to the standby listed after the primary", () =>

@@ -178,6 +178,8 @@ export interface SecurePool extends Pg.Pool {
 export interface PrimaryHost {
   /** the host the last writable connection was established to (`undefined` before the first) */
   readonly current: () => ServerAddress | undefined
+  /** the host of the last connection established, writable or not (`undefined` before the first) */
+  readonly lastConnected: () => ServerAddress | undefined
   /** calls `listener` each time a connection finds the writable server at another host; returns the unsubscribe */
   readonly onMove: (listener: (from: ServerAddress, to: ServerAddress) => void) => () => void
 }
@@ -273,6 +275,9 @@ const makePoolClass = (
 
 const addressOf = (route: HostRoute): ServerAddress => ({ host: route.host, port: route.port })
 
+const optionalAddress = (route: HostRoute | undefined): ServerAddress | undefined =>
+  route === undefined ? undefined : addressOf(route)
+
 /**
  * The chooser of a pool over several hosts (`undefined` for a pool to one server): scan probes of
  * class `ProbeClient` with the pool's options; a move of the writable server is logged and raised
@@ -308,10 +313,8 @@ const primaryHostOf = (
   chooser: HostChooser,
   moves: Set<(from: ServerAddress, to: ServerAddress) => void>
 ): PrimaryHost => ({
-  current: () => {
-    const route = chooser.currentWritable()
-    return route === undefined ? undefined : addressOf(route)
-  },
+  current: () => optionalAddress(chooser.currentWritable()),
+  lastConnected: () => optionalAddress(chooser.lastConnected()),
   onMove: (listener) => {
     moves.add(listener)
     return () => moves.delete(listener)

@@ -94,10 +94,12 @@ export const makeVerifiedPool = (
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
     })
+    // with several hosts: the host the verified connection went to
+    const at = pool.primaryHost?.lastConnected() ?? target
     yield* Effect.logInfo("PostgreSQL connection verified").pipe(
       Effect.annotateLogs({
-        host: target.host,
-        port: target.port,
+        host: at.host,
+        port: at.port,
         database: target.database,
         user: target.user,
         ...tls

@@ -91,6 +91,8 @@ export interface HostChooser {
   readonly confirmed: (route: HostRoute, state: SessionState) => void
   /** the writable host the last connection confirmed, if any */
   readonly currentWritable: () => HostRoute | undefined
+  /** the host of the last connection established, whatever it is */
+  readonly lastConnected: () => HostRoute | undefined
 }
 
 const shuffled = <A>(items: ReadonlyArray<A>, random: () => number): ReadonlyArray<A> => {
@@ -109,6 +111,7 @@ export const makeChooser = (options: ChooserOptions): HostChooser => {
   let fitting: ReadonlyArray<HostRoute> = []
   let scanning: Promise<ReadonlyArray<HostRoute>> | undefined = undefined
   let writable: HostRoute | undefined = undefined
+  let connected: HostRoute | undefined = undefined
 
   const scan = async (): Promise<ReadonlyArray<HostRoute>> => {
     const order = options.loadBalance === "random" ? shuffled(options.routes, options.random) : options.routes
@@ -154,11 +157,13 @@ export const makeChooser = (options: ChooserOptions): HostChooser => {
       fitting = fitting.filter((r) => r !== route)
     },
     confirmed: (route, state) => {
+      connected = route
       if (!isWritable(state) || writable === route) return
       const previous = writable
       writable = route
       if (previous !== undefined) options.onPrimaryChanged(previous, route)
     },
-    currentWritable: () => writable
+    currentWritable: () => writable,
+    lastConnected: () => connected
   }
 }
