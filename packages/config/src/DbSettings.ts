@@ -205,6 +205,37 @@ export interface AuthSettings {
 }
 
 /**
+ * One server of a host list: where a connection may go.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerAddress {
+  readonly host: string
+  readonly port: number
+}
+
+/**
+ * `DB_TARGET_SESSION_ATTRS` (libpq `target_session_attrs`): which of the listed hosts a new
+ * connection may stay on. `read-write`: a server whose sessions accept writes (not a hot standby,
+ * `default_transaction_read_only` off); `primary`: not a hot standby; `standby`: a hot standby;
+ * `prefer-standby`: a standby when one answers, else any; `any`: the first that answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TargetSessionAttrs = "any" | "read-write" | "primary" | "standby" | "prefer-standby"
+
+/**
+ * `DB_LOAD_BALANCE_HOSTS` (libpq `load_balance_hosts`): `disable` tries the hosts in the listed
+ * order; `random` spreads new connections over the hosts that fit.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LoadBalanceHosts = "disable" | "random"
+
+/**
  * Everything Takumi DB needs to know, decoded and validated.
  *
  * @since 0.1.0
@@ -213,10 +244,19 @@ export interface AuthSettings {
 export interface DbSettings {
   /** `NODE_ENV` */
   readonly environment: Environment
-  /** `DB_HOST` */
+  /** `DB_HOST`: the first host of the list (`hosts[0].host`) */
   readonly host: string
-  /** `DB_PORT` (default 5432) */
+  /** `DB_PORT` (default 5432): the first host's port (`hosts[0].port`) */
   readonly port: number
+  /**
+   * Every host of `DB_HOST` (or of `DATABASE_URL`), in the listed order; one entry, `host`/`port`,
+   * when a single host is given. An entry without its own port takes `DB_PORT`.
+   */
+  readonly hosts: ReadonlyArray<ServerAddress>
+  /** `DB_TARGET_SESSION_ATTRS` (default `read-write` with more than one host, `any` with one) */
+  readonly targetSessionAttrs: TargetSessionAttrs
+  /** `DB_LOAD_BALANCE_HOSTS` (default `disable`) */
+  readonly loadBalanceHosts: LoadBalanceHosts
   /** `DB_NAME` */
   readonly database: string
   /** `DB_USER` */

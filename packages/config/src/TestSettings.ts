@@ -38,10 +38,9 @@ export type TestSettingsInput =
 export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
   const { alerts, auth, pool, secrets, tls, ...top } = partial
   const environment = top.environment ?? "test"
+  const hosts = top.hosts ?? [{ host: top.host ?? "127.0.0.1", port: top.port ?? Defaults.port }]
   return {
     environment,
-    host: "127.0.0.1",
-    port: Defaults.port,
     database: "postgres",
     user: "postgres",
     password: Option.none(),
@@ -55,6 +54,12 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
     queryTimeout: Defaults.queryTimeout(top.statementTimeout ?? Defaults.statementTimeout),
     maxLifetime: Defaults.maxLifetime,
     ...top,
+    // one host unless the test lists several (`host`/`port` are then the first)
+    hosts,
+    host: hosts[0]?.host ?? "127.0.0.1",
+    port: hosts[0]?.port ?? Defaults.port,
+    targetSessionAttrs: top.targetSessionAttrs ?? ((top.hosts?.length ?? 1) > 1 ? "read-write" : "any"),
+    loadBalanceHosts: top.loadBalanceHosts ?? "disable",
     auth: { channelBinding: Defaults.channelBinding, requireAuth: Defaults.requireAuth(environment), ...auth },
     tls: {
       enabled: true,

@@ -162,6 +162,38 @@ describe("DbConfig.layer", () => {
         expect(viaUrl).toMatchObject({ host: "fd00::5", port: 5433, database: "db" })
       }))
 
+    it.effect("reads a libpq-style host list from DB_HOST, each entry without a port taking DB_PORT", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({ ...devBase, DB_HOST: "db-a:5433,db-b,[fd00::5]:5434" })
+        expect(settings.hosts).toEqual([
+          { host: "db-a", port: 5433 },
+          { host: "db-b", port: 5432 },
+          { host: "fd00::5", port: 5434 }
+        ])
+        expect(settings).toMatchObject({ host: "db-a", port: 5433, targetSessionAttrs: "read-write", loadBalanceHosts: "disable" })
+        const single = yield* decode({ ...devBase, DB_HOST: "db-a" })
+        expect(single.hosts).toEqual([{ host: "db-a", port: single.port }])
+        expect(single.targetSessionAttrs).toBe("any")
+      }))
+
+    it.effect("reads a multi-host DATABASE_URL with target_session_attrs and load_balance_hosts", () =>
+      Effect.gen(function*() {
+        const settings = yield* decode({
+          NODE_ENV: "development",
+          DB_PASSWORD: "p",
+          DATABASE_URL: "postgresql://app@db-a:5432,db-b:5433/orders?target_session_attrs=prefer-standby&load_balance_hosts=random"
+        })
+        expect(settings.hosts).toEqual([{ host: "db-a", port: 5432 }, { host: "db-b", port: 5433 }])
+        expect(settings).toMatchObject({ user: "app", database: "orders", targetSessionAttrs: "prefer-standby", loadBalanceHosts: "random" })
+        const overridden = yield* decode({
+          ...devBase,
+          DB_TARGET_SESSION_ATTRS: "any",
+          DB_LOAD_BALANCE_HOSTS: "random",
+          DB_HOST: "db-a:5432,db-b:5433"
+        })
+        expect(overridden).toMatchObject({ targetSessionAttrs: "any", loadBalanceHosts: "random" })
+      }))
+
     it.effect.each(["true", "TRUE", "True", "1", "false", "FALSE", "False", "0"])(
       "accepts %s as a boolean in DB_SSL and DB_SSL_REJECT_UNAUTHORIZED alike",
       (spelling) =>
@@ -321,7 +353,7 @@ describe("DbConfig.layer", () => {
       ["a URL without a host", { ...devBase, DATABASE_URL: "postgres:///db" }, "DATABASE_URL"],
       ["a URL with port 0", { ...devBase, DATABASE_URL: "postgres://u@h:0/db" }, "DATABASE_URL"],
       ["a URL with port 70000", { ...devBase, DATABASE_URL: "postgres://u@h:70000/db" }, "DATABASE_URL"],
-      ["a URL with two hosts", { ...devBase, DATABASE_URL: "postgres://u@h1,h2/db" }, "DATABASE_URL"],
+      ["a URL whose host list has a bad port", { ...devBase, DATABASE_URL: "postgres://u@h1,h2:70000/db" }, "DATABASE_URL"],
       ["a URL with sslmode=prefer", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslmode=prefer" }, "DATABASE_URL"],
       ["a URL with an unknown sslmode", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslmode=strict" }, "DATABASE_URL"],
       ["a URL with an unsupported parameter", { ...devBase, DATABASE_URL: "postgres://u@h/db?sslrootcert=/ca.pem" }, "DATABASE_URL"],

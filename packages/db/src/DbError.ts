@@ -326,6 +326,28 @@ export class ConnectionRefused extends Schema.TaggedError<ConnectionRefused>()("
 }
 
 /**
+ * `DB_HOST` lists several hosts and none of them is the kind of server `DB_TARGET_SESSION_ATTRS`
+ * asks for: during a failover only standbys answer until one is promoted, or every listed host
+ * is read-only. Retried on the reconnect backoff like a refused connection.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoSuitableHost extends Schema.TaggedError<NoSuitableHost>()("NoSuitableHost", {
+  ...Target,
+  /** `DB_TARGET_SESSION_ATTRS` */
+  targetSessionAttrs: Schema.String,
+  /** what each listed host was seen to be, e.g. `db2:5432 is a hot standby` */
+  seen: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `No host of DB_HOST fits DB_TARGET_SESSION_ATTRS=${this.targetSessionAttrs}: ${this.seen.join("; ")}. ` +
+      "During a failover this lasts until a standby is promoted; otherwise check that DB_HOST lists the primary " +
+      "and that DB_TARGET_SESSION_ATTRS asks for the kind of server you mean."
+  }
+}
+
+/**
  * Connecting (TCP, TLS handshake and authentication together) took longer than
  * `DB_CONNECTION_TIMEOUT`: a firewall dropping packets, a server that accepts and never answers,
  * or an overloaded server.
@@ -584,6 +606,7 @@ export type ConnectError =
   | DatabaseNotFound
   | TooManyConnections
   | ConnectionRefused
+  | NoSuitableHost
   | ConnectTimeout
   | TlsMaterialInvalid
   | InsecureServer

@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import type { ServerAddress } from "@takumi/config"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -186,6 +187,11 @@ export interface Supervised {
    * degraded, `None`: no longer); no probe is made — the server may well answer new connections
    */
   readonly reportStuck: (role: supervisor.ServerRole, stuck: Option.Option<StuckStatements>) => Effect.Effect<void>
+  /**
+   * with several hosts in `DB_HOST`: the primary's connections now go to `to` (the writable server
+   * found there); `from` is where they went before, `undefined` for the first one found
+   */
+  readonly reportPrimaryAt: (to: ServerAddress, from: ServerAddress | undefined) => Effect.Effect<void>
 }
 
 /**
@@ -244,7 +250,12 @@ export const makeSupervised = (options: MakeOptions): Effect.Effect<Supervised, 
     return {
       health,
       replicaState: Effect.map(get, (snapshot) => snapshot.replica),
-      reportStuck: (role, stuck) => state.update(role, (s) => ({ ...s, stuck }))
+      reportStuck: (role, stuck) => state.update(role, (s) => ({ ...s, stuck })),
+      reportPrimaryAt: (to, from) =>
+        state.update("primary", (s, now) =>
+          from === undefined
+            ? { ...s, address: Option.some(to) }
+            : { ...s, address: Option.some(to), previousAddress: Option.some(from), movedAt: Option.some(now) })
     }
   })
 

@@ -67,9 +67,9 @@ export const layer: Layer.Layer<
     // default); acquisition retries, PoolExhausted, health supervisor, read replica — installed,
     // and the clients built, while the startup check's connection is being opened
     const policy = yield* ReconnectSchedule.policy
-    const { alongside: context, pool } = yield* withStartupWait(
+    const { alongside: { context, primaryFound }, pool } = yield* withStartupWait(
       policy,
-      makeVerifiedPool(settings, { host: settings.host, port: settings.port }, (pool, target) =>
+      makeVerifiedPool(settings, { host: settings.host, port: settings.port, hosts: settings.hosts }, (pool, target) =>
         Effect.gen(function*() {
           const resilience = yield* installResilience({ settings, pool, target })
           // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
@@ -79,9 +79,11 @@ export const layer: Layer.Layer<
               Layer.orDie
             )
           )
-          return Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))
+          const context = Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))
+          return { context, primaryFound: resilience.primaryFound }
         }))
     ).pipe(Effect.provideService(Monitor.Monitor, monitor))
+    yield* primaryFound
     return Layer.succeedContext(
       context.pipe(
         Context.add(SecurityAlerts.SecurityAlerts, alerts),

@@ -2,7 +2,7 @@
  * Security alerts: a stream of typed events for what the requirements say must raise an alert —
  * repeated failed authentications, any unencrypted connection attempt, a pool near exhaustion, a
  * slow query, a server certificate close to expiry — plus the read replica failing over and
- * coming back, and a secret served stale. Every alert is also logged (`Effect.logWarning`,
+ * coming back, a secret served stale, and the primary moving to another listed host. Every alert is also logged (`Effect.logWarning`,
  * annotated `alert=<kind>`) and counted (`takumi_db_security_alerts_total{kind}`), so nothing is
  * lost when nobody subscribes.
  *
@@ -169,6 +169,28 @@ export class CertificateExpiringSoon extends Schema.TaggedClass<CertificateExpir
 }
 
 /**
+ * The writable server moved: `DB_HOST` lists several hosts, and a new connection found the
+ * writable one (`DB_TARGET_SESSION_ATTRS`) at another host than the connections before it — a
+ * failover or switchover (a standby promoted). `host`/`port` are the new primary's. Raised once
+ * per move, by the first connection that lands on the new primary; never for the first primary
+ * found at startup.
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class PrimaryChanged extends Schema.TaggedClass<PrimaryChanged>()("PrimaryChanged", {
+  ...Server,
+  previousHost: Schema.String,
+  previousPort: Schema.Number
+}) {
+  get message(): string {
+    return `The writable PostgreSQL server moved from ${this.previousHost}:${this.previousPort} to ` +
+      `${this.host}:${this.port}: new connections go there. Check that the failover was intended and that the old ` +
+      "primary cannot come back writable (fence it: two writable servers split the data)"
+  }
+}
+
+/**
  * The secrets cache served an expired value because the backend was unavailable (within the
  * bounded stale window of `@takumi/secrets`). Detected from `takumi_secret_fetches_total{outcome="stale"}`.
  *
@@ -201,6 +223,7 @@ export type SecurityAlert =
   | ReadReplicaFailedOver
   | ReadReplicaRestored
   | SecretServedStale
+  | PrimaryChanged
 
 /**
  * The alerts service.

@@ -160,6 +160,12 @@ export interface PgTestServer {
   readonly freeze: Effect.Effect<void, PgTestServerError>
   /** Continues a frozen postmaster (SIGCONT). */
   readonly thaw: Effect.Effect<void, PgTestServerError>
+  /**
+   * Promotes a standby (see `makeStandby`) with `pg_ctl promote` and returns once it has left
+   * recovery and accepts writes; it stays a primary across `restart`. Fails on a server that is
+   * not in recovery.
+   */
+  readonly promote: Effect.Effect<void, PgTestServerError>
   /** Alias of `resume`. */
   readonly start: Effect.Effect<void, PgTestServerError>
   /** Shuts the server down for good and deletes its temp folder (also done when the scope closes). */
@@ -553,6 +559,25 @@ const build = (
     const query = (sql: string, params?: ReadonlyArray<unknown>) =>
       live(Effect.zipRight(ensureUsable("query"), Socket.query(address, sql, params ?? [])))
 
+    const promote = serialized(Effect.gen(function*() {
+      yield* ensureUsable("promote")
+      // `-w`: pg_ctl waits until the server has left recovery (at most `-t` seconds)
+      yield* Process.run("promote", layout.user, Path.join(layout.binDir, "pg_ctl"), [
+        "promote",
+        "-D",
+        layout.dataDir,
+        "-w",
+        "-t",
+        "60"
+      ])
+      yield* Socket.query(address, "select pg_is_in_recovery() as r", [], "promote").pipe(
+        Effect.filterOrFail(
+          (rows) => rows[0]?.["r"] === false,
+          () => failure("promote", "the server is still in recovery after pg_ctl promote")
+        )
+      )
+    }))
+
     const server: PgTestServer = {
       host: "127.0.0.1",
       port: finalPort,
@@ -591,6 +616,7 @@ const build = (
       start: resume,
       freeze: signalRunning("freeze", "SIGSTOP"),
       thaw: signalRunning("thaw", "SIGCONT"),
+      promote,
       stop: serialized(stopNow)
     }
     return server

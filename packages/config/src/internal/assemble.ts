@@ -46,12 +46,27 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
   const environment: Environment = v.NODE_ENV.value
   const url = v.DATABASE_URL
 
-  const host = Option.orElse(v.DB_HOST, () => Option.map(url, (parts) => parts.host))
-  if (Option.isNone(host)) report("DB_HOST", `required (${variableInfo.DB_HOST.expected}); set DB_HOST or DATABASE_URL`)
-  const port = Option.getOrElse(
+  const hostEntries = Option.orElse(v.DB_HOST, () => Option.map(url, (parts) => parts.hosts))
+  if (Option.isNone(hostEntries)) {
+    report("DB_HOST", `required (${variableInfo.DB_HOST.expected}); set DB_HOST or DATABASE_URL`)
+  }
+  // an entry without its own port takes DB_PORT, else the URL's first port (libpq's single-port rule), else 5432
+  const defaultPort = Option.getOrElse(
     Option.orElse(v.DB_PORT, () => Option.flatMap(url, (parts) => parts.port)),
     () => Defaults.port
   )
+  // DB_PORT overrides a single-host URL's port (as it always did); in a list, each entry's own port wins
+  const overridesEntry = Option.isNone(v.DB_HOST) && Option.exists(hostEntries, (entries) => entries.length === 1)
+  const hosts = Option.map(hostEntries, (entries) =>
+    entries.map((entry) => ({
+      host: entry.host,
+      port: overridesEntry ? defaultPort : Option.getOrElse(entry.port, () => defaultPort)
+    }))
+  )
+  const host = Option.flatMap(hosts, (list) => Option.fromNullable(list[0]))
+  if (Option.isSome(v.DB_PORT) && Option.exists(v.DB_HOST, (entries) => entries.some((entry) => Option.isSome(entry.port)))) {
+    report("DB_PORT", "DB_PORT is set and DB_HOST gives ports of its own; give each port in one place")
+  }
   const user = Option.orElse(v.DB_USER, () => Option.flatMap(url, (parts) => parts.user))
   if (Option.isNone(user)) report("DB_USER", `required (${variableInfo.DB_USER.expected}); set DB_USER or DATABASE_URL`)
   // Like libpq, the database defaults to the user's name; `pg` would otherwise fall back to PGDATABASE.
@@ -183,8 +198,18 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
   const statementTimeout = Option.getOrElse(v.DB_STATEMENT_TIMEOUT, () => Defaults.statementTimeout)
   const settings: DbSettings = {
     environment,
-    host: host.value,
-    port,
+    host: host.value.host,
+    port: host.value.port,
+    hosts: Option.getOrElse(hosts, () => [host.value]),
+    // libpq's default is `any`; with several hosts the one a pool of writers wants is the writable one
+    targetSessionAttrs: Option.getOrElse(
+      Option.orElse(v.DB_TARGET_SESSION_ATTRS, () => Option.flatMap(url, (parts) => parts.targetSessionAttrs)),
+      () => (Option.exists(hosts, (list) => list.length > 1) ? "read-write" : "any")
+    ),
+    loadBalanceHosts: Option.getOrElse(
+      Option.orElse(v.DB_LOAD_BALANCE_HOSTS, () => Option.flatMap(url, (parts) => parts.loadBalanceHosts)),
+      () => "disable"
+    ),
     database: database.value,
     user: user.value,
     password,
@@ -221,7 +246,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     maxLifetime: Option.getOrElse(v.DB_MAX_LIFETIME, () => Defaults.maxLifetime),
     readReplica: Option.map(v.DB_READ_REPLICA_HOST, (replicaHost) => ({
       host: replicaHost,
-      port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => port)
+      port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => defaultPort)
     })),
     failoverTimeout: Option.getOrElse(v.DB_FAILOVER_TIMEOUT, () => Defaults.failoverTimeout),
     secrets: {

@@ -12,8 +12,16 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import type { AuthMethod, ChannelBinding } from "../DbSettings.js"
-import { ChannelBinding as ChannelBindingSchema, parseRequireAuth, RequireAuth } from "./fields.js"
+import type { AuthMethod, ChannelBinding, LoadBalanceHosts, TargetSessionAttrs } from "../DbSettings.js"
+import {
+  ChannelBinding as ChannelBindingSchema,
+  type HostEntry,
+  LoadBalanceHosts as LoadBalanceHostsSchema,
+  parseHostList,
+  parseRequireAuth,
+  RequireAuth,
+  TargetSessionAttrs as TargetSessionAttrsSchema
+} from "./fields.js"
 
 /**
  * The `sslmode` values we accept. libpq's `allow` and `prefer` (use TLS only if the server offers
@@ -28,8 +36,15 @@ export type SslMode = typeof SslMode.Type
 
 /** @internal */
 export const DatabaseUrlParts = Schema.Struct({
+  /** the first host */
   host: Schema.String,
   port: Schema.OptionFromSelf(Schema.Number),
+  /** every host of the URL, libpq-style `postgresql://u@a:5432,b:5433/db` (one entry for one host) */
+  hosts: Schema.Array(Schema.Struct({ host: Schema.String, port: Schema.OptionFromSelf(Schema.Number) })),
+  /** libpq `target_session_attrs` */
+  targetSessionAttrs: Schema.OptionFromSelf(TargetSessionAttrsSchema),
+  /** libpq `load_balance_hosts` */
+  loadBalanceHosts: Schema.OptionFromSelf(LoadBalanceHostsSchema),
   user: Schema.OptionFromSelf(Schema.String),
   database: Schema.OptionFromSelf(Schema.String),
   password: Schema.OptionFromSelf(Schema.RedactedFromSelf(Schema.String)),
@@ -60,11 +75,32 @@ const hints: Record<string, string> = {
 const decodeComponent = (value: string): Option.Option<string> =>
   Either.getRight(Either.try(() => decodeURIComponent(value)))
 
+/**
+ * A libpq multi-host URL (`postgresql://u@a:5432,b:5433/db`) is not a WHATWG URL: its hosts are
+ * taken out here and the rest is parsed with the first host in their place.
+ */
+const splitHosts = (value: string): Either.Either<{ readonly url: string; readonly hosts: ReadonlyArray<HostEntry> | undefined }, string> => {
+  const match = /^(postgres(?:ql)?:\/\/)([^/?#]*)(.*)$/i.exec(value)
+  const authority = match?.[2] ?? ""
+  const at = authority.lastIndexOf("@")
+  const hostList = authority.slice(at + 1)
+  if (match === null || !hostList.includes(",")) return Either.right({ url: value, hosts: undefined })
+  return Either.map(parseHostList(hostList), (hosts) => {
+    const first = hosts[0]
+    const firstText = first === undefined ? "" : first.host.includes(":") ? `[${first.host}]` : first.host
+    const firstPort = first === undefined ? "" : Option.match(first.port, { onNone: () => "", onSome: (p) => `:${p}` })
+    return { url: `${match[1]}${authority.slice(0, at + 1)}${firstText}${firstPort}${match[3]}`, hosts }
+  })
+}
+
 const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
-  const value = raw.trim()
-  if (!/^postgres(?:ql)?:\/\//i.test(value)) {
+  const trimmed = raw.trim()
+  if (!/^postgres(?:ql)?:\/\//i.test(trimmed)) {
     return Either.left("the scheme must be postgres:// or postgresql://")
   }
+  const split = splitHosts(trimmed)
+  if (Either.isLeft(split)) return Either.left(split.left)
+  const value = split.right.url
   if (!URL.canParse(value)) {
     return Either.left("not a valid URL (percent-encode special characters in the user name and password)")
   }
@@ -72,7 +108,7 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
   if (host === "") return Either.left("the URL has no host")
   if (!/^[A-Za-z0-9:][A-Za-z0-9._%:-]*$/.test(host)) {
-    return Either.left("the host is not a host name or IP address (multi-host URLs are not supported)")
+    return Either.left("the host is not a host name or IP address")
   }
   let port: Option.Option<number> = Option.none()
   if (url.port !== "") {
@@ -91,8 +127,20 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
   let sslmode: Option.Option<SslMode> = Option.none()
   let channelBinding: Option.Option<ChannelBinding> = Option.none()
   let requireAuth: Option.Option<ReadonlyArray<AuthMethod>> = Option.none()
+  let targetSessionAttrs: Option.Option<TargetSessionAttrs> = Option.none()
+  let loadBalanceHosts: Option.Option<LoadBalanceHosts> = Option.none()
   for (const [key, parameter] of url.searchParams) {
-    if (key === "channel_binding") {
+    if (key === "target_session_attrs") {
+      const attrs = Schema.decodeUnknownOption(TargetSessionAttrsSchema)(parameter)
+      if (Option.isNone(attrs)) {
+        return Either.left("target_session_attrs must be one of any, read-write, primary, standby, prefer-standby")
+      }
+      targetSessionAttrs = attrs
+    } else if (key === "load_balance_hosts") {
+      const balance = Schema.decodeUnknownOption(LoadBalanceHostsSchema)(parameter)
+      if (Option.isNone(balance)) return Either.left("load_balance_hosts must be one of disable, random")
+      loadBalanceHosts = balance
+    } else if (key === "channel_binding") {
       if (parameter !== "disable" && parameter !== "prefer" && parameter !== "require") {
         return Either.left("channel_binding must be one of disable, prefer, require")
       }
@@ -125,6 +173,9 @@ const parse = (raw: string): Either.Either<DatabaseUrlParts, string> => {
   return Either.right({
     host,
     port,
+    hosts: split.right.hosts ?? [{ host, port }],
+    targetSessionAttrs,
+    loadBalanceHosts,
     user: Option.liftPredicate(user.value, (s) => s !== ""),
     database: Option.liftPredicate(database.value, (s) => s !== ""),
     password: Option.map(Option.liftPredicate(password.value, (s) => s !== ""), Redacted.make),

@@ -10,6 +10,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -130,6 +131,70 @@ export const Host = Schema.String.pipe(Schema.pattern(/^(?:\/\S*|[A-Za-z0-9:][A-
 
 /** @internal */
 export const NonBlank = Schema.String.pipe(Schema.pattern(/^\S+$/))
+
+/** One `host[:port]` of a host list; the port is absent when the entry names none. */
+export interface HostEntry {
+  readonly host: string
+  readonly port: Option.Option<number>
+}
+
+const hostPattern = /^(?:\/\S*|[A-Za-z0-9:][A-Za-z0-9._%:-]{0,252})$/
+
+/**
+ * One entry of a libpq-style host list: `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6
+ * address (more than one colon, so no port can be told from it).
+ */
+export const parseHostEntry = (text: string): Either.Either<HostEntry, string> => {
+  const entry = text.trim()
+  const bracketed = /^\[([0-9A-Fa-f:.%A-Za-z]+)\](?::(\d*))?$/.exec(entry)
+  const hostPort = /^([^:[\]]+):(\d*)$/.exec(entry)
+  const [host, portText] = bracketed !== null
+    ? [bracketed[1] ?? "", bracketed[2]]
+    : hostPort !== null
+    ? [hostPort[1] ?? "", hostPort[2]]
+    : [entry, undefined]
+  if (!hostPattern.test(host)) return Either.left("is not a host name or IP address")
+  if (portText === undefined || portText === "") return Either.right({ host, port: Option.none() })
+  const port = Number(portText)
+  return Number.isInteger(port) && port >= 1 && port <= 65535
+    ? Either.right({ host, port: Option.some(port) })
+    : Either.left("has a port that is not an integer from 1 to 65535")
+}
+
+/** A comma-separated libpq-style host list (`a:5432,b:5433`), each entry parsed by `parseHostEntry`. */
+export const parseHostList = (text: string): Either.Either<ReadonlyArray<HostEntry>, string> => {
+  const entries: Array<HostEntry> = []
+  for (const [index, part] of text.split(",").entries()) {
+    const entry = parseHostEntry(part)
+    if (Either.isLeft(entry)) return Either.left(`host ${index + 1} of the list ${entry.left}`)
+    entries.push(entry.right)
+  }
+  return Either.right(entries)
+}
+
+const HostEntrySchema = Schema.Struct({ host: Schema.String, port: Schema.OptionFromSelf(Schema.Number) })
+
+/** `DB_HOST`: one host or a libpq-style list of `host[:port]` (a connection goes to one that fits `DB_TARGET_SESSION_ATTRS`). */
+export const HostPortList = Schema.transformOrFail(Schema.String, Schema.Array(HostEntrySchema), {
+  strict: true,
+  decode: (input, _, ast) =>
+    Either.match(parseHostList(input), {
+      onLeft: (reason) => ParseResult.fail(new ParseResult.Type(ast, input, reason)),
+      onRight: (entries) => ParseResult.succeed(entries)
+    }),
+  encode: (entries) =>
+    ParseResult.succeed(
+      entries.map(({ host, port }) =>
+        Option.match(port, { onNone: () => host, onSome: (p) => `${host.includes(":") ? `[${host}]` : host}:${p}` })
+      ).join(",")
+    )
+})
+
+/** `DB_TARGET_SESSION_ATTRS` (libpq `target_session_attrs`). */
+export const TargetSessionAttrs = Schema.Literal("any", "read-write", "primary", "standby", "prefer-standby")
+
+/** `DB_LOAD_BALANCE_HOSTS` (libpq `load_balance_hosts`). */
+export const LoadBalanceHosts = Schema.Literal("disable", "random")
 
 /** A comma-separated list of host names or IP addresses (`VAULT_REDIRECT_HOSTS`), lower-cased. */
 export const HostList = Schema.transformOrFail(Schema.String, Schema.Array(Schema.String), {

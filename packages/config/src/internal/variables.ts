@@ -19,8 +19,10 @@ const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(sche
 export const Variables = Schema.Struct({
   NODE_ENV: opt(F.Environment),
   DATABASE_URL: opt(DatabaseUrl),
-  DB_HOST: opt(F.Host),
+  DB_HOST: opt(F.HostPortList),
   DB_PORT: opt(F.Port),
+  DB_TARGET_SESSION_ATTRS: opt(F.TargetSessionAttrs),
+  DB_LOAD_BALANCE_HOSTS: opt(F.LoadBalanceHosts),
   DB_NAME: opt(Schema.String.pipe(Schema.pattern(/^\S{1,63}$/))),
   DB_USER: opt(Schema.String.pipe(Schema.pattern(/^\S{1,63}$/))),
   DB_PASSWORD: opt(F.Secret),
@@ -97,8 +99,10 @@ const info = (expected: string, options: { secret?: boolean; explains?: boolean 
 export const variableInfo: { readonly [K in VariableName]: VariableInfo } = {
   NODE_ENV: info("one of development, test, staging, production"),
   DATABASE_URL: info("postgres://user@host:port/database[?sslmode=verify-full]", { secret: true, explains: true }),
-  DB_HOST: info("a host name or IP address"),
+  DB_HOST: info("a host name or IP address, or a comma-separated list of host[:port] such as db-a:5432,db-b:5433"),
   DB_PORT: info("an integer port from 1 to 65535"),
+  DB_TARGET_SESSION_ATTRS: info("one of any, read-write, primary, standby, prefer-standby"),
+  DB_LOAD_BALANCE_HOSTS: info("one of disable, random"),
   DB_NAME: info("a database name (1 to 63 characters, no spaces)"),
   DB_USER: info("a user name (1 to 63 characters, no spaces)"),
   DB_PASSWORD: info("a non-empty password", { secret: true }),

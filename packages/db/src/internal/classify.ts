@@ -30,6 +30,7 @@ import {
   ConnectTimeout,
   DatabaseNotFound,
   InsecureServer,
+  NoSuitableHost,
   PoolExhausted,
   PostureFinding,
   SslNotSupportedByServer,
@@ -37,6 +38,7 @@ import {
   TlsProtocolRejected,
   TooManyConnections
 } from "../DbError.js"
+import { NoSuitableHostCause } from "./hosts/session.js"
 
 /** Where the failing connection was going; everything a typed error names. */
 export interface ConnectTarget {
@@ -125,6 +127,14 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
   if (cause instanceof PoolExhausted) return cause
   // refused by the authentication policy (internal/authPolicy.ts) before anything was sent: already typed
   if (cause instanceof AuthenticationMethodRefused) return cause
+  if (cause instanceof NoSuitableHostCause) {
+    return new NoSuitableHost({
+      host: target.host,
+      port: target.port,
+      targetSessionAttrs: cause.attrs,
+      seen: cause.seen
+    })
+  }
   const { host, port } = target
   const message = errorMessage(cause)
   const ownCode = stringProperty(cause, "code")

@@ -15,12 +15,16 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Tls from "node:tls"
 import * as Pg from "pg"
-import type { DbSettings } from "@takumi/config"
+import type { DbSettings, ServerAddress } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
 import type { Credentials } from "./credentials.js"
+import { type HostChooser, type HostRoute, makeChooser } from "./hosts/chooser.js"
+import { withHostChoice } from "./hosts/client.js"
+import { probeSession } from "./hosts/probe.js"
 import { Monitor } from "./monitor.js"
+import { PrimaryChanged } from "../SecurityAlerts.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
@@ -51,6 +55,13 @@ export interface PoolOptions {
   /** from `makeTlsOptions` */
   readonly ssl: Tls.ConnectionOptions | false
   readonly credentials: Credentials
+  /**
+   * The primary's pool over several hosts (`DB_HOST` with more than one, or
+   * `DB_TARGET_SESSION_ATTRS` other than `any`): every listed host with its own TLS options. Each
+   * connection then goes where the chooser finds a fitting server (internal/hosts/); `host`/`port`
+   * stay the first host, which errors name.
+   */
+  readonly routes?: ReadonlyArray<HostRoute> | undefined
 }
 
 /** The target of a pool, as the error classification needs it. */
@@ -159,6 +170,18 @@ export interface SecurePool extends Pg.Pool {
    * a function that abandons the attempt (a client that connects afterwards is closed).
    */
   readonly openClient: (done: Completion<Pg.Client>) => () => void
+  /** with several hosts (`PoolOptions.routes`): where the writable server is; `undefined` for a pool to one server */
+  readonly primaryHost: PrimaryHost | undefined
+}
+
+/** The writable server of a pool over several hosts, as its connections found it. */
+export interface PrimaryHost {
+  /** the host the last writable connection was established to (`undefined` before the first) */
+  readonly current: () => ServerAddress | undefined
+  /** the host of the last connection established, writable or not (`undefined` before the first) */
+  readonly lastConnected: () => ServerAddress | undefined
+  /** calls `listener` each time a connection finds the writable server at another host; returns the unsubscribe */
+  readonly onMove: (listener: (from: ServerAddress, to: ServerAddress) => void) => () => void
 }
 
 /** pg-pool's connect callback, after an error, hands out a release that does nothing. */
@@ -173,9 +196,12 @@ const makePoolClass = (
   hooks: Omit<StalePasswordHooks, "canRetry">,
   target: ConnectTarget,
   /** the class of the fresh clients: `pg.Client` under the pool's authentication policy */
-  FreshClient: typeof Pg.Client
+  FreshClient: typeof Pg.Client,
+  primaryHost: PrimaryHost | undefined
 ) =>
   class extends Pg.Pool implements SecurePool {
+    readonly primaryHost = primaryHost
+
     // made once per pool, not per checkout
     readonly #poolHooks: StalePasswordHooks = { ...hooks, canRetry: () => !this.ending }
 
@@ -264,6 +290,54 @@ const makePoolClass = (
     }
   }
 
+const addressOf = (route: HostRoute): ServerAddress => ({ host: route.host, port: route.port })
+
+const optionalAddress = (route: HostRoute | undefined): ServerAddress | undefined =>
+  route === undefined ? undefined : addressOf(route)
+
+/**
+ * The chooser of a pool over several hosts (`undefined` for a pool to one server): scan probes of
+ * class `ProbeClient` with the pool's options; a move of the writable server is logged and raised
+ * as `PrimaryChanged`.
+ */
+const makeHostChooser = (
+  options: PoolOptions,
+  hooks: {
+    readonly runFork: (effect: Effect.Effect<void>) => unknown
+    readonly random: () => number
+    readonly ProbeClient: typeof Pg.Client
+    readonly publish: (alert: PrimaryChanged) => Effect.Effect<void>
+    readonly onMove: (from: ServerAddress, to: ServerAddress) => void
+  }
+): HostChooser | undefined => {
+  if (options.routes === undefined) return undefined
+  const { ProbeClient, publish, runFork } = hooks
+  const config = poolConfig(options)
+  return makeChooser({
+    attrs: options.settings.targetSessionAttrs,
+    loadBalance: options.settings.loadBalanceHosts,
+    routes: options.routes,
+    probe: (route) => probeSession(ProbeClient, config, route),
+    random: hooks.random,
+    onPrimaryChanged: (from, to) => {
+      hooks.onMove(addressOf(from), addressOf(to))
+      runFork(publish(new PrimaryChanged({ host: to.host, port: to.port, previousHost: from.host, previousPort: from.port })))
+    }
+  })
+}
+
+const primaryHostOf = (
+  chooser: HostChooser,
+  moves: Set<(from: ServerAddress, to: ServerAddress) => void>
+): PrimaryHost => ({
+  current: () => optionalAddress(chooser.currentWritable()),
+  lastConnected: () => optionalAddress(chooser.lastConnected()),
+  onMove: (listener) => {
+    moves.add(listener)
+    return () => moves.delete(listener)
+  }
+})
+
 /**
  * Builds the pool, scoped: closing the scope ends it (waiting at most 5 s for checked-out
  * connections). No connection is opened here; the first `connect` does that.
@@ -275,7 +349,8 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     const target = targetOf(options)
     const annotations = { host: target.host, port: target.port, database: target.database }
     // metrics and alerts, when the pool is built by SecureSqlClient.layer
-    const instruments = Option.map(yield* Effect.serviceOption(Monitor), (monitor) => monitor.forPool(target))
+    const monitor = yield* Effect.serviceOption(Monitor)
+    const instruments = Option.map(monitor, (m) => m.forPool(target))
     // DB_REQUIRE_AUTH and DB_CHANNEL_BINDING on every client of this pool: its connections and the
     // probes' fresh clients. An allowed md5 or cleartext request is logged once per pool, not per
     // connection (a pool of 20 would otherwise repeat it 20 times at every reconnect).
@@ -298,6 +373,22 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       target,
       options.settings
     )
+    const random = () => Runtime.runSync(runtime)(Random.next)
+    const moves = new Set<(from: ServerAddress, to: ServerAddress) => void>()
+    const chooser = makeHostChooser(options, {
+      runFork,
+      random,
+      onMove: (from, to) => {
+        for (const listener of moves) listener(from, to)
+      },
+      ProbeClient: withAuthPolicy(Pg.Client),
+      // without the layer's monitor (a bare makePool) the move is still logged
+      publish: Option.match(monitor, {
+        onNone: () => (alert: PrimaryChanged) => Effect.logWarning(alert.message),
+        onSome: (m) => m.alerts.publish
+      })
+    })
+    const chosen = (Base: typeof Pg.Client) => chooser === undefined ? Base : withHostChoice(Base, chooser)
     const SecurePool = makePoolClass({
       credentials: options.credentials,
       onStalePassword: () => {
@@ -308,7 +399,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, withAuthPolicy(Pg.Client))
+    }, target, chosen(withAuthPolicy(Pg.Client)), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -326,9 +417,9 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
         // with a monitor, DB_QUERY_TIMEOUT is its sweep's (internal/monitor.ts), not a timer per statement
         const { query_timeout, ...config } = poolConfig(options)
         const readTimer = Option.isSome(instruments) ? {} : { query_timeout }
-        const pool = new SecurePool({ ...config, ...readTimer, Client: PoolClient })
+        const pool = new SecurePool({ ...config, ...readTimer, Client: chosen(PoolClient) })
         // DB_MAX_LIFETIME, jittered per connection (internal/connectionLifetime.ts)
-        applyMaxLifetime(pool, options.settings, () => Runtime.runSync(runtime)(Random.next))
+        applyMaxLifetime(pool, options.settings, random)
         pool.on("connect", () => {
           open++
         })

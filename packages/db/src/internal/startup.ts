@@ -10,11 +10,12 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
-import type { DbSettings } from "@takumi/config"
+import type { DbSettings, ServerAddress } from "@takumi/config"
 import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import { ConnectTimeout, type InsecureServer, type TlsMaterialInvalid } from "../DbError.js"
 import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
+import { hostRoutes } from "./hosts/routes.js"
 import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
@@ -80,14 +81,20 @@ export const verify = (
  */
 export const makeVerifiedPool = <A, E, R>(
   settings: DbSettings,
-  server: { readonly host: string; readonly port: number },
+  server: {
+    readonly host: string
+    readonly port: number
+    /** the primary's: every host of `DB_HOST` (a connection goes to one that fits `DB_TARGET_SESSION_ATTRS`) */
+    readonly hosts?: ReadonlyArray<ServerAddress> | undefined
+  },
   alongside: (pool: SecurePool, target: ConnectTarget) => Effect.Effect<A, E, R>
 ): Effect.Effect<VerifiedPool & { readonly alongside: A }, StartupError | E, Scope.Scope | SecretsBackend | R> =>
   Effect.gen(function*() {
     const [credentials, ssl] = yield* Effect.all([makeCredentials(settings.user), makeTlsOptions(settings, server)], {
       concurrency: "unbounded"
     })
-    const options = { settings, host: server.host, port: server.port, ssl, credentials }
+    const routes = yield* hostRoutes(settings, server.hosts)
+    const options = { settings, host: server.host, port: server.port, ssl, credentials, routes }
     const target = targetOf(options)
     const pool = yield* makePool(options)
     const connect: Pg.Pool["connect"] = pool.connect.bind(pool)
@@ -99,10 +106,12 @@ export const makeVerifiedPool = <A, E, R>(
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
     })
+    // with several hosts: the host the verified connection went to
+    const at = pool.primaryHost?.lastConnected() ?? target
     yield* Effect.logInfo("PostgreSQL connection verified").pipe(
       Effect.annotateLogs({
-        host: target.host,
-        port: target.port,
+        host: at.host,
+        port: at.port,
         database: target.database,
         user: target.user,
         ...tls

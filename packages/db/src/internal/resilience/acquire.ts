@@ -56,6 +56,7 @@ export const isPoolQueueTimeout = (cause: unknown): boolean =>
 export const isRetryableConnectFailure = (error: AcquireError, cause: unknown): boolean => {
   switch (error._tag) {
     case "ConnectionRefused":
+    case "NoSuitableHost":
     case "ConnectTimeout":
     case "TooManyConnections":
       return true

@@ -60,7 +60,7 @@ export const probeServer = (pool: SecurePool, target: ConnectTarget): Effect.Eff
 
 /** Errors that waiting for the database at startup may outlast: nothing listening yet, no answer yet, starting up. */
 export const isTransientStartupError = (error: StartupError): boolean =>
-  error._tag === "ConnectionRefused" || error._tag === "ConnectTimeout" ||
+  error._tag === "ConnectionRefused" || error._tag === "NoSuitableHost" || error._tag === "ConnectTimeout" ||
   (error._tag === "ConnectionLost" && error.code === "57P03")
 
 /**
@@ -99,6 +99,8 @@ export interface Installed {
   /** provides `DbHealth` and `ReadReplica`, given the primary `SqlClient` */
   readonly layer: Layer.Layer<DbHealth.DbHealth | ReadReplica, never, SqlClient.SqlClient>
   readonly health: Context.Tag.Service<DbHealth.DbHealth>
+  /** records in the health snapshot where the startup check found the writable server (several hosts) */
+  readonly primaryFound: Effect.Effect<void>
 }
 
 interface ReplicaPool {
@@ -188,8 +190,31 @@ const onPoolEvent = (
   })
 
 /**
- * Installs resilience on a verified primary pool, in the current scope (closing it removes the
- * hook and stops the supervisors).
+ * With several hosts in `DB_HOST`: every move of the writable server goes into the health
+ * snapshot (until the scope closes); the effect returned records where the startup check found it
+ * (`install` runs alongside that check, so it is run once the check is done).
+ */
+const followPrimaryHost = (
+  pool: SecurePool,
+  supervised: DbHealth.Supervised
+): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const primaryHost = pool.primaryHost
+    if (primaryHost === undefined) return Effect.void
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    yield* Effect.acquireRelease(
+      Effect.sync(() => primaryHost.onMove((from, to) => runFork(supervised.reportPrimaryAt(to, from)))),
+      (unsubscribe) => Effect.sync(unsubscribe)
+    )
+    return Effect.suspend(() => {
+      const current = primaryHost.current()
+      return current === undefined ? Effect.void : supervised.reportPrimaryAt(current, undefined)
+    })
+  })
+
+/**
+ * Installs resilience on a primary pool, in the current scope (closing it removes the hook and
+ * stops the supervisors); `SecureSqlClient.layer` runs it alongside the startup check.
  */
 export const install = (options: {
   readonly settings: DbSettings
@@ -238,6 +263,9 @@ export const install = (options: {
       })
     })
     const { health } = supervised
+
+    // several hosts: the snapshot names the host the primary's connections go to, and each move
+    const primaryFound = yield* followPrimaryHost(pool, supervised)
 
     // primary: failed acquisitions are retried (when waiting can fix them) and reported
     const removeHook = yield* installAcquireHook(pool, {
@@ -294,5 +322,5 @@ export const install = (options: {
       Effect.map(readReplica, (client) => Context.make(DbHealth.DbHealth, health).pipe(Context.add(ReadReplica, client)))
     ).pipe(Layer.provide(Reactivity.layer), Layer.orDie)
 
-    return { layer, health }
+    return { layer, health, primaryFound }
   })

@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import type { ServerAddress } from "@takumi/config"
 import type { SecretError } from "@takumi/secrets"
 import * as DateTime from "effect/DateTime"
 import type * as Duration from "effect/Duration"
@@ -55,6 +56,15 @@ export interface ServerState {
   readonly failedProbes: number
   /** `Some` while every connection of its pool is stuck in a slow statement (the server counts as degraded) */
   readonly stuck: Option.Option<StuckStatements>
+  /**
+   * The primary with several hosts in `DB_HOST`: the host its connections go to, the writable one
+   * they found (`None` with a single host, or before the first writable connection)
+   */
+  readonly address: Option.Option<ServerAddress>
+  /** the host the writable server was at before it last moved (a failover); `None` if it never moved */
+  readonly previousAddress: Option.Option<ServerAddress>
+  /** when it last moved */
+  readonly movedAt: Option.Option<DateTime.Utc>
 }
 
 /** The overall status; see `DbHealth`. */
@@ -137,7 +147,10 @@ export const upState = (now: DateTime.Utc): ServerState => ({
   lastErrorAt: Option.none(),
   retryDelay: Option.none(),
   failedProbes: 0,
-  stuck: Option.none()
+  stuck: Option.none(),
+  address: Option.none(),
+  previousAddress: Option.none(),
+  movedAt: Option.none()
 })
 
 /** Builds the snapshot for new server states, keeping `since` unless the overall status changed. */
