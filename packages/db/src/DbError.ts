@@ -238,6 +238,36 @@ export class AuthenticationMethodRefused extends Schema.TaggedError<Authenticati
 }
 
 /**
+ * The server refused the SCRAM exchange because channel binding failed (SQLSTATE 28000, "SCRAM
+ * channel binding check failed" or "… negotiation error"): the TLS certificate the client bound
+ * its proof to is not the server's own, or the server's SCRAM-SHA-256-PLUS offer never reached the
+ * client. Either way something between the two terminates TLS or rewrites the handshake: a
+ * TLS-inspecting proxy or load balancer, or an attacker holding a certificate the trusted CA issued
+ * for this host. The proof the client sent is bound to the certificate it saw, so the
+ * interceptor cannot log in with it (test/Interception.test.ts shows the server refusing it).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ChannelBindingFailed extends Schema.TaggedError<ChannelBindingFailed>()("ChannelBindingFailed", {
+  ...Target,
+  user: Schema.String,
+  code: Schema.String,
+  /** the server's own reason */
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `The server at ${where(this)} refused the SCRAM exchange of user "${this.user}" (${this.code})${
+      because(this.reason)
+    }: the TLS connection the client authenticated over is not the server's own. Something between the client ` +
+      "and PostgreSQL terminates TLS or rewrites the handshake (a TLS-inspecting proxy or load balancer, or an " +
+      `attacker holding a certificate for ${this.host} from the CA in DB_SSL_CA); the proof sent is bound to the ` +
+      "certificate the client saw and cannot be replayed. Connect to PostgreSQL directly and find who presents " +
+      "that certificate; do not disable channel binding to get past this."
+  }
+}
+
+/**
  * The server refused the connection before or instead of checking a password (SQLSTATE 28000):
  * no `pg_hba.conf` line matches, the line demands TLS or a client certificate, the client
  * certificate's CN does not match the user, or the server does not trust the client certificate.
@@ -580,6 +610,7 @@ export type ConnectError =
   | TlsProtocolRejected
   | AuthenticationFailed
   | AuthenticationMethodRefused
+  | ChannelBindingFailed
   | ConnectionRejected
   | DatabaseNotFound
   | TooManyConnections
