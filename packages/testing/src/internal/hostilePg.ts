@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Tls from "node:tls"
 
 /** @internal */
-export type AuthenticationRequest = "cleartext" | "md5" | "scram-sha-256" | "scram-sha-256-plus" | "none"
+export type AuthenticationRequest = "cleartext" | "md5" | "scram-sha-256" | "scram-sha-256-plus" | "gss" | "none"
 
 /** @internal */
 export type AfterResponse = "reject" | "accept"
@@ -104,6 +104,9 @@ export const requestMessage = (request: AuthenticationRequest): Buffer => {
     case "scram-sha-256-plus":
       // PostgreSQL lists -PLUS first when it offers it (over TLS)
       return authentication(10, Buffer.concat([cstring("SCRAM-SHA-256-PLUS"), cstring("SCRAM-SHA-256"), Buffer.from([0])]))
+    case "gss":
+      // AuthenticationGSS: pg's parser knows no code 7 and throws inside the socket's data handler
+      return authentication(7)
     case "none":
       return accepted()
   }
