@@ -172,6 +172,15 @@ export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFaile
   }
 }
 
+/** PostgreSQL's names of the authentication requests pg cannot answer, by code. */
+const requestNames: Readonly<Record<number, string>> = {
+  2: ": KerberosV5",
+  6: ": SCM credentials",
+  7: ": GSSAPI",
+  8: ": GSSAPI continue",
+  9: ": SSPI"
+}
+
 /**
  * The client refused to authenticate the way the server asked, before sending anything derived
  * from the password (libpq's `require_auth` and `channel_binding`). A server that asks for the
@@ -195,8 +204,13 @@ export class AuthenticationMethodRefused extends Schema.TaggedError<Authenticati
   {
     ...Target,
     user: Schema.String,
-    /** what the server asked for: `password` (cleartext), `md5`, `scram-sha-256` or `none` (no password request) */
-    method: Schema.Literal("password", "md5", "scram-sha-256", "none"),
+    /**
+     * what the server asked for: `password` (cleartext), `md5`, `scram-sha-256`, `none` (no password
+     * request) or `unsupported` (a request pg cannot answer, such as GSSAPI: `requestCode`)
+     */
+    method: Schema.Literal("password", "md5", "scram-sha-256", "none", "unsupported"),
+    /** the AuthenticationRequest code of an `unsupported` request (7 GSSAPI, 9 SSPI, ...) */
+    requestCode: Schema.optional(Schema.Number),
     rule: Schema.Literal("MethodNotAllowed", "ChannelBindingRequired", "AuthenticationIncomplete"),
     /** the SASL mechanisms the server offered, when it asked for SASL */
     offered: Schema.optional(Schema.Array(Schema.String)),
@@ -212,6 +226,10 @@ export class AuthenticationMethodRefused extends Schema.TaggedError<Authenticati
       ? "asked for an MD5 password hash (md5)"
       : this.method === "scram-sha-256"
       ? `asked for SCRAM-SHA-256${this.offered === undefined ? "" : ` (offered: ${this.offered.join(", ")})`}`
+      : this.method === "unsupported"
+      ? `asked for an authentication method this client cannot answer (AuthenticationRequest code ${this.requestCode ?? "?"}${
+        requestNames[this.requestCode ?? -1] ?? ""
+      })`
       : "let the client in without asking for a password (trust or certificate authentication)"
     const toScram = "If this is the real server, move the role to SCRAM: on the server set " +
       "password_encryption = 'scram-sha-256', re-set the role's password (ALTER ROLE … PASSWORD …) and use " +
@@ -232,8 +250,40 @@ export class AuthenticationMethodRefused extends Schema.TaggedError<Authenticati
             ? "Use scram-sha-256 in pg_hba.conf, or add none to DB_REQUIRE_AUTH if certificate authentication is intended."
             : this.method === "scram-sha-256"
             ? "Add scram-sha-256 to DB_REQUIRE_AUTH, or authenticate with a client certificate (pg_hba cert)."
+            : this.method === "unsupported"
+            ? "Use scram-sha-256 (or cert) for this role in pg_hba.conf and reload; if the server should not ask for it, something is impersonating it."
             : toScram)
     }
+  }
+}
+
+/**
+ * The server refused the SCRAM exchange because channel binding failed (SQLSTATE 28000, "SCRAM
+ * channel binding check failed" or "… negotiation error"): the TLS certificate the client bound
+ * its proof to is not the server's own, or the server's SCRAM-SHA-256-PLUS offer never reached the
+ * client. Either way something between the two terminates TLS or rewrites the handshake: a
+ * TLS-inspecting proxy or load balancer, or an attacker holding a certificate the trusted CA issued
+ * for this host. The proof the client sent is bound to the certificate it saw, so the
+ * interceptor cannot log in with it (test/Interception.test.ts shows the server refusing it).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ChannelBindingFailed extends Schema.TaggedError<ChannelBindingFailed>()("ChannelBindingFailed", {
+  ...Target,
+  user: Schema.String,
+  code: Schema.String,
+  /** the server's own reason */
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `The server at ${where(this)} refused the SCRAM exchange of user "${this.user}" (${this.code})${
+      because(this.reason)
+    }: the TLS connection the client authenticated over is not the server's own. Something between the client ` +
+      "and PostgreSQL terminates TLS or rewrites the handshake (a TLS-inspecting proxy or load balancer, or an " +
+      `attacker holding a certificate for ${this.host} from the CA in DB_SSL_CA); the proof sent is bound to the ` +
+      "certificate the client saw and cannot be replayed. Connect to PostgreSQL directly and find who presents " +
+      "that certificate; do not disable channel binding to get past this."
   }
 }
 
@@ -602,6 +652,7 @@ export type ConnectError =
   | TlsProtocolRejected
   | AuthenticationFailed
   | AuthenticationMethodRefused
+  | ChannelBindingFailed
   | ConnectionRejected
   | DatabaseNotFound
   | TooManyConnections

@@ -181,6 +181,20 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
       }))
   })
 
+  describe("a request pg cannot parse", () => {
+    it.scoped("turns AuthenticationGSS (code 7), which pg's parser throws on inside a socket handler, into AuthenticationMethodRefused instead of a crash", () =>
+      Effect.gen(function*() {
+        const { peer, pki } = yield* impostor("gss")
+        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const error = yield* refusal(productionAt(peer, pki), secrets)
+        assert.strictEqual(error.method, "unsupported")
+        assert.strictEqual(error.requestCode, 7)
+        expect(error.message).toContain("code 7")
+        expect(yield* peer.received).toEqual([])
+        assert.strictEqual(yield* secrets.gets, 0)
+      }))
+  })
+
   describe("every connection path", () => {
     it.scoped("applies the policy to the pool's connections and to the probes' fresh clients alike", () =>
       Effect.gen(function*() {

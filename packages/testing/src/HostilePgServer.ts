@@ -3,7 +3,7 @@
  * loopback TCP server that answers the SSLRequest and upgrades to TLS with the certificate it is
  * given (the test PKI's `server` chains to the test CA, so the client's verification passes),
  * reads the StartupMessage and asks for the authentication the test chose — the password in
- * cleartext, an MD5 hash, SASL with SCRAM-SHA-256 only, or SASL with SCRAM-SHA-256-PLUS too — or
+ * cleartext, an MD5 hash, SASL with SCRAM-SHA-256 only, SASL with SCRAM-SHA-256-PLUS too, GSSAPI — or
  * for none at all. Every message the client sends after its StartupMessage is recorded, so a test
  * can assert what the client gave away (nothing, for a refusal). It is not PostgreSQL: it cannot
  * verify a password, run SCRAM or answer a query.
@@ -20,7 +20,8 @@ import * as internal from "./internal/hostilePg.js"
  * What the server asks for after the StartupMessage: `cleartext` (AuthenticationCleartextPassword,
  * code 3), `md5` (AuthenticationMD5Password, code 5, with a salt), `scram-sha-256` (AuthenticationSASL,
  * code 10, offering only SCRAM-SHA-256), `scram-sha-256-plus` (SASL offering SCRAM-SHA-256-PLUS and
- * SCRAM-SHA-256, as PostgreSQL does over TLS), or `none` (AuthenticationOk, BackendKeyData and
+ * SCRAM-SHA-256, as PostgreSQL does over TLS), `gss` (AuthenticationGSS, code 7, which `pg` cannot
+ * parse), or `none` (AuthenticationOk, BackendKeyData and
  * ReadyForQuery at once, as for `trust`).
  *
  * @since 0.1.0

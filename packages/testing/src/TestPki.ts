@@ -67,6 +67,11 @@ export interface TestPki {
   readonly clientPurpose: CertificateFiles
   /** Right SANs, signed by `ca`, and listed in `crl`. */
   readonly revoked: CertificateFiles
+  /**
+   * Right SANs, signed by `ca`, valid, but not `server`'s certificate (another key): what an attacker
+   * holding a mis-issued certificate presents. Only channel binding tells it from `server`.
+   */
+  readonly interceptor: CertificateFiles
   /** A CRL of `ca` (PEM, and its file) revoking `revoked` and nothing else. */
   readonly crl: { readonly pem: string; readonly path: string }
   /** A client certificate with CN = `role` and extendedKeyUsage clientAuth, signed by `ca`. */
@@ -158,7 +163,8 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     expiringSoonPem,
     cnOnlyPem,
     clientPurposePem,
-    revokedPem
+    revokedPem,
+    interceptorPem
   ] = await Promise.all([
       Certificates.createCa({ name: ca.name, keys: caKeys, notBefore, notAfter: new Date(now + 3650 * DAY) }),
       Certificates.createCa({ name: otherCa.name, keys: otherCaKeys, notBefore, notAfter: new Date(now + 3650 * DAY) }),
@@ -187,7 +193,8 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
       }),
       Certificates.createLeaf({ ...serverLeaf("CN=localhost", brokenKeys, ca), dnsNames: [], ipAddresses: [] }),
       Certificates.createLeaf({ ...serverLeaf("CN=localhost (client purpose)", brokenKeys, ca), usage: "client" }),
-      Certificates.createLeaf(serverLeaf("CN=localhost (revoked)", brokenKeys, ca))
+      Certificates.createLeaf(serverLeaf("CN=localhost (revoked)", brokenKeys, ca)),
+      Certificates.createLeaf(serverLeaf("CN=localhost (interceptor)", brokenKeys, ca))
     ])
   const crlPem = await Certificates.createCrl({ issuer: ca, revoked: [revokedPem], thisUpdate: notBefore })
   const crlPath = Path.join(dir, "ca.crl")
@@ -204,7 +211,8 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     expiringSoon,
     cnOnly,
     clientPurpose,
-    revoked
+    revoked,
+    interceptor
   ] = await Promise.all([
       writeFiles(dir, "ca", caPem, caKeyPem),
       writeFiles(dir, "server", serverPem, serverKeyPem),
@@ -219,6 +227,7 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
       writeFiles(dir, "cn-only", cnOnlyPem, brokenKeyPem),
       writeFiles(dir, "client-purpose", clientPurposePem, brokenKeyPem),
       writeFiles(dir, "revoked", revokedPem, brokenKeyPem),
+      writeFiles(dir, "interceptor", interceptorPem, brokenKeyPem),
       Fs.writeFile(crlPath, crlPem, { mode: 0o644 })
     ])
   const clients = new Map<string, Promise<CertificateFiles>>()
@@ -256,6 +265,7 @@ const generate = async (dir: string, now: number): Promise<TestPki> => {
     cnOnly,
     clientPurpose,
     revoked,
+    interceptor,
     crl: { pem: crlPem, path: crlPath },
     client
   }

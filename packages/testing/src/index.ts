@@ -38,6 +38,13 @@ export * as HostilePgServer from "./HostilePgServer.js"
 export * as StallingProxy from "./StallingProxy.js"
 
 /**
+ * A TLS-terminating man in the middle before a real PostgreSQL (any certificate, or `N` to the SSLRequest; can strip SCRAM-SHA-256-PLUS) that records what the client gives away.
+ *
+ * @since 0.1.0
+ */
+export * as InterceptionProxy from "./InterceptionProxy.js"
+
+/**
  * A protocol-level double of Vault's KV v2 engine (not Vault) for the real `node-vault` client.
  *
  * @since 0.1.0

@@ -25,6 +25,7 @@ import type * as Pg from "pg"
 import type { AuthMethod, AuthSettings, DbSettings } from "@takumi/config"
 import { AuthenticationMethodRefused } from "../DbError.js"
 import type { ConnectTarget } from "./classify.js"
+import { guardParser, unknownAuthenticationCode } from "./protocolGuard.js"
 
 /** The SASL mechanism with channel binding (`tls-server-end-point`), and the one without. */
 export const scramPlus = "SCRAM-SHA-256-PLUS"
@@ -45,6 +46,8 @@ export const enableChannelBinding = (settings: DbSettings): boolean => settings.
 export interface Refusal {
   readonly method: AuthenticationMethodRefused["method"]
   readonly rule: AuthenticationMethodRefused["rule"]
+  /** the request code of an `unsupported` method */
+  readonly requestCode?: number
 }
 
 /** One authentication request of the server. */
@@ -150,6 +153,7 @@ export const make = (
       user: target.user,
       method: refusal.method,
       rule: refusal.rule,
+      ...(refusal.requestCode === undefined ? {} : { requestCode: refusal.requestCode }),
       allowed: [...auth.requireAuth],
       ...(offered === undefined ? {} : { offered: [...offered] })
     })
@@ -186,6 +190,20 @@ export const make = (
         this.connection.on("error", () => {
           if (!this.#ready) this.#failed = true
         })
+        // a message pg's parser throws on fails this connection instead of the process
+        guardParser(this, (thrown) => this.#unparsable(thrown))
+      }
+
+      /** pg's parser threw: an authentication request pg cannot answer is refused, anything else ends the connection. */
+      #unparsable(thrown: unknown): void {
+        const requestCode = unknownAuthenticationCode(thrown)
+        if (requestCode !== undefined && !this.#failed && !this.#ready) {
+          return this.#refuse({ method: "unsupported", rule: "MethodNotAllowed", requestCode })
+        }
+        if (!this.#ready) this.#failed = true
+        this.connection.stream.destroy()
+        const reason = thrown instanceof Error ? thrown.message : String(thrown)
+        this.connection.emit("error", new Error(`the server sent a message the client cannot parse: ${reason}`))
       }
 
       /** Destroys the socket (nothing more is written) and fails the connect with the refusal. */

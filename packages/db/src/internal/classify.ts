@@ -23,6 +23,7 @@ import {
   CertificateHostMismatch,
   CertificateRevoked,
   CertificateUntrusted,
+  ChannelBindingFailed,
   type ConnectError,
   ConnectionLost,
   ConnectionRefused,
@@ -156,6 +157,10 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
     case "28P01":
       return new AuthenticationFailed({ host, port, user: target.user, code: ownCode })
     case "28000":
+      // PostgreSQL's own texts: "SCRAM channel binding check failed" / "SCRAM channel binding negotiation error"
+      if (/channel binding/i.test(message)) {
+        return new ChannelBindingFailed({ host, port, user: target.user, code: ownCode, reason: message })
+      }
       return new ConnectionRejected({
         host,
         port,

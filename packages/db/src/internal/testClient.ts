@@ -79,6 +79,7 @@ const acquisitionTags: ReadonlySet<string> = new Set([
   "TlsProtocolRejected",
   "AuthenticationFailed",
   "AuthenticationMethodRefused",
+  "ChannelBindingFailed",
   "ConnectionRejected",
   "DatabaseNotFound",
   "TooManyConnections",

@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Tls from "node:tls"
 
 /** @internal */
-export type AuthenticationRequest = "cleartext" | "md5" | "scram-sha-256" | "scram-sha-256-plus" | "none"
+export type AuthenticationRequest = "cleartext" | "md5" | "scram-sha-256" | "scram-sha-256-plus" | "gss" | "none"
 
 /** @internal */
 export type AfterResponse = "reject" | "accept"
@@ -48,20 +48,22 @@ export interface PeerOptions {
   readonly afterResponse: AfterResponse
 }
 
-const SSL_REQUEST = 80877103
+/** @internal */
+export const SSL_REQUEST = 80877103
 const GSSENC_REQUEST = 80877104
 const PROTOCOL_3 = 196608
 
-const int32 = (n: number): Buffer => {
+export const int32 = (n: number): Buffer => {
   const b = Buffer.alloc(4)
   b.writeInt32BE(n)
   return b
 }
 
 /** A typed backend message: type byte, length (itself included), body. */
-const message = (type: string, body: Buffer): Buffer => Buffer.concat([Buffer.from(type, "ascii"), int32(body.length + 4), body])
+/** @internal */
+export const message = (type: string, body: Buffer): Buffer => Buffer.concat([Buffer.from(type, "ascii"), int32(body.length + 4), body])
 
-const cstring = (s: string): Buffer => Buffer.from(`${s}\0`, "utf8")
+export const cstring = (s: string): Buffer => Buffer.from(`${s}\0`, "utf8")
 
 const authentication = (code: number, payload: Buffer = Buffer.alloc(0)): Buffer =>
   message("R", Buffer.concat([int32(code), payload]))
@@ -102,13 +104,16 @@ export const requestMessage = (request: AuthenticationRequest): Buffer => {
     case "scram-sha-256-plus":
       // PostgreSQL lists -PLUS first when it offers it (over TLS)
       return authentication(10, Buffer.concat([cstring("SCRAM-SHA-256-PLUS"), cstring("SCRAM-SHA-256"), Buffer.from([0])]))
+    case "gss":
+      // AuthenticationGSS: pg's parser knows no code 7 and throws inside the socket's data handler
+      return authentication(7)
     case "none":
       return accepted()
   }
 }
 
 /** Startup parameters: `key\0value\0 ... \0`. */
-const parseStartup = (body: Buffer): Record<string, string> => {
+export const parseStartup = (body: Buffer): Record<string, string> => {
   const parts = body.toString("utf8").split("\0")
   const params: Record<string, string> = {}
   for (let i = 0; i + 1 < parts.length; i += 2) {
@@ -121,7 +126,7 @@ const parseStartup = (body: Buffer): Record<string, string> => {
 }
 
 /** Accumulates bytes and cuts them into length-prefixed frames. */
-class Frames {
+export class Frames {
   private buffer = Buffer.alloc(0)
 
   push(chunk: Buffer): void {
