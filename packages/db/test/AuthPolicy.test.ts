@@ -206,6 +206,8 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
             return Promise.resolve(APP_PASSWORD)
           },
           invalidate: () => Promise.resolve(),
+          choice: () => 0,
+          usePending: () => Promise.resolve(false),
           lastPasswordWasWellKnown: () => undefined
         }
         const settings = productionAt(peer, pki, { tls: { enabled: false } })

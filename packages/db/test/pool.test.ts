@@ -13,6 +13,8 @@ import { makeSettings } from "./fixtures.js"
 const credentials: Credentials = {
   password: () => Promise.resolve("never-used-here"),
   invalidate: () => Promise.resolve(),
+  choice: () => 0,
+  usePending: () => Promise.resolve(false),
   lastPasswordWasWellKnown: () => undefined
 }
 

@@ -34,6 +34,14 @@ export interface SecretsBackendService {
    * (`secretsmanager:DescribeSecret`, Vault `read` on `<mount>/metadata/<path>`).
    */
   readonly describe?: (key: string) => Effect.Effect<Option.Option<SecretMetadata>, SecretError>
+  /**
+   * The value a rotation in progress is about to make current, read from the backend uncached:
+   * `None` when no rotation is in progress. An optional capability: only AWS Secrets Manager has
+   * it (`GetSecretValue` with `VersionStage=AWSPENDING`). @takumi/db tries it once when the
+   * database refused the current value even after a re-read: between a rotation's `setSecret`
+   * and `finishSecret` steps the database accepts only the pending value.
+   */
+  readonly pending?: (key: string) => Effect.Effect<Option.Option<Redacted.Redacted<string>>, SecretError>
 }
 
 const cached = (
@@ -61,7 +69,7 @@ const makeAwsSecretsManager = (
           variable: "AWS_CA_BUNDLE",
           server: "the Secrets Manager endpoint's certificate"
         })
-        const { describe, lookup } = yield* AwsBackend.make({
+        const { describe, lookup, pending } = yield* AwsBackend.make({
           region: aws.region,
           endpoint: aws.endpoint,
           maxAttempts: aws.maxAttempts,
@@ -69,7 +77,7 @@ const makeAwsSecretsManager = (
           ca,
           requestTimeout: settings.secrets.requestTimeout
         })
-        return { ...(yield* cached("aws-secrets-manager", settings, lookup)), describe }
+        return { ...(yield* cached("aws-secrets-manager", settings, lookup)), describe, pending }
       })
   })
 

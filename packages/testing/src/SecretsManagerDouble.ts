@@ -35,6 +35,31 @@ export type SecretsManagerFault = internal.Fault
 export type SecretsManagerRequest = internal.RecordedRequest
 
 /**
+ * The four steps of a Secrets Manager rotation, in the order its rotation function runs them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RotationStep = "createSecret" | "setSecret" | "testSecret" | "finishSecret"
+
+/**
+ * What a rotation function does at the steps the double cannot do itself: `setSecret` changes
+ * the database password to the pending value (e.g. `ALTER ROLE` on a `PgTestServer`),
+ * `testSecret` checks that it works; `afterStep` runs after each of the four steps (to let a
+ * workload run in every phase of the rotation).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RotationSteps<E, R> {
+  /** the new value, stored as the AWSPENDING version by `createSecret` */
+  readonly value: string
+  readonly setSecret: (pending: string) => Effect.Effect<void, E, R>
+  readonly testSecret: (pending: string) => Effect.Effect<void, E, R>
+  readonly afterStep?: (step: RotationStep) => Effect.Effect<void, E, R>
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -51,6 +76,14 @@ export interface SecretsManagerDouble {
   readonly putPending: (name: string, value: string) => Effect.Effect<string>
   /** Moves AWSCURRENT to the AWSPENDING version (rotation finished); false when nothing is pending. */
   readonly promotePending: (name: string) => Effect.Effect<boolean>
+  /**
+   * Runs a rotation of `name` through its four steps, like Secrets Manager invoking a rotation
+   * function: `createSecret` stores `value` as AWSPENDING, `setSecret` and `testSecret` are the
+   * caller's, `finishSecret` moves AWSCURRENT to the pending version (the old one becomes
+   * AWSPREVIOUS) and records `LastRotatedDate`. A failing step ends the rotation there, AWSPENDING
+   * left in place (as Secrets Manager leaves it). Returns the new VersionId.
+   */
+  readonly rotate: <E, R>(name: string, steps: RotationSteps<E, R>) => Effect.Effect<string, E, R>
   /** Forgets a secret: later reads get `ResourceNotFoundException`. */
   readonly deleteSecret: (name: string) => Effect.Effect<void>
   /** Answers every request for `secretId` (or every request, without one) with `fault`. */
@@ -123,6 +156,20 @@ export const make = (
         registered(Buffer.from(value).toString("utf8"), name, () => state.put(name, { binary: value }, "AWSCURRENT")),
       putPending: (name, value) => registered(value, name, () => state.put(name, { string: value }, "AWSPENDING")),
       promotePending: (name) => Effect.sync(() => state.promotePending(name)),
+      rotate: (name, steps) => {
+        const after = (step: RotationStep) => steps.afterStep?.(step) ?? Effect.void
+        return Effect.gen(function*() {
+          const versionId = yield* registered(steps.value, name, () => state.put(name, { string: steps.value }, "AWSPENDING"))
+          yield* after("createSecret")
+          yield* steps.setSecret(steps.value)
+          yield* after("setSecret")
+          yield* steps.testSecret(steps.value)
+          yield* after("testSecret")
+          yield* Effect.sync(() => state.finishRotation(name))
+          yield* after("finishSecret")
+          return versionId
+        })
+      },
       deleteSecret: (name) => Effect.sync(() => void state.secrets.delete(name)),
       fault: (fault, secretId) => Effect.sync(() => void state.faults.set(secretId, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),

@@ -131,10 +131,12 @@ interface StalePasswordHooks {
 }
 
 /**
- * The one place that does "connect; on 28P01 invalidate the cached secret and retry once", for
- * the pool's connections and for the fresh clients of the health probes alike: the password was
- * rotated and the cached value is stale. Connections already open are never touched:
- * PostgreSQL keeps them authenticated.
+ * The one place that does "connect; on 28P01 invalidate the cached secret and retry once; on a
+ * second 28P01 try the pending value of a rotation in progress once", for the pool's connections
+ * and for the fresh clients of the health probes alike: the password was rotated and the cached
+ * value is stale, or (AWS Secrets Manager, between `setSecret` and `finishSecret`) the database
+ * already has the AWSPENDING value. Connections already open are never touched: PostgreSQL keeps
+ * them authenticated.
  */
 const connectRetryingStalePassword = <A>(
   attempt: (done: Completion<A>) => void,
@@ -145,21 +147,27 @@ const connectRetryingStalePassword = <A>(
     hooks.onGaveUp(err)
     done(err, undefined)
   }
-  attempt((err, value) => {
-    if (err === undefined) return done(undefined, value)
-    hooks.onConnectError(err)
-    if (!isAuthenticationFailure(err) || !hooks.canRetry()) return giveUp(err)
-    hooks.onStalePassword()
-    hooks.credentials.invalidate().then(
-      () =>
-        attempt((retryErr, retryValue) => {
-          if (retryErr === undefined) return done(undefined, retryValue)
-          hooks.onConnectError(retryErr)
-          giveUp(retryErr)
-        }),
-      () => giveUp(err)
-    )
-  })
+  // what to do before each retry, given the password choice the refused attempt began with:
+  // re-read the secret, then (a rotation in progress) try its pending value
+  const fallbacks: ReadonlyArray<(choice: number) => Promise<boolean>> = [
+    () => hooks.credentials.invalidate().then(() => true),
+    hooks.credentials.usePending
+  ]
+  const run = (index: number) => {
+    const choice = hooks.credentials.choice()
+    attempt((err, value) => {
+      if (err === undefined) return done(undefined, value)
+      hooks.onConnectError(err)
+      const fallback = fallbacks[index]
+      if (fallback === undefined || !isAuthenticationFailure(err) || !hooks.canRetry()) return giveUp(err)
+      if (index === 0) hooks.onStalePassword()
+      fallback(choice).then(
+        (retry) => (retry ? run(index + 1) : giveUp(err)),
+        () => giveUp(err)
+      )
+    })
+  }
+  run(0)
 }
 
 /** A pool built by `makePool`: a `pg.Pool` that can also open a connection outside its slots. */

@@ -33,13 +33,14 @@ export interface VerifiedPool {
 
 /**
  * How long the whole check of one server may take: pg's connect timeout bounds each connection
- * attempt, a 28P01 is retried once with a re-read secret (so two attempts at most), and 500 ms of
+ * attempt, a 28P01 is retried once with a re-read secret and, during a Secrets Manager rotation,
+ * once more with the AWSPENDING value (so three attempts at most), and 500 ms of
  * grace covers the posture query on a connection that has just been opened. Past it the server
  * counts as not answering (`ConnectTimeout`): a server that authenticates and then stalls, a hung
  * secrets backend or a hook that never returns cannot hang startup or a probe.
  */
 export const verifyDeadline = (target: ConnectTarget): Duration.Duration =>
-  Duration.millis(target.connectTimeoutMillis * 2 + 500)
+  Duration.millis(target.connectTimeoutMillis * 3 + 500)
 
 /**
  * Opens one connection with `acquire` and checks it (TLS posture, policy), the whole of it —

@@ -16,6 +16,7 @@ export interface RecordedRequest {
   readonly target: string
   readonly secretId: string | undefined
   readonly versionStage: string | undefined
+  readonly versionId: string | undefined
   readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
 }
 
@@ -128,6 +129,13 @@ export class SecretsManagerState {
     return true
   }
 
+  /** The `finishSecret` step: AWSCURRENT moves to the pending version; rotation is on and has just happened. */
+  finishRotation(name: string): void {
+    const secret = this.secrets.get(name)
+    if (secret === undefined || !this.promotePending(name)) return
+    secret.rotation = { enabled: true, lastRotated: this.now() }
+  }
+
   /** Sets what DescribeSecret reports of rotation, and optionally backdates the AWSCURRENT version. */
   setRotation(
     name: string,
@@ -177,7 +185,8 @@ export class SecretsManagerState {
     }
     const secretId = typeof body.SecretId === "string" ? body.SecretId : undefined
     const versionStage = typeof body.VersionStage === "string" ? body.VersionStage : undefined
-    this.requests.push({ target, secretId, versionStage, headers: { ...request.headers } })
+    const versionId = typeof body.VersionId === "string" ? body.VersionId : undefined
+    this.requests.push({ target, secretId, versionStage, versionId, headers: { ...request.headers } })
     if (request.method !== "POST" || request.path !== "/") {
       return awsError("UnknownOperationException", 404, "Only POST / is served by this double.")
     }
@@ -213,7 +222,6 @@ export class SecretsManagerState {
         )
         : this.describe(secret)
     }
-    const versionId = typeof body.VersionId === "string" ? body.VersionId : undefined
     const stage = versionStage ?? (versionId === undefined ? "AWSCURRENT" : undefined)
     const version = secret.versions.find((candidate) =>
       (versionId === undefined || candidate.id === versionId) && (stage === undefined || candidate.stages.has(stage))

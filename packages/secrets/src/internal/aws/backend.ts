@@ -13,6 +13,7 @@ import {
   SecretsBackendUnavailable
 } from "../../SecretError.js"
 import * as AwsSecretMetadata from "./metadata.js"
+import * as AwsRotation from "./rotation.js"
 import * as OptionalClient from "../optionalClient.js"
 import * as SecretLimits from "../secretLimits.js"
 import * as TlsAgent from "../tlsAgent.js"
@@ -332,7 +333,9 @@ const boundResponseBodies = (client: SecretsManagerClient): void =>
   )
 
 /**
- * The uncached AWS Secrets Manager read: `GetSecretValue` of `<prefix><KEY>` (AWSCURRENT).
+ * The uncached AWS Secrets Manager read: `GetSecretValue` of `<prefix><KEY>` (AWSCURRENT), later
+ * confirmed by `DescribeSecret` and fetched again only for a new version, and AWSPENDING on
+ * request (see `./rotation.ts`).
  *
  * The SDK has no default timeout, so every read is bounded twice: each attempt by the HTTP
  * handler (`requestTimeout` with `throwOnRequestTimeout`, else it only warns) and the whole
@@ -353,6 +356,7 @@ export const make = (
   {
     readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
     readonly describe: ReturnType<typeof AwsSecretMetadata.make>
+    readonly pending: (key: string) => Effect.Effect<Option.Option<Redacted.Redacted<string>>, SecretError>
   },
   SecretsBackendUnavailable,
   Scope.Scope
@@ -394,19 +398,23 @@ export const make = (
           onTimeout: () => classify(key, secretId, where, timeoutMs)({ name: "TimeoutError" })
         })
       )
-    const describe = AwsSecretMetadata.make({
-      prefix: options.prefix,
-      send: (secretId, key) =>
-        bounded(key, secretId, (signal) => client.send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal: signal }))
-    })
-    const lookup = (key: string) => {
+    const sendDescribe = (secretId: string, key: string) =>
+      bounded(key, secretId, (signal) => client.send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal: signal }))
+    const describe = AwsSecretMetadata.make({ prefix: options.prefix, send: sendDescribe })
+    const read = (key: string, selector: AwsRotation.VersionSelector) => {
       const secretId = `${options.prefix}${key}`
       return bounded(key, secretId, (signal) =>
-        client.send(new GetSecretValueCommand({ SecretId: secretId }), { abortSignal: signal })).pipe(
+        client.send(new GetSecretValueCommand({ SecretId: secretId, ...selector }), { abortSignal: signal })).pipe(
         Effect.flatMap(checkValueSize(key, secretId)),
-        Effect.flatMap((output) => extract(key, secretId, output)),
-        Effect.withSpan("SecretsBackend.awsSecretsManager.get", { attributes: { key, secretId } })
+        Effect.flatMap((output) =>
+          Effect.map(extract(key, secretId, output), (value) => ({ versionId: output.VersionId, value }))
+        ),
+        Effect.withSpan("SecretsBackend.awsSecretsManager.get", { attributes: { key, secretId, ...selector } })
       )
     }
-    return { lookup, describe }
+    const rotation = yield* AwsRotation.make({
+      read,
+      describe: (key) => sendDescribe(`${options.prefix}${key}`, key)
+    })
+    return { lookup: rotation.current, describe, pending: rotation.pending }
   })
