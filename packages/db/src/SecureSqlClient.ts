@@ -12,7 +12,8 @@
  * - every connect failure is one of the typed errors of `DbError`, with its remedy;
  * - pool and client `error` events are handled and logged, so an idle connection dying never
  *   takes the process down;
- * - the pool feeds `DbMetrics` and raises `SecurityAlerts` (provided by the layer).
+ * - the pool feeds `DbMetrics` and raises `SecurityAlerts` (provided by the layer), and the
+ *   password secret's age is checked at startup and daily (`CredentialRotationOverdue`).
  *
  * @since 0.1.0
  */
@@ -24,6 +25,7 @@ import { DbConfig } from "@takumi/config"
 import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
 import type { DbHealth } from "./DbHealth.js"
+import * as CredentialAge from "./internal/credentialAge.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience/install.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
@@ -72,6 +74,8 @@ export const layer: Layer.Layer<
     const resilience = yield* installResilience({ settings, pool, target }).pipe(
       Effect.provideService(Monitor.Monitor, monitor)
     )
+    // CredentialRotationOverdue: the password secret's age, now and daily (forked: startup does not wait)
+    yield* CredentialAge.watch(settings, alerts)
     // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
     // lifetime is this layer's scope, where `makeVerifiedPool` registered its `end()`.
     return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
