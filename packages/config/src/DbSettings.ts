@@ -165,6 +165,11 @@ export interface AlertSettings {
   readonly slowQuery: Duration.Duration
   /** certificates expiring within this raise an alert (default 30 days) */
   readonly certificateExpiry: Duration.Duration
+  /**
+   * `DB_CREDENTIAL_MAX_AGE` (days, default 90): a password secret last changed longer ago raises
+   * `CredentialRotationOverdue` (at startup and daily); production refuses more than 90 days
+   */
+  readonly credentialMaxAge: Duration.Duration
 }
 
 /**

@@ -170,7 +170,8 @@ export const awsMaxAttempts = 3
 
 /**
  * Alert thresholds from the requirements: 5 failed authentications in 5 minutes, pool use at
- * 90 % of max, queries over 5 s, certificates within 30 days of expiry.
+ * 90 % of max, queries over 5 s, certificates within 30 days of expiry, a database credential
+ * older than 90 days ("rotate credentials regularly (every 90 days minimum)").
  *
  * @since 0.1.0
  * @category constants
@@ -180,5 +181,6 @@ export const alerts = {
   failedAuthWindow: Duration.minutes(5),
   poolUsageRatio: 0.9,
   slowQuery: Duration.seconds(5),
-  certificateExpiry: Duration.days(30)
+  certificateExpiry: Duration.days(30),
+  credentialMaxAge: Duration.days(90)
 } as const

@@ -26,6 +26,8 @@ import * as Schema from "effect/Schema"
  * - `password-auth-method`: `DB_REQUIRE_AUTH` accepts `md5` or `password` (cleartext), which
  *   hand the password (or its hash) to whichever server asks.
  * - `channel-binding`: `DB_CHANNEL_BINDING=disable`, so SCRAM is never bound to the TLS channel.
+ * - `credential-max-age`: `DB_CREDENTIAL_MAX_AGE` above 90 days, past the requirements' "rotate
+ *   credentials regularly (every 90 days minimum)" (refused in production, warned elsewhere).
  * - `public-ca-trust` (a warning, never a refusal): no `DB_SSL_CA`, so the server is trusted
  *   through the public CA store (and `NODE_EXTRA_CA_CERTS`).
  *
@@ -45,7 +47,8 @@ export const Rule = Schema.Literal(
   "tls-verification-override",
   "password-auth-method",
   "channel-binding",
-  "public-ca-trust"
+  "public-ca-trust",
+  "credential-max-age"
 )
 
 /**

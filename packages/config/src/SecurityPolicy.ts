@@ -26,6 +26,7 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { DbSettings, Environment } from "./DbSettings.js"
@@ -138,6 +139,9 @@ export const foreignEnvironmentIn = (path: string, own: Environment): Option.Opt
   }
   return Option.none()
 }
+
+/** "Rotate credentials regularly (every 90 days minimum)": the longest `DB_CREDENTIAL_MAX_AGE` production accepts. */
+const requiredRotationDays = 90
 
 const hardensWire = (environment: Environment): boolean => environment === "production" || environment === "staging"
 
@@ -348,6 +352,17 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
       hardensWire(env)
         ? `${what}. Unset ${variable} in ${env}; give a private CA with DB_SSL_CA or VAULT_CACERT instead.`
         : `${what}. Allowed in ${env} only; unset it to test what production will do.`
+    )
+  }
+  const maxAgeDays = Math.round(Duration.toHours(settings.alerts.credentialMaxAge) / 24)
+  if (maxAgeDays > requiredRotationDays) {
+    add(
+      "credential-max-age",
+      env === "production" ? "refuse" : "warn",
+      "DB_CREDENTIAL_MAX_AGE",
+      `DB_CREDENTIAL_MAX_AGE=${maxAgeDays} lets a database credential go ${maxAgeDays} days without rotation; ` +
+        `the requirements say every ${requiredRotationDays} days at most. ` +
+        (env === "production" ? `Set DB_CREDENTIAL_MAX_AGE to ${requiredRotationDays} or less.` : `Allowed in ${env} only.`)
     )
   }
   return findings

@@ -62,6 +62,7 @@ describe("DbConfig.layer", () => {
         expect(settings.alerts.poolUsageRatio).toBe(0.9)
         expect(Duration.toMillis(settings.alerts.slowQuery)).toBe(5000)
         expect(Duration.toDays(settings.alerts.certificateExpiry)).toBe(30)
+        expect(Duration.toDays(settings.alerts.credentialMaxAge)).toBe(90)
       }))
 
     it.effect.each([
@@ -105,7 +106,8 @@ describe("DbConfig.layer", () => {
           DB_ALERT_FAILED_AUTH_WINDOW: "60000",
           DB_ALERT_POOL_USAGE: "0.75",
           DB_ALERT_SLOW_QUERY: "2000",
-          DB_ALERT_CERT_EXPIRY_DAYS: "14"
+          DB_ALERT_CERT_EXPIRY_DAYS: "14",
+          DB_CREDENTIAL_MAX_AGE: "30"
         })
         expect(settings).toMatchObject({
           host: "primary.db.internal",
@@ -134,6 +136,7 @@ describe("DbConfig.layer", () => {
         expect(settings.alerts.poolUsageRatio).toBe(0.75)
         expect(Duration.toMillis(settings.alerts.slowQuery)).toBe(2000)
         expect(Duration.toDays(settings.alerts.certificateExpiry)).toBe(14)
+        expect(Duration.toDays(settings.alerts.credentialMaxAge)).toBe(30)
       }))
 
     it.effect("decodes the AWS backend with its region, endpoint and attempt budget", () =>
@@ -342,6 +345,8 @@ describe("DbConfig.layer", () => {
       ["pool usage alert as a percentage", { ...devBase, DB_ALERT_POOL_USAGE: "90" }, "DB_ALERT_POOL_USAGE"],
       ["pool usage alert 0", { ...devBase, DB_ALERT_POOL_USAGE: "0" }, "DB_ALERT_POOL_USAGE"],
       ["certificate expiry alert 0 days", { ...devBase, DB_ALERT_CERT_EXPIRY_DAYS: "0" }, "DB_ALERT_CERT_EXPIRY_DAYS"],
+      ["credential max age 0 days", { ...devBase, DB_CREDENTIAL_MAX_AGE: "0" }, "DB_CREDENTIAL_MAX_AGE"],
+      ["credential max age as a duration text", { ...devBase, DB_CREDENTIAL_MAX_AGE: "90 days" }, "DB_CREDENTIAL_MAX_AGE"],
       ["application name longer than 63 characters", { ...devBase, DB_APPLICATION_NAME: "x".repeat(64) }, "DB_APPLICATION_NAME"],
       ["AWS attempts 0", { ...prodBase, AWS_MAX_ATTEMPTS: "0" }, "AWS_MAX_ATTEMPTS"],
       ["a certificate path that does not exist", { ...devBase, DB_SSL_CA: "/nonexistent/takumi/ca.pem" }, "DB_SSL_CA"],

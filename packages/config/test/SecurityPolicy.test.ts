@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -194,6 +195,20 @@ const cases: ReadonlyArray<Case> = [
     settings: secure,
     facts: () => ({ verificationOverrides: ["VAULT_SKIP_VERIFY"] }),
     expected: { production: "refuse", staging: "refuse", development: "warn", test: "warn" }
+  },
+  {
+    rule: "credential-max-age",
+    variable: "DB_CREDENTIAL_MAX_AGE",
+    fix: "Set DB_CREDENTIAL_MAX_AGE to 90 or less",
+    settings: (env) => ({ ...secure(env), alerts: { ...secure(env).alerts, credentialMaxAge: Duration.days(91) } }),
+    expected: { production: "refuse", staging: "warn", development: "warn", test: "warn" }
+  },
+  {
+    rule: "credential-max-age",
+    variable: "DB_CREDENTIAL_MAX_AGE",
+    fix: "",
+    settings: (env) => ({ ...secure(env), alerts: { ...secure(env).alerts, credentialMaxAge: Duration.days(90) } }),
+    expected: { production: "pass", staging: "pass", development: "pass", test: "pass" }
   }
 ]
 

@@ -12,7 +12,8 @@
  * - every connect failure is one of the typed errors of `DbError`, with its remedy;
  * - pool and client `error` events are handled and logged, so an idle connection dying never
  *   takes the process down;
- * - the pool feeds `DbMetrics` and raises `SecurityAlerts` (provided by the layer).
+ * - the pool feeds `DbMetrics` and raises `SecurityAlerts` (provided by the layer), and the
+ *   password secret's age is checked at startup and daily (`CredentialRotationOverdue`).
  *
  * @since 0.1.0
  */
@@ -25,6 +26,7 @@ import { DbConfig } from "@takumi/config"
 import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
 import type { DbHealth } from "./DbHealth.js"
+import * as CredentialAge from "./internal/credentialAge.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience/install.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
@@ -84,6 +86,8 @@ export const layer: Layer.Layer<
         }))
     ).pipe(Effect.provideService(Monitor.Monitor, monitor))
     yield* primaryFound
+    // CredentialRotationOverdue: the password secret's age, now and daily (forked: startup does not wait)
+    yield* CredentialAge.watch(settings, alerts)
     return Layer.succeedContext(
       context.pipe(
         Context.add(SecurityAlerts.SecurityAlerts, alerts),

@@ -1,8 +1,9 @@
 /**
  * Security alerts: a stream of typed events for what the requirements say must raise an alert —
  * repeated failed authentications, any unencrypted connection attempt, a pool near exhaustion, a
- * slow query, a server certificate close to expiry — plus the read replica failing over and
- * coming back, a secret served stale, and the primary moving to another listed host. Every alert is also logged (`Effect.logWarning`,
+ * slow query, a server certificate close to expiry, a credential not rotated within
+ * `DB_CREDENTIAL_MAX_AGE` — plus the read replica failing over and coming back, a secret served
+ * stale, and the primary moving to another listed host. Every alert is also logged (`Effect.logWarning`,
  * annotated `alert=<kind>`) and counted (`takumi_db_security_alerts_total{kind}`), so nothing is
  * lost when nobody subscribes.
  *
@@ -209,6 +210,46 @@ export class SecretServedStale extends Schema.TaggedClass<SecretServedStale>()("
 }
 
 /**
+ * The database password's secret is older than `credentialMaxAge` (`DB_CREDENTIAL_MAX_AGE`,
+ * default 90 days: the requirements' "rotate credentials regularly (every 90 days minimum)").
+ * Checked at startup and then daily, where the backend tells the age (`SecretsBackend.describe`):
+ * Secrets Manager's last rotation, else its last change; Vault KV v2 the current version's
+ * `created_time`. The env backend cannot tell and dynamic credentials are exempt (no alert).
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class CredentialRotationOverdue extends Schema.TaggedClass<CredentialRotationOverdue>()("CredentialRotationOverdue", {
+  backend: Schema.String,
+  /** the secret's id or path, e.g. `takumi/production/DB_PASSWORD` or `secret/takumi/production` */
+  secret: Schema.String,
+  /** the key read from it, `DB_PASSWORD` */
+  key: Schema.String,
+  /** when the current credential was set, ISO 8601 */
+  setAt: Schema.String,
+  /** whole days since `setAt` */
+  ageDays: Schema.Number,
+  /** the configured `credentialMaxAge`, in days */
+  maxAgeDays: Schema.Number,
+  /** whether the backend rotates it on a schedule, when it can tell (Secrets Manager) */
+  rotationEnabled: Schema.optional(Schema.Boolean)
+}) {
+  get message(): string {
+    const overdue = `The database credential ${this.key} (${this.backend} secret "${this.secret}") was set on ` +
+      `${this.setAt}, ${this.ageDays} days ago, past DB_CREDENTIAL_MAX_AGE (${this.maxAgeDays} days): rotate it`
+    if (this.backend === "vault") {
+      return `${overdue} (ALTER ROLE ... PASSWORD, then vault kv patch ${this.secret} ${this.key}=...), or move to ` +
+        "dynamic database credentials (the database secrets engine), which have leases instead of an age"
+    }
+    return this.rotationEnabled === true
+      ? `${overdue}; automatic rotation is on but has not completed since: check the rotation function's logs ` +
+        `(aws secretsmanager describe-secret --secret-id ${this.secret})`
+      : `${overdue}; automatic rotation is off: turn it on (aws secretsmanager rotate-secret --secret-id ${this.secret} ` +
+        `--rotation-rules AutomaticallyAfterDays=${this.maxAgeDays})`
+  }
+}
+
+/**
  * Every alert kind.
  *
  * @since 0.1.0
@@ -224,6 +265,7 @@ export type SecurityAlert =
   | ReadReplicaRestored
   | SecretServedStale
   | PrimaryChanged
+  | CredentialRotationOverdue
 
 /**
  * The alerts service.

@@ -266,7 +266,8 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       failedAuthWindow: Option.getOrElse(v.DB_ALERT_FAILED_AUTH_WINDOW, () => Defaults.alerts.failedAuthWindow),
       poolUsageRatio: Option.getOrElse(v.DB_ALERT_POOL_USAGE, () => Defaults.alerts.poolUsageRatio),
       slowQuery: Option.getOrElse(v.DB_ALERT_SLOW_QUERY, () => Defaults.alerts.slowQuery),
-      certificateExpiry: Option.getOrElse(v.DB_ALERT_CERT_EXPIRY_DAYS, () => Defaults.alerts.certificateExpiry)
+      certificateExpiry: Option.getOrElse(v.DB_ALERT_CERT_EXPIRY_DAYS, () => Defaults.alerts.certificateExpiry),
+      credentialMaxAge: Option.getOrElse(v.DB_CREDENTIAL_MAX_AGE, () => Defaults.alerts.credentialMaxAge)
     }
   }
   return Either.right({ settings, passwordVariable })

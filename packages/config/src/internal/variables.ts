@@ -67,7 +67,8 @@ export const Variables = Schema.Struct({
   DB_ALERT_FAILED_AUTH_WINDOW: opt(F.Millis),
   DB_ALERT_POOL_USAGE: opt(F.Ratio),
   DB_ALERT_SLOW_QUERY: opt(F.Millis),
-  DB_ALERT_CERT_EXPIRY_DAYS: opt(F.Days)
+  DB_ALERT_CERT_EXPIRY_DAYS: opt(F.Days),
+  DB_CREDENTIAL_MAX_AGE: opt(F.Days)
 })
 
 /** @internal */
@@ -147,7 +148,8 @@ export const variableInfo: { readonly [K in VariableName]: VariableInfo } = {
   DB_ALERT_FAILED_AUTH_WINDOW: info(millis),
   DB_ALERT_POOL_USAGE: info("a fraction greater than 0 and at most 1, e.g. 0.9"),
   DB_ALERT_SLOW_QUERY: info(millis),
-  DB_ALERT_CERT_EXPIRY_DAYS: info("a whole number of days from 1 to 3650")
+  DB_ALERT_CERT_EXPIRY_DAYS: info("a whole number of days from 1 to 3650"),
+  DB_CREDENTIAL_MAX_AGE: info("a whole number of days from 1 to 3650 (90 at most in production)")
 }
 
 /** @internal */

@@ -32,8 +32,11 @@ interface Secret {
   readonly name: string
   readonly arn: string
   readonly versions: Array<Version>
-  /** what DescribeSecret reports of rotation: off, and never rotated, until a test says otherwise */
-  rotation: { readonly enabled: boolean; readonly lastRotated: number | undefined }
+  /**
+   * what DescribeSecret reports of rotation: never configured (`enabled` undefined: Secrets
+   * Manager then omits `RotationEnabled`) and never rotated, until a test says otherwise
+   */
+  rotation: { readonly enabled: boolean | undefined; readonly lastRotated: number | undefined }
 }
 
 const json11 = { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "00000000-0000-4000-8000-000000000001" }
@@ -91,7 +94,7 @@ export class SecretsManagerState {
       name,
       arn: `arn:aws:secretsmanager:${this.region}:000000000000:secret:${name}-AbCdEf`,
       versions: [],
-      rotation: { enabled: false, lastRotated: undefined }
+      rotation: { enabled: undefined, lastRotated: undefined }
     }
     this.secrets.set(name, created)
     return created
@@ -150,9 +153,9 @@ export class SecretsManagerState {
   }
 
   /**
-   * DescribeSecret as Secrets Manager answers it (dates in epoch seconds): `RotationEnabled`,
-   * `LastRotatedDate` only once rotated, `LastChangedDate` (the last new version), and
-   * `VersionIdsToStages`.
+   * DescribeSecret as Secrets Manager answers it (dates in epoch seconds; only fields that have a
+   * value): `RotationEnabled` once rotation was configured, `LastRotatedDate` only once rotated,
+   * `LastChangedDate` (the last new version), and `VersionIdsToStages`.
    */
   private describe(secret: Secret): Http.HttpDoubleAnswer {
     const lastChanged = Math.max(...secret.versions.map((version) => version.created))
@@ -160,7 +163,7 @@ export class SecretsManagerState {
     return Http.json(200, {
       ARN: secret.arn,
       Name: secret.name,
-      RotationEnabled: secret.rotation.enabled,
+      ...(secret.rotation.enabled === undefined ? {} : { RotationEnabled: secret.rotation.enabled }),
       ...(secret.rotation.lastRotated === undefined ? {} : { LastRotatedDate: secret.rotation.lastRotated / 1000 }),
       LastChangedDate: lastChanged / 1000,
       LastAccessedDate: Math.floor(this.now() / 86_400_000) * 86_400,

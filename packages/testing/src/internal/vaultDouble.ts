@@ -138,7 +138,8 @@ export class VaultState {
         custom_metadata: null,
         delete_version_after: "0s",
         max_versions: 0,
-        oldest_version: 1,
+        // what Vault reports until max_versions has trimmed a version
+        oldest_version: 0,
         updated_time: new Date(last.created).toISOString(),
         versions: Object.fromEntries(versions.map((version, index) => [String(index + 1), {
           created_time: new Date(version.created).toISOString(),
