@@ -125,6 +125,22 @@ export interface VaultSettings {
    * may lead to; anything else is refused before the token is sent. Empty by default.
    */
   readonly redirectHosts: ReadonlyArray<string>
+  /**
+   * `VAULT_DB_ROLE` (and `VAULT_DB_MOUNT`, default `database`): dynamic database credentials from
+   * the database secrets engine, user name and password together, instead of `DB_PASSWORD` from KV.
+   */
+  readonly database: Option.Option<VaultDatabaseSettings>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface VaultDatabaseSettings {
+  /** `VAULT_DB_ROLE`: credentials are read from `<mount>/creds/<role>` */
+  readonly role: string
+  /** `VAULT_DB_MOUNT`, `database` by default */
+  readonly mount: string
 }
 
 /**

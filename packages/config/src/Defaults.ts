@@ -169,6 +169,14 @@ export const secretsPrefix = (environment: Environment): string => `takumi/${env
 export const awsMaxAttempts = 3
 
 /**
+ * `VAULT_DB_MOUNT`: where Vault mounts the database secrets engine unless told otherwise.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const vaultDatabaseMount = "database"
+
+/**
  * Alert thresholds from the requirements: 5 failed authentications in 5 minutes, pool use at
  * 90 % of max, queries over 5 s, certificates within 30 days of expiry, a database credential
  * older than 90 days ("rotate credentials regularly (every 90 days minimum)").

@@ -50,7 +50,8 @@ const vault = (environment: Environment, address: string, path: string) => ({
     path,
     namespace: Option.none(),
     caCert: Option.none(),
-    redirectHosts: []
+    redirectHosts: [],
+    database: Option.none()
   })
 })
 

@@ -68,6 +68,7 @@ export const vaultSettings = (
     readonly caPath?: string
     readonly requestTimeoutMs?: number
     readonly redirectHosts?: ReadonlyArray<string>
+    readonly database?: { readonly role: string; readonly mount: string }
   }
 ): DbSettings =>
   settings({
@@ -83,6 +84,7 @@ export const vaultSettings = (
         : options.caPem !== undefined
         ? Option.some({ _tag: "Inline", pem: Redacted.make(options.caPem) })
         : Option.none(),
-      redirectHosts: options.redirectHosts ?? []
+      redirectHosts: options.redirectHosts ?? [],
+      database: Option.fromNullable(options.database)
     })
   })

@@ -191,7 +191,11 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       path: v.VAULT_PATH.value,
       namespace: v.VAULT_NAMESPACE,
       caCert: v.VAULT_CACERT,
-      redirectHosts: Option.getOrElse(v.VAULT_REDIRECT_HOSTS, () => [])
+      redirectHosts: Option.getOrElse(v.VAULT_REDIRECT_HOSTS, () => []),
+      database: Option.map(v.VAULT_DB_ROLE, (role) => ({
+        role,
+        mount: Option.getOrElse(v.VAULT_DB_MOUNT, () => Defaults.vaultDatabaseMount)
+      }))
     })
     : Option.none()
 
