@@ -232,7 +232,8 @@ const withVault = (environment: Environment, ageDays: number) =>
           path,
           namespace: Option.none(),
           caCert: Option.some({ _tag: "File", path: pki.ca.certPath }),
-          redirectHosts: []
+          redirectHosts: [],
+          database: Option.none()
         })
       }
     }
