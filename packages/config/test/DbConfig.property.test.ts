@@ -148,6 +148,7 @@ const mutationArb: fc.Arbitrary<{ readonly variable: string; readonly set: Vars 
       `postgres://u:${secret}@h:0/db`,
       `postgres://u:${secret}@/db`,
       `postgres://u:${secret}@h/db?sslmode=prefer`,
+      // a host list is valid now (libpq multi-host); one with a bad port is not
       `postgres://u:${secret}@h1,h2:70000/db`,
       `postgres://u:${secret}@h/db?password=${secret}`,
       `postgres://u:${secret}%ZZ@h/db`,

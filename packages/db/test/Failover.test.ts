@@ -28,12 +28,14 @@ import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-failover-3b9e"
 
-/** Writes ids 1, 2, 3, ... one after the other until `stop`; `acked` holds every id whose INSERT returned. */
-const makeWriter = (sql: SqlClient.SqlClient) => {
+/** Writers that take ids 1, 2, 3, ... and INSERT each until `stop`; `acked` holds every id whose INSERT returned. */
+const makeWriters = (sql: SqlClient.SqlClient, writers: number) => {
   const acked: Array<number> = []
+  let next = 1
   let stopped = false
-  const loop = Effect.gen(function*() {
-    for (let id = 1; !stopped; id++) {
+  const one = Effect.gen(function*() {
+    while (!stopped) {
+      const id = next++
       yield* Idempotent.retry(sql`INSERT INTO ledger (id, port) VALUES (${id}, inet_server_port())`)
       acked.push(id)
     }
@@ -43,7 +45,7 @@ const makeWriter = (sql: SqlClient.SqlClient) => {
   const stop = Effect.sync(() => {
     stopped = true
   })
-  return { acked, loop, until, stop }
+  return { acked, loop: Effect.all(Array.from({ length: writers }, () => one), { concurrency: "unbounded" }), until, stop, next: () => next }
 }
 
 const clientLayer = (settings: DbSettings, budget: Duration.DurationInput) =>
@@ -79,26 +81,33 @@ it.live("the primary is lost and the standby promoted: writes resume on the new 
       yield* sql`CREATE TABLE ledger (id integer PRIMARY KEY, port integer NOT NULL)`
       expect(Option.getOrUndefined((yield* health.get).primary.address)).toEqual({ host: primary.host, port: primary.port })
 
-      const writer = makeWriter(sql)
+      // 3 writers of Idempotent.retry marked INSERTs, and one unmarked INSERT still running when the primary stops
+      const writer = makeWriters(sql, 3)
       const fiber = yield* Effect.fork(writer.loop)
+      const unmarked = yield* Effect.fork(sql`INSERT INTO ledger (id, port) SELECT 0, inet_server_port() FROM pg_sleep(60)`)
       yield* writer.until(20)
+      yield* primary.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").pipe(
+        Effect.repeat({ until: (rows) => Number(rows[0]?.["n"]) === 1, schedule: Schedule.spaced("20 millis") })
+      )
       yield* primary.stop
       yield* standby.promote
-      const afterPromotion = writer.acked.length
-      yield* writer.until(afterPromotion + 20)
+      const assignedAtPromotion = writer.next()
+      yield* writer.until(writer.acked.length + 20)
       yield* writer.stop
-      // the writer never failed: every write was acknowledged, on one server or the other
+      // the writers never failed: every write was acknowledged, on one server or the other
       yield* Fiber.join(fiber)
+      // the unmarked statement was cut by the shutdown and is not run again
+      const cut = yield* Fiber.await(unmarked)
+      expect(Exit.isFailure(cut) && Idempotent.isConnectionLost(Cause.squash(cut.cause))).toBe(true)
 
       const rows = yield* sql<{ id: number; port: number }>`SELECT id, port FROM ledger ORDER BY id`
-      // nothing lost, nothing twice: the table holds exactly the acknowledged ids, each once
-      expect(rows.map((r) => r.id)).toEqual(writer.acked)
-      expect(writer.acked).toEqual(writer.acked.map((_, i) => i + 1))
-      const ports = new Set(rows.map((r) => r.port))
-      expect(ports).toEqual(new Set([primary.port, standby.port]))
-      // once a write landed on the new primary, every later one did too
-      const firstMoved = rows.findIndex((r) => r.port === standby.port)
-      expect(rows.slice(firstMoved).every((r) => r.port === standby.port)).toBe(true)
+      // nothing lost, nothing twice (the primary key refuses a second row): exactly the acknowledged ids
+      const acked = [...writer.acked].sort((x, y) => x - y)
+      expect(rows.map((r) => r.id)).toEqual(acked)
+      expect(acked).toEqual(acked.map((_, i) => i + 1))
+      expect(new Set(rows.map((r) => r.port))).toEqual(new Set([primary.port, standby.port]))
+      // every id handed out after the promotion was written on the new primary
+      expect(rows.filter((r) => r.id >= assignedAtPromotion).every((r) => r.port === standby.port)).toBe(true)
 
       const changed = yield* Stream.fromQueue(alerts).pipe(
         Stream.filter((a): a is SecurityAlerts.PrimaryChanged => a._tag === "PrimaryChanged"),
