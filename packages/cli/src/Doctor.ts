@@ -215,7 +215,9 @@ export interface DoctorReport {
 }
 
 /**
- * `doctor` found something that stops the program from starting; the command exits non-zero.
+ * `doctor` found something that stops the program from starting, or that an operator's check
+ * (`--compare-environment`: a shared credential, a comparison that could not be made) must have
+ * fixed; the command exits non-zero.
  *
  * @since 0.1.0
  * @category errors
@@ -225,7 +227,8 @@ export class DoctorRefused extends Schema.TaggedError<DoctorRefused>()("DoctorRe
   problems: Schema.Array(Schema.String)
 }) {
   override get message(): string {
-    return `takumi-db doctor: ${this.problems.length} problem(s) stop the program from starting:\n` +
+    const what = this.problems.every(isOperatorProblem) ? "found by --compare-environment" : "stop the program from starting"
+    return `takumi-db doctor: ${this.problems.length} problem(s) ${what}:\n` +
       this.problems.map((p) => `  - ${p}`).join("\n")
   }
 }
@@ -367,6 +370,9 @@ const problemsOf = (report: Omit<DoctorReport, "refused">): Array<string> => {
   }
   return problems
 }
+
+const isOperatorProblem = (problem: string): boolean =>
+  problem.startsWith("SharedCredential: ") || problem.startsWith("CompareEnvironmentFailed: ")
 
 /** What `--compare-environment` found that an operator must act on: not a startup refusal, but exit 1. */
 const comparisonProblems = (comparison: Option.Option<ComparisonResult>): Array<string> => {

@@ -176,6 +176,7 @@ layer(EnvLive, { timeout: 90_000, excludeTestServices: true })("Doctor credentia
       assert.strictEqual(run.exitCode, 1, run.stdout + run.stderr)
       assert.include(run.stdout, "  SHARED       production (secret/takumi/production/shared, version 1) and staging")
       assert.include(run.stdout, "Result: PROBLEM")
+      assert.include(run.stderr, "1 problem(s) found by --compare-environment")
       assert.include(run.stderr, "SharedCredential: production and staging use the same database password")
       expectNoSecret(run)
     }))
