@@ -40,7 +40,7 @@ const describeSecret = (double: SecretsManagerDouble.SecretsManagerDouble, secre
   })
 
 describe("VaultDouble metadata", () => {
-  it.scopedLive("answers KV v2 metadata: current_version, every version's created_time, updated_time of the last write", () =>
+  it.scopedLive("answers KV v2 metadata: current_version, every version's created_time, updated_time of the last write (nanosecond RFC 3339, as Vault)", () =>
     Effect.gen(function*() {
       const double = yield* VaultDouble.make({ token })
       yield* double.put("secret/takumi/production", { DB_PASSWORD: "metadata-double-pw-1" })
@@ -54,10 +54,10 @@ describe("VaultDouble metadata", () => {
           current_version: 2,
           oldest_version: 0,
           max_versions: 0,
-          updated_time: backdated.toISOString(),
+          updated_time: backdated.toISOString().replace(/Z$/, "814123Z"),
           versions: {
             "1": { destroyed: false, deletion_time: "" },
-            "2": { created_time: backdated.toISOString(), destroyed: false, deletion_time: "" }
+            "2": { created_time: backdated.toISOString().replace(/Z$/, "814123Z"), destroyed: false, deletion_time: "" }
           }
         }
       })
