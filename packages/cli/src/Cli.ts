@@ -88,10 +88,17 @@ const doctor = Command.make(
     ),
     json: Options.boolean("json").pipe(
       Options.withDescription("print the report as one JSON document (same exit codes; never a secret)")
+    ),
+    compareEnvironment: Options.choice("compare-environment", ["development", "test", "staging", "production"]).pipe(
+      Options.withDescription(
+        "also read that environment's password secret with the same backend and access (NODE_ENV's name " +
+          "substituted in SECRETS_PREFIX / VAULT_PATH) and report whether the two passwords are equal, printing neither"
+      ),
+      Options.optional
     )
   },
-  ({ json, offline }) =>
-    Doctor.run({ offline }).pipe(
+  ({ compareEnvironment, json, offline }) =>
+    Doctor.run({ offline, ...Option.match(compareEnvironment, { onNone: () => ({}), onSome: (other) => ({ compareEnvironment: other }) }) }).pipe(
       Effect.tap((report) =>
         json ? Console.log(JSON.stringify(Doctor.toJson(report), null, 2)) : print(Doctor.render(report))
       ),

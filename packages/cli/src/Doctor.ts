@@ -31,7 +31,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { type ConfigError, DbConfig, type DbSettings, type Environment, type PemSource, SecurityPolicy } from "@takumi/config"
 import { PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
+import type { SecretError, SecretMetadata } from "@takumi/secrets"
 import { probe } from "./internal/certificateProbe.js"
+import { compareEnvironment, inspectCredential } from "./internal/credentialCheck.js"
 import { capture, type CapturedLog } from "./internal/logCapture.js"
 
 /**
@@ -41,7 +43,59 @@ import { capture, type CapturedLog } from "./internal/logCapture.js"
 export interface DoctorOptions {
   /** check the configuration only; do not contact the secrets backend or the database */
   readonly offline: boolean
+  /**
+   * `--compare-environment <other>`: also read `other`'s password secret (same backend and access,
+   * the environment's name substituted in `SECRETS_PREFIX` / `VAULT_PATH`) and report whether the
+   * two passwords are equal, printing neither. An operator's check, never run at startup.
+   */
+  readonly compareEnvironment?: Environment
 }
+
+/**
+ * The password secret's age and rotation, as the backend tells them (what
+ * `CredentialRotationOverdue` judges): skipped (offline, or the configuration does not load),
+ * not told (the env backend; dynamic credentials), not readable (no permission to read metadata,
+ * or the backend unavailable), or read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CredentialResult =
+  | { readonly _tag: "Skipped"; readonly reason: string }
+  | { readonly _tag: "CannotTell"; readonly backend: string }
+  | { readonly _tag: "Unreadable"; readonly error: SecretError }
+  | {
+    readonly _tag: "Read"
+    readonly metadata: SecretMetadata.SecretMetadata
+    /** when the current credential was set and its age in whole days; none when the backend does not say */
+    readonly age: Option.Option<{ readonly setAt: Date; readonly days: number }>
+    /** `DB_CREDENTIAL_MAX_AGE` */
+    readonly maxAgeDays: number
+    readonly overdue: boolean
+  }
+
+/**
+ * `--compare-environment`: the two secrets compared (SHA-256 digests, `timingSafeEqual`; neither
+ * password printed); the backend cannot tell (env); the other secret could not be located or read
+ * (a problem: the command exits 1); or not attempted (offline, or the configuration does not load).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ComparisonResult =
+  | {
+    readonly _tag: "Compared"
+    readonly environment: Environment
+    readonly other: Environment
+    /** this environment's secret id or path, and the other's */
+    readonly secret: string
+    readonly otherSecret: string
+    readonly equal: boolean
+    /** each secret's current version where the backend gives it */
+    readonly versionId: Option.Option<string>
+    readonly otherVersionId: Option.Option<string>
+  }
+  | { readonly _tag: "CannotTell" | "Failed" | "Skipped"; readonly other: Environment; readonly reason: string }
 
 /**
  * The configuration as loaded: valid, invalid (`ConfigError`, every variable listed) or decoded
@@ -152,12 +206,18 @@ export interface DoctorReport {
   /** other warnings written while loading the configuration (e.g. a `.env` that is not loaded) */
   readonly notes: ReadonlyArray<string>
   readonly connection: ConnectionResult
+  /** the password secret's age and rotation */
+  readonly credential: CredentialResult
+  /** `--compare-environment`, when asked */
+  readonly comparison: Option.Option<ComparisonResult>
   /** whether the program would refuse to start (or could not) */
   readonly refused: boolean
 }
 
 /**
- * `doctor` found something that stops the program from starting; the command exits non-zero.
+ * `doctor` found something that stops the program from starting, or that an operator's check
+ * (`--compare-environment`: a shared credential, a comparison that could not be made) must have
+ * fixed; the command exits non-zero.
  *
  * @since 0.1.0
  * @category errors
@@ -167,7 +227,8 @@ export class DoctorRefused extends Schema.TaggedError<DoctorRefused>()("DoctorRe
   problems: Schema.Array(Schema.String)
 }) {
   override get message(): string {
-    return `takumi-db doctor: ${this.problems.length} problem(s) stop the program from starting:\n` +
+    const what = this.problems.every(isOperatorProblem) ? "found by --compare-environment" : "stop the program from starting"
+    return `takumi-db doctor: ${this.problems.length} problem(s) ${what}:\n` +
       this.problems.map((p) => `  - ${p}`).join("\n")
   }
 }
@@ -310,6 +371,22 @@ const problemsOf = (report: Omit<DoctorReport, "refused">): Array<string> => {
   return problems
 }
 
+const isOperatorProblem = (problem: string): boolean =>
+  problem.startsWith("SharedCredential: ") || problem.startsWith("CompareEnvironmentFailed: ")
+
+/** What `--compare-environment` found that an operator must act on: not a startup refusal, but exit 1. */
+const comparisonProblems = (comparison: Option.Option<ComparisonResult>): Array<string> => {
+  if (Option.isNone(comparison)) return []
+  const c = comparison.value
+  if (c._tag === "Compared" && c.equal) {
+    return [
+      `SharedCredential: ${c.environment} and ${c.other} use the same database password (${c.secret}, ${c.otherSecret}). ` +
+      `NEVER share database credentials across environments: give ${c.other} its own password (ALTER ROLE ... PASSWORD there, then update its secret).`
+    ]
+  }
+  return c._tag === "Failed" ? [`CompareEnvironmentFailed: ${c.reason}`] : []
+}
+
 const errorText = (error: TakumiDb.StartupError | SqlError): string => {
   if (error._tag !== "SqlError") return error.message
   const cause: unknown = error.cause
@@ -376,7 +453,19 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
         } as const)
       })
     }
-    const report = { environment, configuration, findings, policy, notes, connection }
+    const online = configuration._tag === "Loaded" && !options.offline ? Option.some(configuration.settings) : Option.none()
+    const credential: CredentialResult = Option.isSome(online)
+      ? yield* inspectCredential(online.value)
+      : { _tag: "Skipped", reason: connection._tag === "Skipped" ? connection.reason : "the connection was not checked" }
+    const other = options.compareEnvironment
+    const comparison = other === undefined
+      ? Option.none()
+      : Option.some(
+        Option.isSome(online)
+          ? yield* compareEnvironment(online.value, other)
+          : { _tag: "Skipped", other, reason: credential._tag === "Skipped" ? credential.reason : "not online" } as const
+      )
+    const report = { environment, configuration, findings, policy, notes, connection, credential, comparison }
     return { ...report, refused: problemsOf(report).length > 0 }
   }).pipe(Effect.withSpan("Doctor.run"))
 
@@ -387,7 +476,7 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
  * @category constructors
  */
 export const requireHealthy = (report: DoctorReport): Effect.Effect<DoctorReport, DoctorRefused> => {
-  const problems = problemsOf(report)
+  const problems = [...problemsOf(report), ...comparisonProblems(report.comparison)]
   return problems.length === 0 ? Effect.succeed(report) : Effect.fail(new DoctorRefused({ problems }))
 }
 
@@ -467,6 +556,52 @@ const renderConnection = (connection: ConnectionResult): Array<string> => {
   }
 }
 
+const version = (id: Option.Option<string>): string => Option.match(id, { onNone: () => "", onSome: (v) => `, version ${v}` })
+
+const renderCredential = (credential: CredentialResult): Array<string> => {
+  switch (credential._tag) {
+    case "Skipped":
+      return [`  skipped (${credential.reason})`]
+    case "CannotTell":
+      return [`  age          not told by the ${credential.backend} backend (exempt from CredentialRotationOverdue)`]
+    case "Unreadable":
+      return [`  age          not readable (${credential.error._tag}): ${credential.error.message}`]
+    case "Read": {
+      const m = credential.metadata
+      return [
+        `  secret       ${m.secret} (${m.backend}${version(m.versionId)})`,
+        Option.match(credential.age, {
+          onNone: () => "  age          unknown: the backend does not say when the credential was set",
+          onSome: ({ days, setAt }) =>
+            `  age          set ${setAt.toISOString()}, ${days} days ago (DB_CREDENTIAL_MAX_AGE ${credential.maxAgeDays} days)` +
+            (credential.overdue ? ": OVERDUE, rotate it (CredentialRotationOverdue)" : "")
+        }),
+        Option.match(m.rotationEnabled, {
+          onNone: () => "  rotation     not told (Vault KV has no rotation schedule: rotate by writing a new version)",
+          onSome: (enabled) => `  rotation     automatic rotation ${enabled ? "on" : "OFF"}`
+        })
+      ]
+    }
+  }
+}
+
+const renderComparison = (c: ComparisonResult): Array<string> => {
+  switch (c._tag) {
+    case "Compared": {
+      const both = `${c.environment} (${c.secret}${version(c.versionId)}) and ${c.other} (${c.otherSecret}${version(c.otherVersionId)})`
+      return c.equal
+        ? [`  SHARED       ${both} hold the SAME password (SHA-256 digests compared; neither printed): never share database credentials across environments`]
+        : [`  different    ${both} hold different passwords (SHA-256 digests compared; neither printed)`]
+    }
+    case "CannotTell":
+      return [`  cannot tell  ${c.reason}`]
+    case "Failed":
+      return [`  FAILED       ${c.reason}`]
+    case "Skipped":
+      return [`  skipped (${c.reason})`]
+  }
+}
+
 const renderCoverage = (policy: PolicyCoverage): Array<string> => {
   switch (policy._tag) {
     case "Complete":
@@ -513,9 +648,16 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
     lines.push(`  ${finding.severity === "refuse" ? "REFUSE" : "warn  "} ${finding.rule} (${finding.variable}): ${finding.message}`)
   }
   lines.push("", "Connection", ...renderConnection(report.connection), "")
+  lines.push("Credential", ...renderCredential(report.credential), "")
+  if (Option.isSome(report.comparison)) {
+    lines.push(`Credentials across environments (--compare-environment ${report.comparison.value.other})`)
+    lines.push(...renderComparison(report.comparison.value), "")
+  }
   lines.push(
     report.refused
       ? "Result: REFUSED — the program would not start with this configuration."
+      : comparisonProblems(report.comparison).length > 0
+      ? "Result: PROBLEM — the program would start, but see Credentials across environments."
       : report.connection._tag === "Skipped"
       ? "Result: OK — the configuration passes the security policy (the connection was not checked)."
       : "Result: OK — the program would start with this configuration."
@@ -562,6 +704,37 @@ export interface DoctorJson {
     | { readonly status: "skipped"; readonly reason: string }
     | { readonly status: "failed"; readonly error: { readonly tag: string; readonly message: string } }
     | { readonly status: "verified"; readonly posture: PostureJson }
+  /** see {@link CredentialResult} */
+  readonly credential:
+    | { readonly status: "skipped"; readonly reason: string }
+    | { readonly status: "not-told"; readonly backend: string }
+    | { readonly status: "unreadable"; readonly error: { readonly tag: string; readonly message: string } }
+    | {
+      readonly status: "read"
+      readonly backend: string
+      readonly secret: string
+      readonly versionId: string | null
+      /** ISO 8601; `null` when the backend does not say */
+      readonly setAt: string | null
+      readonly ageDays: number | null
+      readonly maxAgeDays: number
+      readonly overdue: boolean
+      /** `null` when the backend cannot tell (Vault KV) */
+      readonly rotationEnabled: boolean | null
+    }
+  /** `--compare-environment`, `null` when not asked (see {@link ComparisonResult}); never a password or digest */
+  readonly comparison:
+    | null
+    | {
+      readonly status: "equal" | "different"
+      readonly environment: Environment
+      readonly other: Environment
+      readonly secret: string
+      readonly otherSecret: string
+      readonly versionId: string | null
+      readonly otherVersionId: string | null
+    }
+    | { readonly status: "cannot-tell" | "failed" | "skipped"; readonly other: Environment; readonly reason: string }
 }
 
 /**
@@ -689,6 +862,54 @@ const postureJson = (p: ConnectionPosture): PostureJson => ({
   warnings: p.warnings
 })
 
+const credentialJson = (credential: CredentialResult): DoctorJson["credential"] => {
+  switch (credential._tag) {
+    case "Skipped":
+      return { status: "skipped", reason: credential.reason }
+    case "CannotTell":
+      return { status: "not-told", backend: credential.backend }
+    case "Unreadable":
+      return { status: "unreadable", error: { tag: credential.error._tag, message: credential.error.message } }
+    case "Read": {
+      const m = credential.metadata
+      return {
+        status: "read",
+        backend: m.backend,
+        secret: m.secret,
+        versionId: Option.getOrNull(m.versionId),
+        setAt: Option.getOrNull(Option.map(credential.age, (age) => age.setAt.toISOString())),
+        ageDays: Option.getOrNull(Option.map(credential.age, (age) => age.days)),
+        maxAgeDays: credential.maxAgeDays,
+        overdue: credential.overdue,
+        rotationEnabled: Option.getOrNull(m.rotationEnabled)
+      }
+    }
+  }
+}
+
+const comparisonJson = (comparison: Option.Option<ComparisonResult>): DoctorJson["comparison"] => {
+  if (Option.isNone(comparison)) return null
+  const c = comparison.value
+  switch (c._tag) {
+    case "Compared":
+      return {
+        status: c.equal ? "equal" : "different",
+        environment: c.environment,
+        other: c.other,
+        secret: c.secret,
+        otherSecret: c.otherSecret,
+        versionId: Option.getOrNull(c.versionId),
+        otherVersionId: Option.getOrNull(c.otherVersionId)
+      }
+    case "CannotTell":
+      return { status: "cannot-tell", other: c.other, reason: c.reason }
+    case "Failed":
+      return { status: "failed", other: c.other, reason: c.reason }
+    case "Skipped":
+      return { status: "skipped", other: c.other, reason: c.reason }
+  }
+}
+
 const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] => {
   switch (connection._tag) {
     case "Skipped":
@@ -712,7 +933,7 @@ export const toJson = (report: DoctorReport): DoctorJson => {
   return {
     environment: Option.getOrNull(report.environment),
     result: report.refused ? "refused" : "ok",
-    problems: problemsOf(report),
+    problems: [...problemsOf(report), ...comparisonProblems(report.comparison)],
     configuration: {
       status: configuration._tag === "Loaded" ? "loaded" : configuration._tag === "Invalid" ? "invalid" : "refused",
       issues: configuration._tag === "Invalid"
@@ -726,6 +947,8 @@ export const toJson = (report: DoctorReport): DoctorJson => {
       findings: report.findings.map(({ message, rule, severity, variable }) => ({ rule, severity, variable, message }))
     },
     notes: report.notes,
-    connection: connectionJson(report.connection)
+    connection: connectionJson(report.connection),
+    credential: credentialJson(report.credential),
+    comparison: comparisonJson(report.comparison)
   }
 }

@@ -10,6 +10,8 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
@@ -274,14 +276,20 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("CredentialRotat
       })
   )
 
-  it.scoped("a Vault password written 10 days ago raises nothing (the client starts, the metadata was read)", () =>
+  it.scoped("a Vault password written 10 days ago raises nothing (the check ran: its DEBUG verdict)", () =>
     Effect.gen(function*() {
       const { double, settings } = yield* withVault("production", 10)
-      const subscription = yield* client(settings)
-      const readMetadata = Effect.map(double.requests, (requests) => requests.some((request) => request.url.includes("/metadata/")))
-      while (!(yield* readMetadata)) yield* Effect.sleep("10 millis")
-      // the check publishes right after its answer: give it a moment, then nothing may be there
-      yield* Effect.sleep("100 millis")
+      const logs = yield* makeLogCapture
+      const subscription = yield* client(settings).pipe(
+        Effect.provide(Layer.merge(logs.layer, Logger.minimumLogLevel(LogLevel.Debug)))
+      )
+      // the check's verdict for a credential within its age: one DEBUG line, after the metadata was read
+      const verdict = Effect.map(logs.lines, (lines) => lines.filter((line) => line.text.includes("credential-age")))
+      while ((yield* verdict).length === 0) yield* Effect.sleep("10 millis")
+      const [line] = yield* verdict
+      expect(line?.level).toBe("DEBUG")
+      expect(line?.text).toContain("10 days ago")
+      expect((yield* double.requests).some((request) => request.url === "/v1/secret/metadata/takumi/production")).toBe(true)
       const alerts = Chunk.toReadonlyArray(yield* Queue.takeAll(subscription))
       expect(alerts.filter((alert) => alert._tag === "CredentialRotationOverdue")).toEqual([])
     }))

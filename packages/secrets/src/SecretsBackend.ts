@@ -29,8 +29,9 @@ export interface SecretsBackendService {
   readonly invalidate: (key: string) => Effect.Effect<void>
   /**
    * The secret's metadata (age, rotation), read from the backend uncached: `None` when the
-   * backend cannot tell (env, test). An optional capability: a service without it cannot tell
-   * either (see `SecretsBackend.describe`). Fails `SecretAccessDenied` without the permission
+   * backend cannot tell (env, test) or an age does not apply (dynamic credentials, which have
+   * leases: such a backend answers `None`, and the credential-age check exempts it). An optional
+   * capability: a service without it cannot tell either (see `SecretsBackend.describe`). Fails `SecretAccessDenied` without the permission
    * (`secretsmanager:DescribeSecret`, Vault `read` on `<mount>/metadata/<path>`).
    */
   readonly describe?: (key: string) => Effect.Effect<Option.Option<SecretMetadata>, SecretError>

@@ -50,6 +50,17 @@ export const overdue = (
         })
       ))
 
+/** A credential within its age, at DEBUG: what the check saw, for whoever wonders whether it ran. */
+const checked = (metadata: SecretMetadata.SecretMetadata, now: number) =>
+  Effect.logDebug(
+    `The database credential's age is within DB_CREDENTIAL_MAX_AGE: ${
+      Option.match(SecretMetadata.setAt(metadata), {
+        onNone: () => "the backend does not say when it was set",
+        onSome: (setAt) => `set ${setAt.toISOString()}, ${Math.floor((now - setAt.getTime()) / dayMillis)} days ago`
+      })
+    }`
+  ).pipe(Effect.annotateLogs({ check: "credential-age", backend: metadata.backend, secret: metadata.secret }))
+
 const cannotRead = (error: SecretError) =>
   Effect.logInfo(
     `The age of the database credential is not checked (CredentialRotationOverdue): ${error.message}`
@@ -71,7 +82,7 @@ export const watch = (
         onSome: (metadata) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) =>
             Option.match(overdue(metadata, now, settings.alerts.credentialMaxAge), {
-              onNone: () => Effect.void,
+              onNone: () => checked(metadata, now),
               onSome: alerts.publish
             }))
       })),

@@ -59,6 +59,13 @@ const faultAnswer = (fault: Fault, onSent: (bytes: number) => void): Http.HttpDo
   }
 }
 
+/**
+ * A time as Vault writes it: RFC 3339 with nanoseconds (Go's `RFC3339Nano`, e.g.
+ * `2019-06-28T15:53:30.395814123Z`), not JavaScript's milliseconds. The digits past the
+ * millisecond are fixed filler, so a client that parses them right reads back the exact millisecond.
+ */
+const vaultTime = (millis: number): string => new Date(millis).toISOString().replace(/Z$/, "814123Z")
+
 /** `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment here. */
 const logicalPath = (url: URL): string | undefined => {
   const match = /^\/v1\/([^/]+)\/(?:data|metadata)\/(.+)$/.exec(url.pathname)
@@ -99,7 +106,7 @@ export class VaultState {
 
   private metadata(version: Version, number: number) {
     return {
-      created_time: new Date(version.created).toISOString(),
+      created_time: vaultTime(version.created),
       custom_metadata: null,
       deletion_time: "",
       destroyed: false,
@@ -133,16 +140,16 @@ export class VaultState {
       lease_duration: 0,
       data: {
         cas_required: false,
-        created_time: new Date(first.created).toISOString(),
+        created_time: vaultTime(first.created),
         current_version: versions.length,
         custom_metadata: null,
         delete_version_after: "0s",
         max_versions: 0,
         // what Vault reports until max_versions has trimmed a version
         oldest_version: 0,
-        updated_time: new Date(last.created).toISOString(),
+        updated_time: vaultTime(last.created),
         versions: Object.fromEntries(versions.map((version, index) => [String(index + 1), {
-          created_time: new Date(version.created).toISOString(),
+          created_time: vaultTime(version.created),
           deletion_time: "",
           destroyed: false
         }]))

@@ -391,15 +391,28 @@ export const make = (
       (client) => Effect.sync(() => client.destroy())
     )
     const where = Option.getOrElse(options.endpoint, () => `region ${options.region}`)
-    const bounded = <A>(key: string, secretId: string, send: (signal: AbortSignal) => Promise<A>) =>
-      Effect.tryPromise({ try: send, catch: classify(key, secretId, where, timeoutMs) }).pipe(
+    const bounded = <A>(
+      key: string,
+      secretId: string,
+      send: (signal: AbortSignal) => Promise<A>,
+      classified: (error: unknown) => SecretError = classify(key, secretId, where, timeoutMs)
+    ) =>
+      Effect.tryPromise({ try: send, catch: classified }).pipe(
         Effect.timeoutFail({
           duration: options.requestTimeout,
           onTimeout: () => classify(key, secretId, where, timeoutMs)({ name: "TimeoutError" })
         })
       )
     const sendDescribe = (secretId: string, key: string) =>
-      bounded(key, secretId, (signal) => client.send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal: signal }))
+      bounded(
+        key,
+        secretId,
+        (signal) => client.send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal: signal }),
+        (error) =>
+          errorName(error) === "AccessDeniedException"
+            ? AwsSecretMetadata.denied(key, secretId)
+            : classify(key, secretId, where, timeoutMs)(error)
+      )
     const describe = AwsSecretMetadata.make({ prefix: options.prefix, send: sendDescribe })
     const read = (key: string, selector: AwsRotation.VersionSelector) => {
       const secretId = `${options.prefix}${key}`

@@ -13,7 +13,7 @@ import type { SecretMetadata } from "../../SecretMetadata.js"
 
 /** @internal */
 export interface AwsMetadataOptions {
-  /** sends DescribeSecret for the id, bounded and classified like a GetSecretValue */
+  /** sends DescribeSecret for the id, bounded and classified like a GetSecretValue (an AccessDeniedException as {@link denied}) */
   readonly send: (secretId: string, key: string) => Effect.Effect<DescribeSecretCommandOutput, SecretError>
   readonly prefix: string
 }
@@ -30,22 +30,24 @@ export const fromOutput = (secretId: string, output: DescribeSecretCommandOutput
   )
 })
 
-/** The denial names the permission metadata needs, not GetSecretValue's. */
-const denial = (key: string, secretId: string) => (error: SecretError): SecretError =>
-  error._tag === "SecretAccessDenied"
-    ? new SecretAccessDenied({
-      backend: "aws-secrets-manager",
-      key,
-      message: `AWS Secrets Manager refused DescribeSecret for "${secretId}" (${key}), so its age cannot be read. ` +
-        `Fix: grant secretsmanager:DescribeSecret on arn:aws:secretsmanager:<region>:<account>:secret:${secretId}*.`
-    })
-    : error
+/**
+ * An `AccessDeniedException` of DescribeSecret names the permission metadata needs, not
+ * GetSecretValue's. (Other refusals, such as expired credentials, keep their own fix.)
+ *
+ * @internal
+ */
+export const denied = (key: string, secretId: string): SecretError =>
+  new SecretAccessDenied({
+    backend: "aws-secrets-manager",
+    key,
+    message: `AWS Secrets Manager refused DescribeSecret for "${secretId}" (${key}), so its age cannot be read. ` +
+      `Fix: grant secretsmanager:DescribeSecret on arn:aws:secretsmanager:<region>:<account>:secret:${secretId}*.`
+  })
 
 /** @internal */
 export const make = (options: AwsMetadataOptions) => (key: string): Effect.Effect<Option.Option<SecretMetadata>, SecretError> => {
   const secretId = `${options.prefix}${key}`
   return options.send(secretId, key).pipe(
-    Effect.mapError(denial(key, secretId)),
     Effect.map((output) => Option.some(fromOutput(secretId, output))),
     Effect.withSpan("SecretsBackend.awsSecretsManager.describe", { attributes: { key, secretId } })
   )
