@@ -10,6 +10,7 @@
 import { Signer } from "@aws-sdk/rds-signer"
 import { assert, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -18,8 +19,8 @@ import { testSettings } from "@takumi/config"
 import { SecretsBackend } from "@takumi/secrets"
 import { LeakGuard, TestDatabase } from "@takumi/testing"
 import { afterAll, afterEach, beforeAll, vi } from "vitest"
-import { SecureSqlClient } from "../src/index.js"
-import { configLayer, makeLogCapture, makeSettings } from "./fixtures.js"
+import { SecureSqlClient, TakumiDb } from "../src/index.js"
+import { configLayer, developmentVariables, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const ACCESS_KEY_ID = "AKIDRDSIAMTEST"
 const SECRET_ACCESS_KEY = "rds-iam-test-secret-key-5d2c"
@@ -83,6 +84,14 @@ const connectAs = (env: Context.Tag.Service<TestDatabase.TestDatabase>) =>
     return { rows, logs }
   })
 
+/** The variables a service would set, development, verified TLS to the harness server. */
+const environment = (env: Context.Tag.Service<TestDatabase.TestDatabase>, overrides: Readonly<Record<string, string>>) => ({
+  ...developmentVariables(env),
+  SECRETS_BACKEND: "rds-iam",
+  AWS_REGION: REGION,
+  ...overrides
+})
+
 layer(database, { timeout: 60_000, excludeTestServices: true })("SecureSqlClient with SECRETS_BACKEND=rds-iam", (it) => {
   it.scoped("connects over verified TLS with the token it signed: the one computed for that instant, set as the role's password", () =>
     Effect.gen(function*() {
@@ -92,6 +101,32 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecureSqlClient
       const { logs, rows } = yield* connectAs(env)
       assert.deepStrictEqual(rows, [{ user: "app", ssl: true }])
       for (const line of yield* logs.lines) assert.notInclude(line.text, token)
+    }))
+
+  it.scoped("TakumiDb.layer takes SECRETS_BACKEND=rds-iam and AWS_REGION from the environment", () =>
+    Effect.gen(function*() {
+      const env = yield* TestDatabase.TestDatabase
+      const token = yield* expectedToken(env.server, SIGNED_AT)
+      yield* Effect.orDie(env.server.query(`ALTER ROLE app PASSWORD '${token}'`))
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ user: string }>`SELECT current_user AS user`).pipe(
+        Effect.provide(TakumiDb.layer),
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(environment(env, {})))))
+      )
+      assert.deepStrictEqual(rows, [{ user: "app" }])
+    }))
+
+  it.scoped("TakumiDb.layer refuses SECRETS_BACKEND=rds-iam without verified TLS even in development (rds-iam-tls)", () =>
+    Effect.gen(function*() {
+      const env = yield* TestDatabase.TestDatabase
+      for (const unsafe of [{ DB_SSL: "false" }, { DB_SSL_REJECT_UNAUTHORIZED: "false" }]) {
+        const error = yield* Effect.flip(
+          Effect.provide(Effect.void, TakumiDb.layer).pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(environment(env, unsafe)))))
+          )
+        )
+        assert.strictEqual(error._tag, "InsecureConfiguration")
+        assert.include(error.message, "SECRETS_BACKEND=rds-iam")
+      }
     }))
 
   it.scoped("is refused (AuthenticationFailed) when its token was signed at another instant: the server does check it", () =>
