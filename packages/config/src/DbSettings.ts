@@ -22,7 +22,7 @@ export type Environment = "development" | "test" | "staging" | "production"
  * @since 0.1.0
  * @category models
  */
-export type SecretsBackendKind = "aws-secrets-manager" | "vault" | "env"
+export type SecretsBackendKind = "aws-secrets-manager" | "vault" | "env" | "rds-iam"
 
 /**
  * `DB_SSL_MIN_VERSION`. Versions below TLSv1.2 decode (so development can reach an old server)
@@ -158,7 +158,7 @@ export interface SecretsSettings {
   readonly requestTimeout: Duration.Duration
   /** `SECRETS_PREFIX` (default `takumi/<environment>/`) */
   readonly prefix: string
-  /** present when the backend is `aws-secrets-manager` */
+  /** present when the backend is `aws-secrets-manager` or `rds-iam` (which uses `region` only) */
   readonly aws: Option.Option<AwsSecretsSettings>
   /** present when the backend is `vault` */
   readonly vault: Option.Option<VaultSettings>

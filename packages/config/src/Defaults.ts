@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
-import type { AuthMethod, Environment } from "./DbSettings.js"
+import type { AuthMethod, Environment, SecretsBackendKind } from "./DbSettings.js"
 
 /**
  * `DB_PORT`.
@@ -94,15 +94,20 @@ export const channelBinding = "prefer" as const
 /**
  * `DB_REQUIRE_AUTH` per environment: production and staging accept SCRAM-SHA-256 or no password
  * request at all (certificate authentication); development and test accept every method (md5 and
- * cleartext warn once), as a local server may be configured either way.
+ * cleartext warn once), as a local server may be configured either way. With
+ * `SECRETS_BACKEND=rds-iam` production and staging accept cleartext only: RDS checks an IAM token
+ * through PAM, which asks for the password in cleartext, and the `rds-iam-tls` rule makes sure it
+ * goes only over verified TLS to the named host (the token is valid for 15 minutes and that host).
  *
  * @since 0.1.0
  * @category constants
  */
-export const requireAuth = (environment: Environment): ReadonlyArray<AuthMethod> =>
-  environment === "production" || environment === "staging"
-    ? ["scram-sha-256", "none"]
-    : ["scram-sha-256", "md5", "password", "none"]
+export const requireAuth = (environment: Environment, backend?: SecretsBackendKind): ReadonlyArray<AuthMethod> =>
+  environment !== "production" && environment !== "staging"
+    ? ["scram-sha-256", "md5", "password", "none"]
+    : backend === "rds-iam"
+    ? ["password"]
+    : ["scram-sha-256", "none"]
 
 /**
  * `DB_FAILOVER_TIMEOUT`: 5000 ms.

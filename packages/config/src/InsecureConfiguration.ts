@@ -30,6 +30,8 @@ import * as Schema from "effect/Schema"
  *   credentials regularly (every 90 days minimum)" (refused in production, warned elsewhere).
  * - `public-ca-trust` (a warning, never a refusal): no `DB_SSL_CA`, so the server is trusted
  *   through the public CA store (and `NODE_EXTRA_CA_CERTS`).
+ * - `rds-iam-tls`: `SECRETS_BACKEND=rds-iam` without TLS or without certificate validation: the
+ *   IAM token goes to the server in cleartext, so only a verified server may receive it.
  *
  * @since 0.1.0
  * @category models
@@ -48,7 +50,8 @@ export const Rule = Schema.Literal(
   "password-auth-method",
   "channel-binding",
   "public-ca-trust",
-  "credential-max-age"
+  "credential-max-age",
+  "rds-iam-tls"
 )
 
 /**

@@ -16,6 +16,7 @@
  * | `password-auth-method` | refuse | refuse | allowed (a server asking for md5 / cleartext warns once) |
  * | `channel-binding` | refuse | refuse | allowed |
  * | `public-ca-trust` | warn | warn | allowed |
+ * | `rds-iam-tls` | refuse | refuse | refuse |
  *
  * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
  * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
@@ -161,6 +162,22 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
     findings.push({ rule, severity, variable, message })
   const tls = settings.tls
 
+  // first: where it applies it says more than the general TLS rules below
+  const rdsIam = settings.secrets.backend === "rds-iam"
+  if (rdsIam && (!tls.enabled || !tls.rejectUnauthorized)) {
+    // refused everywhere: unlike a password a developer chose, the token is a credential AWS
+    // accepts for the real database, and the server asks for it in cleartext
+    add(
+      "rds-iam-tls",
+      "refuse",
+      tls.enabled ? "DB_SSL_REJECT_UNAUTHORIZED" : "DB_SSL",
+      `SECRETS_BACKEND=rds-iam sends an IAM authentication token as the password, in cleartext inside TLS, so it ` +
+        `needs TLS with full verification (sslmode=verify-full) in every environment, but ${
+          tls.enabled ? "DB_SSL_REJECT_UNAUTHORIZED=false" : "DB_SSL=false"
+        }. Fix: set DB_SSL=true and DB_SSL_REJECT_UNAUTHORIZED=true, and DB_SSL_CA to the RDS CA bundle ` +
+        "(https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)."
+    )
+  }
   if (!tls.enabled) {
     if (hardensWire(env)) {
       add(
@@ -216,7 +233,10 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
         "issues your database certificates (e.g. the RDS or Cloud SQL CA bundle) to trust that CA only."
     )
   }
-  const weakMethods = settings.auth.requireAuth.filter((method) => method === "md5" || method === "password")
+  // with rds-iam cleartext is how RDS asks for the token, and rds-iam-tls holds it to verified TLS
+  const weakMethods = settings.auth.requireAuth.filter((method) =>
+    method === "md5" || (method === "password" && !rdsIam)
+  )
   if (weakMethods.length > 0 && hardensWire(env)) {
     add(
       "password-auth-method",
@@ -245,8 +265,8 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
       "SECRETS_BACKEND",
       env === "production"
         ? `Database credentials MUST come from a secrets manager in production, but SECRETS_BACKEND=env. ` +
-          `Set SECRETS_BACKEND=aws-secrets-manager (with AWS_REGION) or SECRETS_BACKEND=vault ` +
-          `(with VAULT_ADDR, VAULT_TOKEN, VAULT_PATH) and remove DB_PASSWORD.`
+          `Set SECRETS_BACKEND=aws-secrets-manager (with AWS_REGION), SECRETS_BACKEND=vault ` +
+          `(with VAULT_ADDR, VAULT_TOKEN, VAULT_PATH) or SECRETS_BACKEND=rds-iam (with AWS_REGION) and remove DB_PASSWORD.`
         : `The database password is read from environment variables (SECRETS_BACKEND=env). ` +
           `Allowed in ${env}; production refuses it.`
     )

@@ -55,7 +55,34 @@ const vault = (environment: Environment, address: string, path: string) => ({
   })
 })
 
+const rdsIam = (environment: Environment): DbSettings => ({
+  ...secure(environment),
+  secrets: { ...secure(environment).secrets, backend: "rds-iam" }
+})
+
 const cases: ReadonlyArray<Case> = [
+  {
+    rule: "rds-iam-tls",
+    variable: "DB_SSL",
+    fix: "set DB_SSL=true and DB_SSL_REJECT_UNAUTHORIZED=true",
+    settings: (env) => ({ ...rdsIam(env), tls: { ...rdsIam(env).tls, enabled: false } }),
+    expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
+  },
+  {
+    rule: "rds-iam-tls",
+    variable: "DB_SSL_REJECT_UNAUTHORIZED",
+    fix: "set DB_SSL=true and DB_SSL_REJECT_UNAUTHORIZED=true",
+    settings: (env) => ({ ...rdsIam(env), tls: { ...rdsIam(env).tls, rejectUnauthorized: false } }),
+    expected: { production: "refuse", staging: "refuse", development: "refuse", test: "refuse" }
+  },
+  {
+    // RDS asks for the IAM token in cleartext; rds-iam-tls holds it to verified TLS
+    rule: "password-auth-method",
+    variable: "DB_REQUIRE_AUTH",
+    fix: "",
+    settings: (env) => ({ ...rdsIam(env), auth: { ...rdsIam(env).auth, requireAuth: ["password"] } }),
+    expected: { production: "pass", staging: "pass", development: "pass", test: "pass" }
+  },
   {
     rule: "password-auth-method",
     variable: "DB_REQUIRE_AUTH",

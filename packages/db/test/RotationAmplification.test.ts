@@ -14,11 +14,10 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import { SecretCache, SecretMetrics, SecretNotFound, SecretsBackend } from "@takumi/secrets"
 import { type PgTestServer, TestDatabase } from "@takumi/testing"
 import { SecureSqlClient } from "../src/index.js"
-import { configLayer, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, makeLogCapture, makeSettings, untilNoConnections } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-amplify-6b2e"
 const CHANGED_PASSWORD = "changed-Pa55word-amplify-d41a"
@@ -47,16 +46,6 @@ const cachedStore = (entries: Readonly<Record<string, string>>) =>
       reads: Ref.get(reads)
     }
   })
-
-const ourBackends = (server: PgTestServer.PgTestServer) =>
-  server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'app'").pipe(
-    Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)),
-    Effect.orDie
-  )
-
-/** Waits until the pool has closed every connection of ours (idle ones close after 20 ms here). */
-const untilNoConnections = (server: PgTestServer.PgTestServer) =>
-  ourBackends(server).pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0 }))
 
 /**
  * A client whose idle connections close at once, so that every query below opens a new one; its

@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import { DbConfig } from "@takumi/config"
 import { TestDatabase } from "@takumi/testing"
 import { TakumiDb } from "../src/index.js"
+import { developmentVariables } from "./fixtures.js"
 
 const PASSWORD = "takumi-Pa55word-c41d9e"
 
@@ -19,13 +20,7 @@ const database = TestDatabase.layer({ roles: [{ name: "app", password: PASSWORD 
 const environment = (env: Context.Tag.Service<TestDatabase.TestDatabase>, extra: Record<string, string> = {}) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(
     new Map(Object.entries({
-      NODE_ENV: "development",
-      DB_HOST: env.server.host,
-      DB_PORT: String(env.server.port),
-      DB_NAME: "app",
-      DB_USER: "app",
-      DB_SSL: "true",
-      DB_SSL_CA: env.pki.ca.certPath,
+      ...developmentVariables(env),
       DB_APPLICATION_NAME: "takumi-db-compose",
       SECRETS_BACKEND: "env",
       DB_PASSWORD: PASSWORD,

@@ -13,6 +13,7 @@ import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import { DbConfig, type DbSettings, type PemSource, testSettings } from "@takumi/config"
 import { SecretNotFound, SecretsBackend } from "@takumi/secrets"
 import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
@@ -138,4 +139,26 @@ export const tlsBaseline = (env: Context.Tag.Service<TestDatabase.TestDatabase>)
   certificate: env.pki.server,
   ca: env.pki.ca.certPem,
   hba: PgTestServer.defaultHba(true)
+})
+
+/** How many connections of the role `app` the server has open. */
+export const ourBackends = (server: PgTestServer.PgTestServer) =>
+  server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'app'").pipe(
+    Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)),
+    Effect.orDie
+  )
+
+/** Waits until the pool has closed every connection of ours (with a short idle timeout), so that the next query opens one. */
+export const untilNoConnections = (server: PgTestServer.PgTestServer) =>
+  ourBackends(server).pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0 }))
+
+/** The variables of a development service reaching the fixture's server over verified TLS as `app` on `app`. */
+export const developmentVariables = (env: Context.Tag.Service<TestDatabase.TestDatabase>): Record<string, string> => ({
+  NODE_ENV: "development",
+  DB_HOST: env.server.host,
+  DB_PORT: String(env.server.port),
+  DB_NAME: "app",
+  DB_USER: "app",
+  DB_SSL: "true",
+  DB_SSL_CA: env.pki.ca.certPath
 })

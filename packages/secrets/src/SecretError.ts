@@ -7,7 +7,7 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category models
  */
-export const BackendName = Schema.Literal("aws-secrets-manager", "vault", "env", "test")
+export const BackendName = Schema.Literal("aws-secrets-manager", "vault", "env", "rds-iam", "test")
 
 /**
  * @since 0.1.0

@@ -1,7 +1,7 @@
 /**
  * @since 0.1.0
  */
-import { DbConfig, type DbSettings, type PemSource } from "@takumi/config"
+import { type AwsSecretsSettings, DbConfig, type DbSettings, type PemSource } from "@takumi/config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -11,6 +11,7 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs/promises"
 import * as AwsBackend from "./internal/aws/backend.js"
+import * as RdsIam from "./internal/aws/rdsIam.js"
 import * as EnvBackend from "./internal/envBackend.js"
 import * as SecretCache from "./internal/secretCache.js"
 import * as TestBackend from "./internal/testBackend.js"
@@ -58,12 +59,21 @@ const missingSettings = (backend: BackendName, variable: string, needs: string) 
     message: `SECRETS_BACKEND=${backend} has no ${needs} in the configuration. Fix: set ${variable}.`
   })
 
+/** The AWS settings both AWS backends need (`AWS_REGION` at least), or the error naming it. */
+const withAwsSettings = (
+  backend: "aws-secrets-manager" | "rds-iam",
+  settings: DbSettings,
+  make: (aws: AwsSecretsSettings) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope>
+): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
+  Option.match(settings.secrets.aws, {
+    onNone: () => Effect.fail(missingSettings(backend, "AWS_REGION", "AWS settings (region)")),
+    onSome: make
+  })
+
 const makeAwsSecretsManager = (
   settings: DbSettings
 ): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
-  Option.match(settings.secrets.aws, {
-    onNone: () => Effect.fail(missingSettings("aws-secrets-manager", "AWS_REGION", "AWS settings (region)")),
-    onSome: (aws) =>
+  withAwsSettings("aws-secrets-manager", settings, (aws) =>
       Effect.gen(function*() {
         const ca = yield* readCa(aws.caBundle, {
           backend: "aws-secrets-manager",
@@ -79,8 +89,7 @@ const makeAwsSecretsManager = (
           requestTimeout: settings.secrets.requestTimeout
         })
         return { ...(yield* cached("aws-secrets-manager", settings, lookup)), describe, pending }
-      })
-  })
+      }))
 
 /**
  * The PEM text of a CA bundle setting (`VAULT_CACERT`, `AWS_CA_BUNDLE`): inline, or read from its
@@ -145,6 +154,27 @@ const makeVault = (
       })
   })
 
+const makeRdsIam = (
+  settings: DbSettings
+): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
+  withAwsSettings("rds-iam", settings, (aws) =>
+      Effect.flatMap(
+        RdsIam.make({
+          region: aws.region,
+          hostname: settings.host,
+          port: settings.port,
+          username: settings.user,
+          requestTimeout: settings.secrets.requestTimeout
+        }),
+        (lookup) =>
+          SecretCache.make({
+            backend: "rds-iam",
+            lookup,
+            ttl: RdsIam.tokenTtl(settings.secrets.cacheTtl),
+            maxStale: RdsIam.tokenMaxStale(settings.secrets.cacheTtl)
+          })
+      ))
+
 const makeEnv = (settings: DbSettings): Effect.Effect<SecretsBackendService, never, Scope.Scope> =>
   Effect.flatMap(EnvBackend.make(settings), (lookup) => cached("env", settings, lookup))
 
@@ -158,6 +188,8 @@ const makeFromSettings = (
       return makeVault(settings)
     case "env":
       return makeEnv(settings)
+    case "rds-iam":
+      return makeRdsIam(settings)
   }
 }
 
@@ -228,6 +260,31 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
   ) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> = makeVault
 
   /**
+   * RDS IAM authentication, cached: `get("DB_PASSWORD")` is an authentication token from
+   * `@aws-sdk/rds-signer` (an optional peer dependency) for `DB_USER` at `DB_HOST`:`DB_PORT` in
+   * `AWS_REGION`, signed with the SDK's default credential chain, valid 15 minutes and cached for
+   * at most 10 (`SECRETS_CACHE_TTL` when shorter); other keys are `SecretNotFound`. The policy
+   * refuses it without verified TLS (`rds-iam-tls`).
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeRdsIam: (
+    settings: DbSettings
+  ) => Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> = makeRdsIam
+
+  /**
+   * `makeRdsIam` with settings from `DbConfig`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerRdsIam: Layer.Layer<SecretsBackend, SecretsBackendUnavailable, DbConfig> = Layer.scoped(
+    this,
+    Effect.flatMap(DbConfig, makeRdsIam)
+  )
+
+  /**
    * The development backend, cached: `DB_PASSWORD`, `DB_USER`, `DB_HOST`, `DB_PORT`, `DB_NAME`
    * from the decoded settings. Logs a warning once, when built.
    *
@@ -278,7 +335,7 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
   )
 
   /**
-   * The backend `SECRETS_BACKEND` names (`aws-secrets-manager`, `vault` or `env`), from `DbConfig`.
+   * The backend `SECRETS_BACKEND` names (`aws-secrets-manager`, `vault`, `env` or `rds-iam`), from `DbConfig`.
    *
    * @since 0.1.0
    * @category layers

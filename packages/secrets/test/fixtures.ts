@@ -9,6 +9,11 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { vi } from "vitest"
 
 export const settings = (secrets: Partial<SecretsSettings> = {}, overrides: TestSettingsInput = {}): DbSettings =>
   testSettings({
@@ -88,3 +93,51 @@ export const vaultSettings = (
       database: Option.fromNullable(options.database)
     })
   })
+
+// The real SDK signs every request with credentials from its default chain; the doubles do not
+// check signatures, so static test credentials in the environment are enough.
+export const stubTestCredentials = () => {
+  vi.stubEnv("AWS_ACCESS_KEY_ID", "AKIDTESTDOUBLE")
+  vi.stubEnv("AWS_SECRET_ACCESS_KEY", "test-double-secret")
+}
+
+/**
+ * For the rest of the scope, an environment in which the SDK's default credential chain finds
+ * nothing: no AWS_* credentials, profile, web identity or container endpoint, empty shared
+ * credentials and config files, and no EC2 instance metadata. The file's static test
+ * credentials (`stubTestCredentials`) are all that is stubbed again when the scope closes.
+ */
+export const withoutCredentials = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "takumi-aws-empty-"))
+    const credentialsFile = Path.join(dir, "credentials")
+    const configFile = Path.join(dir, "config")
+    Fs.writeFileSync(credentialsFile, "")
+    Fs.writeFileSync(configFile, "")
+    for (
+      const name of [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+      ]
+    ) vi.stubEnv(name, "")
+    vi.stubEnv("AWS_SHARED_CREDENTIALS_FILE", credentialsFile)
+    vi.stubEnv("AWS_CONFIG_FILE", configFile)
+    vi.stubEnv("AWS_EC2_METADATA_DISABLED", "true")
+    return dir
+  }),
+  (dir) =>
+    Effect.sync(() => {
+      vi.unstubAllEnvs()
+      stubTestCredentials()
+      Fs.rmSync(dir, { recursive: true, force: true })
+    })
+)

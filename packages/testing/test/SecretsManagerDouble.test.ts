@@ -1,4 +1,4 @@
-import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager"
+import { DescribeSecretCommand, GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -59,6 +59,55 @@ describe("SecretsManagerDouble", () => {
       expect(current.SecretString).toBe("new")
       expect(current.VersionStages).toEqual(["AWSCURRENT"])
       expect((yield* getSecret(double, { SecretId: "rotating", VersionStage: "AWSPREVIOUS" })).SecretString).toBe("old")
+    }))
+
+  it.scopedLive("rotates through the four steps: AWSPENDING from createSecret, AWSCURRENT moved at finishSecret, LastRotatedDate set", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      const oldVersion = yield* double.putSecretString("rotating", "old")
+      const seen: Array<readonly [SecretsManagerDouble.RotationStep, string | undefined, string | undefined]> = []
+      const stages = Effect.all([
+        Effect.map(getSecret(double, { SecretId: "rotating" }), (answer) => answer.SecretString),
+        Effect.map(
+          Effect.either(getSecret(double, { SecretId: "rotating", VersionStage: "AWSPENDING" })),
+          Either.match({ onLeft: () => undefined, onRight: (answer) => answer.SecretString })
+        )
+      ])
+      const handedTo: Array<string> = []
+      const newVersion = yield* double.rotate("rotating", {
+        value: "new",
+        setSecret: (pending) => Effect.sync(() => void handedTo.push(`set ${pending}`)),
+        testSecret: (pending) => Effect.sync(() => void handedTo.push(`test ${pending}`)),
+        afterStep: (step) => Effect.map(stages, ([current, pending]) => void seen.push([step, current, pending]))
+      })
+      expect(handedTo).toEqual(["set new", "test new"])
+      expect(seen).toEqual([
+        ["createSecret", "old", "new"],
+        ["setSecret", "old", "new"],
+        ["testSecret", "old", "new"],
+        ["finishSecret", "new", undefined]
+      ])
+      const previous = yield* getSecret(double, { SecretId: "rotating", VersionStage: "AWSPREVIOUS" })
+      expect(previous.VersionId).toBe(oldVersion)
+      expect((yield* getSecret(double, { SecretId: "rotating" })).VersionId).toBe(newVersion)
+      const described = yield* Effect.promise(() => client(double).send(new DescribeSecretCommand({ SecretId: "rotating" })))
+      expect(described.RotationEnabled).toBe(true)
+      expect(described.LastRotatedDate).toBeInstanceOf(Date)
+      expect(described.VersionIdsToStages).toEqual({ [oldVersion]: ["AWSPREVIOUS"], [newVersion]: ["AWSCURRENT"] })
+    }))
+
+  it.scopedLive("leaves AWSPENDING in place when a rotation step fails", () =>
+    Effect.gen(function*() {
+      const double = yield* SecretsManagerDouble.make()
+      yield* double.putSecretString("rotating", "old")
+      const failed = yield* Effect.either(double.rotate("rotating", {
+        value: "new",
+        setSecret: () => Effect.fail("ALTER ROLE failed"),
+        testSecret: () => Effect.void
+      }))
+      expect(failed).toEqual(Either.left("ALTER ROLE failed"))
+      expect((yield* getSecret(double, { SecretId: "rotating" })).SecretString).toBe("old")
+      expect((yield* getSecret(double, { SecretId: "rotating", VersionStage: "AWSPENDING" })).SecretString).toBe("new")
     }))
 
   it.scopedLive("answers each injected fault in the AWS JSON error format the client maps to err.name", () =>

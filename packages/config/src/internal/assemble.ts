@@ -147,14 +147,23 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
   let backend: SecretsBackendKind = "env"
   if (Option.isSome(v.SECRETS_BACKEND)) backend = v.SECRETS_BACKEND.value
   else if (environment === "staging" || environment === "production") {
-    report("SECRETS_BACKEND", `required in ${environment} (aws-secrets-manager or vault)`)
+    report("SECRETS_BACKEND", `required in ${environment} (aws-secrets-manager, vault or rds-iam)`)
   }
   const requiredFor = (variable: VariableName, value: Option.Option<unknown>) => {
     if (Option.isNone(value)) {
       report(variable, `required when SECRETS_BACKEND=${backend} (${variableInfo[variable].expected})`)
     }
   }
-  if (backend === "aws-secrets-manager") requiredFor("AWS_REGION", v.AWS_REGION)
+  // rds-iam signs its tokens for a region: the AWS settings serve both
+  const usesAws = backend === "aws-secrets-manager" || backend === "rds-iam"
+  if (usesAws) requiredFor("AWS_REGION", v.AWS_REGION)
+  // a token is signed for one host:port, and the replica's pool would be handed the primary's
+  if (backend === "rds-iam" && Option.isSome(v.DB_READ_REPLICA_HOST)) {
+    report(
+      "DB_READ_REPLICA_HOST",
+      "is not supported with SECRETS_BACKEND=rds-iam (an IAM token is signed for DB_HOST:DB_PORT only); unset it"
+    )
+  }
   if (backend === "vault") {
     requiredFor("VAULT_ADDR", v.VAULT_ADDR)
     requiredFor("VAULT_TOKEN", v.VAULT_TOKEN)
@@ -175,7 +184,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     return Either.left(issues)
   }
 
-  const aws = backend === "aws-secrets-manager" && Option.isSome(v.AWS_REGION)
+  const aws = usesAws && Option.isSome(v.AWS_REGION)
     ? Option.some({
       region: v.AWS_REGION.value,
       endpoint: v.AWS_ENDPOINT_URL_SECRETS_MANAGER,
@@ -238,7 +247,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       ),
       requireAuth: Option.getOrElse(
         Option.orElse(v.DB_REQUIRE_AUTH, () => Option.flatMap(url, (parts) => parts.requireAuth)),
-        () => Defaults.requireAuth(environment)
+        () => Defaults.requireAuth(environment, backend)
       )
     },
     statementTimeout,

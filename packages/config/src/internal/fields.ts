@@ -23,7 +23,7 @@ import type { AuthMethod, PemSource } from "../DbSettings.js"
 export const Environment = Schema.Literal("development", "test", "staging", "production")
 
 /** @internal */
-export const SecretsBackendKind = Schema.Literal("aws-secrets-manager", "vault", "env")
+export const SecretsBackendKind = Schema.Literal("aws-secrets-manager", "vault", "env", "rds-iam")
 
 /** @internal */
 export const TlsVersion = Schema.Literal("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")

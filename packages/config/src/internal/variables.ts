@@ -131,7 +131,7 @@ export const variableInfo: { readonly [K in VariableName]: VariableInfo } = {
   DB_READ_REPLICA_HOST: info("a host name or IP address"),
   DB_READ_REPLICA_PORT: info("an integer port from 1 to 65535"),
   DB_FAILOVER_TIMEOUT: info(millis),
-  SECRETS_BACKEND: info("one of aws-secrets-manager, vault, env"),
+  SECRETS_BACKEND: info("one of aws-secrets-manager, vault, env, rds-iam"),
   SECRETS_CACHE_TTL: info(millis),
   SECRETS_MAX_STALE: info(millis),
   SECRETS_REQUEST_TIMEOUT: info(millis),
