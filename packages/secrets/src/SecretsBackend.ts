@@ -15,6 +15,8 @@ import * as EnvBackend from "./internal/envBackend.js"
 import * as SecretCache from "./internal/secretCache.js"
 import * as TestBackend from "./internal/testBackend.js"
 import * as VaultBackend from "./internal/vault/backend.js"
+import * as VaultDynamic from "./internal/vault/dynamicCredentials.js"
+import type { DatabaseCredentials } from "./DatabaseCredentials.js"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
 import type { SecretMetadata } from "./SecretMetadata.js"
 
@@ -34,6 +36,13 @@ export interface SecretsBackendService {
    * (`secretsmanager:DescribeSecret`, Vault `read` on `<mount>/metadata/<path>`).
    */
   readonly describe?: (key: string) => Effect.Effect<Option.Option<SecretMetadata>, SecretError>
+  /**
+   * Dynamic database credentials (Vault with `VAULT_DB_ROLE`): user name and password together,
+   * per new connection, rolled over before their lease ends. Present only on such a backend; its
+   * `get("DB_PASSWORD")` is then the current pair's password and `describe("DB_PASSWORD")` is
+   * `None` (leases have lifetimes, not ages: the credential-age check does not apply).
+   */
+  readonly databaseCredentials?: DatabaseCredentials
 }
 
 const cached = (
@@ -123,7 +132,7 @@ const makeVault = (
           variable: "VAULT_CACERT",
           server: "the Vault server certificate"
         })
-        const { describe, lookup } = yield* VaultBackend.make({
+        const { describe, lookup, read, write } = yield* VaultBackend.make({
           address: vault.address,
           token: vault.token,
           path: vault.path,
@@ -132,9 +141,42 @@ const makeVault = (
           redirectHosts: vault.redirectHosts,
           requestTimeout: settings.secrets.requestTimeout
         })
-        return { ...(yield* cached("vault", settings, lookup)), describe }
-      })
+        const kv = { ...(yield* cached("vault", settings, lookup)), describe }
+        return yield* Option.match(vault.database, {
+          onNone: () => Effect.succeed(kv),
+          onSome: (database) =>
+            Effect.map(
+              VaultDynamic.make({ read, write, ...database, requestTimeout: settings.secrets.requestTimeout }),
+              (credentials) => withDatabaseCredentials(kv, credentials)
+            )
+        })
+      }).pipe(Effect.catchTags({
+        // the first pair is read when the backend is built: without it there is nothing to connect with
+        SecretNotFound: toUnavailable,
+        SecretAccessDenied: toUnavailable,
+        SecretMalformed: toUnavailable
+      }))
   })
+
+const toUnavailable = (error: SecretError) =>
+  Effect.fail(new SecretsBackendUnavailable({ backend: error.backend, key: error.key, message: error.message }))
+
+/** The password key @takumi/db asks for, answered from the dynamic pair. */
+const passwordKey = "DB_PASSWORD"
+
+/**
+ * A KV backend whose `DB_PASSWORD` is the current dynamic pair's password, exempt from the
+ * credential-age check (`describe` gives `None` for it), with the pairs as `databaseCredentials`.
+ */
+const withDatabaseCredentials = (
+  kv: SecretsBackendService & Required<Pick<SecretsBackendService, "describe">>,
+  credentials: DatabaseCredentials
+): SecretsBackendService => ({
+  get: (key) => key === passwordKey ? Effect.map(credentials.current, (pair) => pair.password) : kv.get(key),
+  invalidate: (key) => key === passwordKey ? Effect.void : kv.invalidate(key),
+  describe: (key) => key === passwordKey ? Effect.succeed(Option.none()) : kv.describe(key),
+  databaseCredentials: credentials
+})
 
 const makeEnv = (settings: DbSettings): Effect.Effect<SecretsBackendService, never, Scope.Scope> =>
   Effect.flatMap(EnvBackend.make(settings), (lookup) => cached("env", settings, lookup))

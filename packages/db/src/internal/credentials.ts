@@ -12,6 +12,8 @@ import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import { SecretsBackend } from "@takumi/secrets"
+import * as DynamicCredentials from "./dynamicCredentials.js"
+import type { DynamicSource } from "./dynamicCredentials.js"
 
 /** The secret key of the database password. */
 export const passwordKey = "DB_PASSWORD"
@@ -64,6 +66,13 @@ export interface Credentials {
    * never the password.
    */
   readonly lastPasswordWasWellKnown: () => boolean | undefined
+  /**
+   * Dynamic credentials (Vault `VAULT_DB_ROLE`): the user name comes with the password, per new
+   * connection (internal/dynamicCredentials.ts), and `password` is not used; `undefined` for a
+   * static `DB_USER` + password. Vault generates these passwords, so the well-known check does
+   * not apply to them (`lastPasswordWasWellKnown` stays `undefined`).
+   */
+  readonly dynamic?: DynamicSource | undefined
 }
 
 /**
@@ -76,6 +85,9 @@ export const makeCredentials = (user: string): Effect.Effect<Credentials, never,
     const runtime = yield* Effect.runtime<never>()
     const runPromiseExit = Runtime.runPromiseExit(runtime)
     let wellKnown: boolean | undefined = undefined
+    const dynamic = backend.databaseCredentials === undefined
+      ? undefined
+      : yield* DynamicCredentials.makeSource(backend.databaseCredentials)
 
     const password = async (): Promise<string> => {
       const exit = await runPromiseExit(backend.get(passwordKey))
@@ -89,5 +101,5 @@ export const makeCredentials = (user: string): Effect.Effect<Credentials, never,
 
     const invalidate = (): Promise<void> => Runtime.runPromise(runtime)(backend.invalidate(passwordKey))
 
-    return { password, invalidate, lastPasswordWasWellKnown: () => wellKnown }
+    return { password, invalidate, lastPasswordWasWellKnown: () => wellKnown, dynamic }
   })

@@ -20,6 +20,7 @@ import { type AcquireError, classifyConnectError, classifyRuntimeError, type Con
 import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
 import type { Credentials } from "./credentials.js"
+import * as DynamicCredentials from "./dynamicCredentials.js"
 import { Monitor } from "./monitor.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
@@ -276,11 +277,16 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     })
     // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
     // answering is discarded), over the authentication policy and the monitor's instruments
-    const PoolClient = withStatementTimeouts(
+    // Vault dynamic credentials: every new client takes the newest user and password together
+    const generations: DynamicCredentials.Generations = new WeakMap()
+    const dynamic = options.credentials.dynamic
+    const withCredentials = (Client: typeof Pg.Client) =>
+      dynamic === undefined ? Client : DynamicCredentials.withDynamicCredentials(Client, dynamic, generations)
+    const PoolClient = withCredentials(withStatementTimeouts(
       withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })),
       target,
       options.settings
-    )
+    ))
     const SecurePool = makePoolClass({
       credentials: options.credentials,
       onStalePassword: () => {
@@ -291,7 +297,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, withAuthPolicy(Pg.Client))
+    }, target, withCredentials(withAuthPolicy(Pg.Client)))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -373,6 +379,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     })
 
     if (Option.isSome(instruments)) yield* instruments.value.watch(pool)
+    if (dynamic !== undefined) yield* DynamicCredentials.retireOnRollover(pool, dynamic, generations)
 
     return pool
   })
