@@ -173,6 +173,8 @@ const withDatabaseCredentials = (
   credentials: DatabaseCredentials
 ): SecretsBackendService => ({
   get: (key) => key === passwordKey ? Effect.map(credentials.current, (pair) => pair.password) : kv.get(key),
+  // nothing cached to forget: a 28P01 retry already takes the newest pair, and a revoked lease is
+  // noticed by the next renewal, which rolls over at once
   invalidate: (key) => key === passwordKey ? Effect.void : kv.invalidate(key),
   describe: (key) => key === passwordKey ? Effect.succeed(Option.none()) : kv.describe(key),
   databaseCredentials: credentials
@@ -252,6 +254,11 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    * bounded by `SECRETS_REQUEST_TIMEOUT`.
    * TLS verification is always on, redirects go only to `VAULT_ADDR`'s host or
    * `VAULT_REDIRECT_HOSTS`, no `VAULT_*` or proxy variable is read behind the configuration, and the token never appears in an error or log line.
+   * With `VAULT_DB_ROLE` the database user and password are dynamic credentials from
+   * `<VAULT_DB_MOUNT>/creds/<role>` (`databaseCredentials`): the first pair is read here (the
+   * backend fails to build without it), the lease is renewed and rolled over in a fiber of the
+   * scope, and every lease still alive is revoked when the scope closes
+   * (internal/vault/dynamicCredentials.ts).
    *
    * @since 0.1.0
    * @category constructors
