@@ -115,6 +115,8 @@ export interface VaultDatabaseEngine {
   readonly leases: Effect.Effect<ReadonlyArray<VaultDatabaseLease>>
   /** SQL steps that failed in PostgreSQL (creating, renewing or dropping a role); empty when all went well */
   readonly failures: Effect.Effect<ReadonlyArray<string>>
+  /** Revokes a lease as an operator would (`vault lease revoke`): its role is dropped, renewals fail. */
+  readonly revoke: (leaseId: string) => Effect.Effect<void>
 }
 
 /**
@@ -191,7 +193,14 @@ export const makeWithDatabase = (options: {
           : Option.some({ at: new Date(lease.endedAt), by: lease.endedBy })
       }))
     )
-    return { ...double, database: { leases, failures: Effect.sync(() => [...engine.failures]) } }
+    return {
+      ...double,
+      database: {
+        leases,
+        failures: Effect.sync(() => [...engine.failures]),
+        revoke: (leaseId) => Effect.asVoid(Effect.promise(() => engine.revoke(leaseId, "revoke")))
+      }
+    }
   })
 
 const makeWithState = (options: {

@@ -34,7 +34,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { DatabaseCredential, DatabaseCredentials } from "../../DatabaseCredentials.js"
-import { type SecretError, SecretMalformed } from "../../SecretError.js"
+import { type SecretError, SecretMalformed, SecretNotFound } from "../../SecretError.js"
 
 /** @internal */
 export interface DynamicCredentialsOptions {
@@ -113,7 +113,17 @@ export const make = (options: DynamicCredentialsOptions): Effect.Effect<Database
 
     const issue = (generation: number) =>
       Effect.gen(function*() {
-        const body = yield* options.read(credsPath, key)
+        const body = yield* options.read(credsPath, key).pipe(Effect.catchTag("SecretNotFound", (error) =>
+          // the KV wording of the fix (VAULT_PATH, vault kv put) does not apply here
+          Effect.fail(
+            new SecretNotFound({
+              backend: "vault",
+              key,
+              message: `${error.message.replace(/ Fix: .*$/s, "")} Fix: check VAULT_DB_ROLE=${options.role} and ` +
+                `VAULT_DB_MOUNT=${options.mount}: the mount must be a database secrets engine with that role ` +
+                `(vault read ${options.mount}/roles/${options.role}).`
+            })
+          )))
         return yield* parseCreds(credsPath, body, generation, yield* Clock.currentTimeMillis)
       }).pipe(Effect.withSpan("SecretsBackend.vault.databaseCredentials.issue", { attributes: { ...annotations, generation } }))
 
