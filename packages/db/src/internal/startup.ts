@@ -92,7 +92,8 @@ export const makeVerifiedPool = (
         host: target.host,
         port: target.port,
         database: target.database,
-        user: target.user,
+        // with Vault dynamic credentials the user is the issued one, not DB_USER
+        user: credentials.dynamic?.latest().username ?? target.user,
         ...tls
       })
     )
