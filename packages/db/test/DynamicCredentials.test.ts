@@ -12,13 +12,15 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import { SecretsBackend } from "@takumi/secrets"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { type DatabaseCredentials, SecretsBackend } from "@takumi/secrets"
 import { type PgTestServer, TestDatabase, VaultDouble } from "@takumi/testing"
 import { SecureSqlClient } from "../src/index.js"
 import { configLayer, makeSettings } from "./fixtures.js"
@@ -197,5 +199,56 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Vault dynamic 
       expect(yield* rolesLeft(env.server, [credential.username])).toEqual([])
       const revokes = (yield* vault.requests).filter((request) => request.url === "/v1/sys/leases/revoke")
       expect(revokes.length).toBe(1)
+    }))
+
+  it.scoped("retires connections on the old pair: idle ones at the rollover, a busy one only after its statement", () =>
+    Effect.gen(function*() {
+      const env = yield* TestDatabase.TestDatabase
+      const pairs = [
+        { username: "dyn_one", password: "dyn-one-Pw-4c8e2a" },
+        { username: "dyn_two", password: "dyn-two-Pw-91b7f3" }
+      ] as const
+      for (const pair of pairs) yield* env.server.createRole({ name: pair.username, password: pair.password })
+      const credential = (index: 0 | 1): DatabaseCredentials.DatabaseCredential => ({
+        username: pairs[index].username,
+        password: Redacted.make(pairs[index].password),
+        generation: index + 1,
+        leaseId: `database/creds/app/lease-${index + 1}`,
+        expiresAt: new Date(Date.now() + 60_000)
+      })
+      const ref = yield* SubscriptionRef.make(credential(0))
+      const backend: SecretsBackend["Type"] = {
+        get: () => Effect.map(SubscriptionRef.get(ref), (pair) => pair.password),
+        invalidate: () => Effect.void,
+        databaseCredentials: { current: SubscriptionRef.get(ref), changes: ref.changes }
+      }
+      const settings = makeSettings(env.server, env.pki, { idleTimeout: Duration.seconds(30) })
+      const context = yield* Layer.build(
+        SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), Layer.succeed(SecretsBackend, backend))))
+      )
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const sessionsOf = (user: string) =>
+        env.server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1", [user]).pipe(
+          Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)),
+          Effect.orDie
+        )
+      const untilSessions = (user: string, n: number) =>
+        sessionsOf(user).pipe(
+          Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (count) => count === n }),
+          Effect.timeout("10 seconds")
+        )
+      // three connections on the first pair, idle afterwards
+      yield* Effect.all(Array.from({ length: 3 }, () => sql`SELECT pg_sleep(0.2)`), { concurrency: "unbounded" })
+      const busy = yield* Effect.fork(sql<{ readonly u: string }>`SELECT current_user AS u, pg_sleep(1.5)::text AS s`)
+      yield* untilSessions("dyn_one", 3).pipe(Effect.zipRight(Effect.sleep("300 millis")))
+      yield* SubscriptionRef.set(ref, credential(1))
+      // the two idle connections close at once; the busy one keeps running its statement
+      yield* untilSessions("dyn_one", 1)
+      const [row] = yield* Fiber.join(busy)
+      expect(row?.u).toBe("dyn_one")
+      // released after its statement, it is closed instead of going back to the idle list
+      yield* untilSessions("dyn_one", 0)
+      const [next] = yield* sql<{ readonly u: string }>`SELECT current_user AS u`
+      expect(next?.u).toBe("dyn_two")
     }))
 })
