@@ -16,6 +16,8 @@ import * as EnvBackend from "./internal/envBackend.js"
 import * as SecretCache from "./internal/secretCache.js"
 import * as TestBackend from "./internal/testBackend.js"
 import * as VaultBackend from "./internal/vault/backend.js"
+import * as VaultDynamic from "./internal/vault/dynamicCredentials.js"
+import type { DatabaseCredentials } from "./DatabaseCredentials.js"
 import { type BackendName, type SecretError, SecretsBackendUnavailable } from "./SecretError.js"
 import type { SecretMetadata } from "./SecretMetadata.js"
 
@@ -44,6 +46,13 @@ export interface SecretsBackendService {
    * and `finishSecret` steps the database accepts only the pending value.
    */
   readonly pending?: (key: string) => Effect.Effect<Option.Option<Redacted.Redacted<string>>, SecretError>
+  /**
+   * Dynamic database credentials (Vault with `VAULT_DB_ROLE`): user name and password together,
+   * per new connection, rolled over before their lease ends. Present only on such a backend; its
+   * `get("DB_PASSWORD")` is then the current pair's password and `describe("DB_PASSWORD")` is
+   * `None` (leases have lifetimes, not ages: the credential-age check does not apply).
+   */
+  readonly databaseCredentials?: DatabaseCredentials
 }
 
 const cached = (
@@ -141,7 +150,7 @@ const makeVault = (
           variable: "VAULT_CACERT",
           server: "the Vault server certificate"
         })
-        const { describe, lookup } = yield* VaultBackend.make({
+        const { describe, lookup, read, write } = yield* VaultBackend.make({
           address: vault.address,
           token: vault.token,
           path: vault.path,
@@ -150,8 +159,21 @@ const makeVault = (
           redirectHosts: vault.redirectHosts,
           requestTimeout: settings.secrets.requestTimeout
         })
-        return { ...(yield* cached("vault", settings, lookup)), describe }
-      })
+        const kv = { ...(yield* cached("vault", settings, lookup)), describe }
+        return yield* Option.match(vault.database, {
+          onNone: () => Effect.succeed(kv),
+          onSome: (database) =>
+            Effect.map(
+              VaultDynamic.make({ read, write, ...database, requestTimeout: settings.secrets.requestTimeout }),
+              (credentials) => withDatabaseCredentials(kv, credentials)
+            )
+        })
+      }).pipe(Effect.catchTags({
+        // the first pair is read when the backend is built: without it there is nothing to connect with
+        SecretNotFound: toUnavailable,
+        SecretAccessDenied: toUnavailable,
+        SecretMalformed: toUnavailable
+      }))
   })
 
 const makeRdsIam = (
@@ -174,6 +196,27 @@ const makeRdsIam = (
             maxStale: RdsIam.tokenMaxStale(settings.secrets.cacheTtl)
           })
       ))
+const toUnavailable = (error: SecretError) =>
+  Effect.fail(new SecretsBackendUnavailable({ backend: error.backend, key: error.key, message: error.message }))
+
+/** The password key @takumi/db asks for, answered from the dynamic pair. */
+const passwordKey = "DB_PASSWORD"
+
+/**
+ * A KV backend whose `DB_PASSWORD` is the current dynamic pair's password, exempt from the
+ * credential-age check (`describe` gives `None` for it), with the pairs as `databaseCredentials`.
+ */
+const withDatabaseCredentials = (
+  kv: SecretsBackendService & Required<Pick<SecretsBackendService, "describe">>,
+  credentials: DatabaseCredentials
+): SecretsBackendService => ({
+  get: (key) => key === passwordKey ? Effect.map(credentials.current, (pair) => pair.password) : kv.get(key),
+  // nothing cached to forget: a 28P01 retry already takes the newest pair, and a revoked lease is
+  // noticed by the next renewal, which rolls over at once
+  invalidate: (key) => key === passwordKey ? Effect.void : kv.invalidate(key),
+  describe: (key) => key === passwordKey ? Effect.succeed(Option.none()) : kv.describe(key),
+  databaseCredentials: credentials
+})
 
 const makeEnv = (settings: DbSettings): Effect.Effect<SecretsBackendService, never, Scope.Scope> =>
   Effect.flatMap(EnvBackend.make(settings), (lookup) => cached("env", settings, lookup))
@@ -251,6 +294,11 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    * bounded by `SECRETS_REQUEST_TIMEOUT`.
    * TLS verification is always on, redirects go only to `VAULT_ADDR`'s host or
    * `VAULT_REDIRECT_HOSTS`, no `VAULT_*` or proxy variable is read behind the configuration, and the token never appears in an error or log line.
+   * With `VAULT_DB_ROLE` the database user and password are dynamic credentials from
+   * `<VAULT_DB_MOUNT>/creds/<role>` (`databaseCredentials`): the first pair is read here (the
+   * backend fails to build without it), the lease is renewed and rolled over in a fiber of the
+   * scope, and every lease still alive is revoked when the scope closes
+   * (internal/vault/dynamicCredentials.ts).
    *
    * @since 0.1.0
    * @category constructors

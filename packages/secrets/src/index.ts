@@ -32,3 +32,10 @@ export * as SecretMetrics from "./SecretMetrics.js"
  * @since 0.1.0
  */
 export * as SecretMetadata from "./SecretMetadata.js"
+
+/**
+ * Dynamic database credentials (Vault's database secrets engine): user and password under a lease.
+ *
+ * @since 0.1.0
+ */
+export * as DatabaseCredentials from "./DatabaseCredentials.js"

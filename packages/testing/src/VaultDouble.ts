@@ -7,10 +7,13 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "./internal/httpDouble.js"
 import * as internal from "./internal/vaultDouble.js"
+import * as DatabaseEngine from "./internal/vaultDatabaseEngine.js"
 import * as LeakGuard from "./LeakGuard.js"
 
 /**
@@ -73,6 +76,50 @@ export interface VaultDouble {
 }
 
 /**
+ * A role of the double's database secrets engine: the statements that create its user (Vault's
+ * templates `{{name}}`, `{{password}}`, `{{expiration}}`), the lease's TTL and its max TTL.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultDatabaseRole = DatabaseEngine.DatabaseRole
+
+/**
+ * One lease the database secrets engine issued, as it stands now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VaultDatabaseLease {
+  readonly leaseId: string
+  readonly role: string
+  /** the PostgreSQL role the lease created */
+  readonly username: string
+  readonly issuedAt: Date
+  readonly expiresAt: Date
+  readonly renewals: number
+  /** sessions of its role still open when the lease was revoked or expired (the double terminated them) */
+  readonly sessionsEnded: number
+  /** when its PostgreSQL role was dropped, and why; `None` while it lives */
+  readonly ended: Option.Option<{ readonly at: Date; readonly by: "revoke" | "expiry" }>
+}
+
+/**
+ * The database secrets engine of a double made with `database`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VaultDatabaseEngine {
+  /** every lease issued so far, oldest first */
+  readonly leases: Effect.Effect<ReadonlyArray<VaultDatabaseLease>>
+  /** SQL steps that failed in PostgreSQL (creating, renewing or dropping a role); empty when all went well */
+  readonly failures: Effect.Effect<ReadonlyArray<string>>
+  /** Revokes a lease as an operator would (`vault lease revoke`): its role is dropped, renewals fail. */
+  readonly revoke: (leaseId: string) => Effect.Effect<void>
+}
+
+/**
  * The double could not start.
  *
  * @since 0.1.0
@@ -95,6 +142,72 @@ export const make = (options: {
   readonly namespace?: string
   readonly tls?: { readonly certPem: string; readonly keyPem: string }
 }): Effect.Effect<VaultDouble, VaultDoubleError, Scope.Scope> =>
+  Effect.map(makeWithState(options), ({ double }) => double)
+
+/**
+ * A Vault double that also acts as the database secrets engine against a real PostgreSQL server
+ * (the harness's): `GET /v1/<mount>/creds/<role>` creates a PostgreSQL role with a random name and
+ * password (registered with the leak guard), `VALID UNTIL` the lease's end, by the role's creation
+ * statements; `PUT /v1/sys/leases/renew` extends the lease up to the role's max TTL (and the
+ * role's `VALID UNTIL`); `PUT /v1/sys/leases/revoke` and the lease's expiry (real time) terminate
+ * the role's sessions and drop it. Leases still alive when the scope closes are revoked.
+ * `execute` runs SQL as the superuser, e.g. `(sql) => server.query(sql)` of a `PgTestServer`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithDatabase = (options: {
+  readonly token: string
+  readonly namespace?: string
+  readonly tls?: { readonly certPem: string; readonly keyPem: string }
+  readonly database: {
+    /** `database` unless given */
+    readonly mount?: string
+    readonly roles: Readonly<Record<string, VaultDatabaseRole>>
+    readonly execute: (sql: string) => Effect.Effect<ReadonlyArray<Record<string, unknown>>, unknown>
+  }
+}): Effect.Effect<VaultDouble & { readonly database: VaultDatabaseEngine }, VaultDoubleError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { double, state } = yield* makeWithState(options)
+    const runtime = yield* Effect.runtime<never>()
+    const engine = new DatabaseEngine.DatabaseEngine({
+      mount: options.database.mount ?? "database",
+      roles: options.database.roles,
+      execute: (sql) => Runtime.runPromise(runtime)(options.database.execute(sql)),
+      onPassword: (password) => LeakGuard.registerUnsafe(password, "VaultDouble database credential password"),
+      now: () => state.now()
+    })
+    yield* Effect.addFinalizer(() => Effect.promise(() => engine.close()))
+    state.database = engine
+    const leases = Effect.sync(() =>
+      [...engine.leases.values()].map((lease): VaultDatabaseLease => ({
+        leaseId: lease.leaseId,
+        role: lease.role,
+        username: lease.username,
+        issuedAt: new Date(lease.issuedAt),
+        expiresAt: new Date(lease.expiresAt),
+        renewals: lease.renewals,
+        sessionsEnded: lease.sessionsEnded,
+        ended: lease.endedAt === undefined || lease.endedBy === undefined
+          ? Option.none()
+          : Option.some({ at: new Date(lease.endedAt), by: lease.endedBy })
+      }))
+    )
+    return {
+      ...double,
+      database: {
+        leases,
+        failures: Effect.sync(() => [...engine.failures]),
+        revoke: (leaseId) => Effect.asVoid(Effect.promise(() => engine.revoke(leaseId, "revoke")))
+      }
+    }
+  })
+
+const makeWithState = (options: {
+  readonly token: string
+  readonly namespace?: string
+  readonly tls?: { readonly certPem: string; readonly keyPem: string }
+}): Effect.Effect<{ readonly double: VaultDouble; readonly state: internal.VaultState }, VaultDoubleError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     yield* LeakGuard.register(options.token, "VaultDouble token")
@@ -102,7 +215,7 @@ export const make = (options: {
     const server = yield* Http.listen({ tls: options.tls, handle: state.handle }).pipe(
       Effect.mapError((message) => new VaultDoubleError({ message: `VaultDouble: ${message}` }))
     )
-    return {
+    const double: VaultDouble = {
       address: server.url,
       put: (path, data) =>
         LeakGuard.registerPayload(data, `VaultDouble secret ${path}`).pipe(Effect.zipRight(Effect.sync(() => state.put(path, data)))),
@@ -121,4 +234,5 @@ export const make = (options: {
           path === undefined ? state.requests.length : state.requests.filter((request) => request.path === path).length
         )
     }
+    return { double, state }
   })

@@ -13,6 +13,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import { SecretsBackend } from "@takumi/secrets"
+import * as DynamicCredentials from "./dynamicCredentials.js"
+import type { DynamicSource } from "./dynamicCredentials.js"
 
 /** The secret key of the database password. */
 export const passwordKey = "DB_PASSWORD"
@@ -79,6 +81,13 @@ export interface Credentials {
    * never the password.
    */
   readonly lastPasswordWasWellKnown: () => boolean | undefined
+  /**
+   * Dynamic credentials (Vault `VAULT_DB_ROLE`): the user name comes with the password, per new
+   * connection (internal/dynamicCredentials.ts), and `password` is not used; `undefined` for a
+   * static `DB_USER` + password. Vault generates these passwords, so the well-known check does
+   * not apply to them (`lastPasswordWasWellKnown` stays `undefined`).
+   */
+  readonly dynamic?: DynamicSource | undefined
 }
 
 /**
@@ -106,6 +115,9 @@ export const makeCredentials = (user: string): Effect.Effect<Credentials, never,
       setPending(undefined)
       return current
     }
+    const dynamic = backend.databaseCredentials === undefined
+      ? undefined
+      : yield* DynamicCredentials.makeSource(backend.databaseCredentials)
 
     const password = async (): Promise<string> => {
       const exit = await runPromiseExit(backend.get(passwordKey))
@@ -155,5 +167,12 @@ export const makeCredentials = (user: string): Effect.Effect<Credentials, never,
         return Effect.flatMap(readPending, (found) => seen === choice ? nextChoice(found, refused) : Effect.succeed(true))
       }))
 
-    return { password, invalidate, choice: () => choice, usePending, lastPasswordWasWellKnown: () => wellKnown }
+    return {
+      password,
+      invalidate,
+      choice: () => choice,
+      usePending,
+      lastPasswordWasWellKnown: () => wellKnown,
+      dynamic
+    }
   })

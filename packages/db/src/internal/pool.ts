@@ -23,6 +23,7 @@ import type { Credentials } from "./credentials.js"
 import { type HostChooser, type HostRoute, makeChooser } from "./hosts/chooser.js"
 import { withHostChoice } from "./hosts/client.js"
 import { probeSession } from "./hosts/probe.js"
+import * as DynamicCredentials from "./dynamicCredentials.js"
 import { Monitor } from "./monitor.js"
 import { PrimaryChanged } from "../SecurityAlerts.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
@@ -376,11 +377,16 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     })
     // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
     // answering is discarded), over the authentication policy and the monitor's instruments
-    const PoolClient = withStatementTimeouts(
+    // Vault dynamic credentials: every new client takes the newest user and password together
+    const generations: DynamicCredentials.Generations = new WeakMap()
+    const dynamic = options.credentials.dynamic
+    const withCredentials = (Client: typeof Pg.Client) =>
+      dynamic === undefined ? Client : DynamicCredentials.withDynamicCredentials(Client, dynamic, generations)
+    const PoolClient = withCredentials(withStatementTimeouts(
       withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })),
       target,
       options.settings
-    )
+    ))
     const random = () => Runtime.runSync(runtime)(Random.next)
     const moves = new Set<(from: ServerAddress, to: ServerAddress) => void>()
     const chooser = makeHostChooser(options, {
@@ -407,7 +413,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, chosen(withAuthPolicy(Pg.Client)), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
+    }, target, chosen(withCredentials(withAuthPolicy(Pg.Client))), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
@@ -492,6 +498,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     })
 
     if (Option.isSome(instruments)) yield* instruments.value.watch(pool)
+    if (dynamic !== undefined) yield* DynamicCredentials.retireOnRollover(pool, dynamic, generations)
 
     return pool
   })

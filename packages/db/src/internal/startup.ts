@@ -114,7 +114,8 @@ export const makeVerifiedPool = <A, E, R>(
         host: at.host,
         port: at.port,
         database: target.database,
-        user: target.user,
+        // with Vault dynamic credentials the user is the issued one, not DB_USER
+        user: credentials.dynamic?.latest().username ?? target.user,
         ...tls
       })
     )

@@ -111,7 +111,8 @@ export const json = (status: number, body: unknown, headers: Record<string, stri
  */
 export const listen = (options: {
   readonly tls?: HttpDoubleTls | undefined
-  readonly handle: (request: HttpDoubleRequest) => HttpDoubleAnswer
+  /** a promise for handlers that do work first (the Vault double's database engine runs SQL) */
+  readonly handle: (request: HttpDoubleRequest) => HttpDoubleAnswer | Promise<HttpDoubleAnswer>
 }): Effect.Effect<HttpDoubleServer, string, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<{ server: Http.Server; sockets: Set<Net.Socket>; port: number }, string>((resume) => {
@@ -126,6 +127,13 @@ export const listen = (options: {
             headers: req.headers,
             body: Buffer.concat(chunks)
           })
+          if (answer instanceof Promise) {
+            answer.then(answerWith, () => answerWith(json(500, { errors: ["internal error"] })))
+          } else {
+            answerWith(answer)
+          }
+        })
+        const answerWith = (answer: HttpDoubleAnswer): void => {
           switch (answer._tag) {
             case "Respond":
               res.writeHead(answer.status, { ...answer.headers, "content-length": Buffer.byteLength(answer.body) })
@@ -140,7 +148,7 @@ export const listen = (options: {
               req.socket.destroy()
               return
           }
-        })
+        }
       }
       const server = options.tls === undefined
         ? Http.createServer(onRequest)

@@ -1,4 +1,5 @@
 import * as Http from "./httpDouble.js"
+import type { DatabaseEngine } from "./vaultDatabaseEngine.js"
 
 /** @internal */
 export type Fault =
@@ -90,6 +91,8 @@ export class VaultState {
   redirect: string | undefined = undefined
   /** Body bytes the huge-body faults handed to the socket so far. */
   hugeBodyBytesSent = 0
+  /** The database secrets engine, when the double was made with one. */
+  database: DatabaseEngine | undefined = undefined
 
   constructor(
     public token: string,
@@ -160,7 +163,7 @@ export class VaultState {
     })
   }
 
-  handle = (request: Http.HttpDoubleRequest): Http.HttpDoubleAnswer => {
+  handle = (request: Http.HttpDoubleRequest): Http.HttpDoubleAnswer | Promise<Http.HttpDoubleAnswer> => {
     const url = new URL(request.path, "http://127.0.0.1")
     const path = logicalPath(url)
     this.requests.push({ method: request.method, path, url: request.path, headers: { ...request.headers } })
@@ -173,6 +176,8 @@ export class VaultState {
     if (this.namespace !== undefined && request.headers["x-vault-namespace"] !== this.namespace) {
       return errors(403, ["permission denied"])
     }
+    const engine = this.database?.route(request.method, url, request.body)
+    if (engine !== undefined) return engine
     if (path === undefined) return errors(404, [])
     if (request.method === "GET" && isMetadataPath(url)) return this.readMetadata(path)
     if (request.method === "GET") {

@@ -226,6 +226,9 @@ export const make = (
   {
     readonly lookup: (key: string) => Effect.Effect<Redacted.Redacted<string>, SecretError>
     readonly describe: ReturnType<typeof VaultMetadata.make>
+    /** `GET /v1/<apiPath>`, classified like a KV read (`key` names what was being read) */
+    readonly read: (apiPath: string, key: string) => Effect.Effect<unknown, SecretError>
+    readonly write: (apiPath: string, key: string, body: Readonly<Record<string, unknown>>) => Effect.Effect<unknown, SecretError>
   },
   SecretsBackendUnavailable,
   Scope.Scope
@@ -277,14 +280,16 @@ export const make = (
       onNone: () => ({}),
       onSome: (namespace): Record<string, string> => ({ "X-Vault-Namespace": namespace })
     })
-    const read = (apiPath: string, key: string) => {
+    const request = (apiPath: string, key: string, body: Readonly<Record<string, unknown>> | undefined) => {
       const at = { ...where, apiPath }
       return Effect.tryPromise({
-        try: (signal): Promise<unknown> =>
-          client.read(apiPath, {
+        try: (signal): Promise<unknown> => {
+          const requestOptions = {
             headers: { "X-Vault-Token": Redacted.value(options.token), ...namespaceHeader },
             signal
-          }),
+          }
+          return body === undefined ? client.read(apiPath, requestOptions) : client.write(apiPath, body, requestOptions)
+        },
         catch: classify(key, at)
       }).pipe(
         Effect.timeoutFail({
@@ -293,11 +298,14 @@ export const make = (
         })
       )
     }
+    const read = (apiPath: string, key: string) => request(apiPath, key, undefined)
+    /** `POST /v1/<apiPath>` with a JSON body (the lease endpoints of dynamic credentials) */
+    const write = (apiPath: string, key: string, body: Readonly<Record<string, unknown>>) => request(apiPath, key, body)
     const lookup = (key: string) =>
       read(where.apiPath, key).pipe(
         Effect.flatMap((body) => extract(key, where, body)),
         Effect.withSpan("SecretsBackend.vault.get", { attributes: { key, path: where.apiPath } })
       )
     const metadataPath = `${split.mount}/metadata/${split.secret}`
-    return { lookup, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }) }
+    return { lookup, read, write, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }) }
   })
