@@ -114,7 +114,7 @@ describe("SecretsBackend", () => {
         const double = yield* SecretsManagerDouble.make()
         yield* double.putSecretString("takumi/test/DB_PASSWORD", "from-aws-double")
         const value = yield* getValue("DB_PASSWORD").pipe(
-          Effect.provide(SecretsBackend.layerFromConfig.pipe(Layer.provide(Layer.succeed(DbConfig, awsSettings(double.endpoint)))))
+          Effect.provide(SecretsBackend.layerFromConfig.pipe(Layer.provide(Layer.succeed(DbConfig, awsSettings(double.endpoint, { requestTimeoutMs: 5000 })))))
         )
         expect(value).toBe("from-aws-double")
       })))
