@@ -54,6 +54,7 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
     idleInTransactionTimeout: Defaults.idleInTransactionTimeout,
     queryTimeout: Defaults.queryTimeout(top.statementTimeout ?? Defaults.statementTimeout),
     maxLifetime: Defaults.maxLifetime,
+    pooler: Defaults.pooler,
     ...top,
     auth: { channelBinding: Defaults.channelBinding, requireAuth: Defaults.requireAuth(environment), ...auth },
     tls: {

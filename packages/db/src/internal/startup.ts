@@ -16,6 +16,7 @@ import { ConnectTimeout, type InsecureServer, type TlsMaterialInvalid } from "..
 import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
 import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
+import * as Pooler from "./pooler.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
 
@@ -55,7 +56,10 @@ export const verify = (
   Effect.scoped(
     Effect.gen(function*() {
       const client = yield* acquire
-      const posture = yield* Posture.inspect(client, target, credentials)
+      const posture = {
+        ...(yield* Posture.inspect(client, target, credentials)),
+        pooler: yield* Pooler.inspect(client, settings, target)
+      }
       yield* Posture.enforce(posture, settings, target)
       return posture
     })

@@ -67,8 +67,11 @@ export const statementBounds = (settings: DbSettings): StatementBounds => ({
 export const timeoutOptions = (
   settings: DbSettings
 ): Pick<Pg.ClientConfig, "statement_timeout" | "idle_in_transaction_session_timeout" | "query_timeout"> => {
-  const { queryMillis, statementMillis } = statementBounds(settings)
-  const idleMillis = boundMillis(settings.idleInTransactionTimeout)
+  const { queryMillis } = statementBounds(settings)
+  // behind PgBouncer the server bounds are the server's own, checked at startup (internal/pooler.ts)
+  const startup = settings.pooler === "none"
+  const statementMillis = startup ? boundMillis(settings.statementTimeout) : undefined
+  const idleMillis = startup ? boundMillis(settings.idleInTransactionTimeout) : undefined
   return {
     ...(statementMillis === undefined ? {} : { statement_timeout: statementMillis }),
     ...(idleMillis === undefined ? {} : { idle_in_transaction_session_timeout: idleMillis }),
