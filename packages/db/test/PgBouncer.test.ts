@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type { DbSettings } from "@takumi/config"
-import { PgBouncerTestServer, type PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
+import { PgBouncerTestServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import * as Idempotent from "../src/Idempotent.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
 import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
@@ -155,6 +155,37 @@ layer(EnvLive, { timeout: 90_000, excludeTestServices: true })("SecureSqlClient 
         const lines = yield* logs.lines
         expect(lines.find((l) => l.text.includes("PostgreSQL connection verified"))?.text).toMatch(/tls=.?TLSv1\.3/)
         expect(lines.filter((l) => l.level === "WARN")).toEqual([])
+      }))
+
+    it.effect("refuses in production a PgBouncer whose leg to the server is plaintext (pg_stat_ssl: TlsNotNegotiated)", () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        const error = yield* Effect.scoped(Effect.gen(function*() {
+          // a server that also takes plaintext (hba `host`), behind a PgBouncer with server_tls_sslmode = disable
+          const server = yield* PgTestServer.make({ certificate: env.pki.server, hba: [{ type: "host", method: "scram-sha-256" }] })
+          yield* server.createRole({ name: "app", password: APP_PASSWORD })
+          yield* server.createDatabase("app", "app")
+          yield* server.query("ALTER ROLE app SET statement_timeout = 30000")
+          yield* server.query("ALTER ROLE app SET idle_in_transaction_session_timeout = 60000")
+          const plaintextLeg = yield* PgBouncerTestServer.make({
+            server,
+            certificate: env.pki.server,
+            serverCa: env.pki.ca.certPem,
+            users: ["app"],
+            serverTlsMode: "disable"
+          })
+          const settings = makeSettings({ host: "localhost", port: plaintextLeg.port }, env.pki, {
+            pooler: "pgbouncer",
+            environment: "production"
+          })
+          return yield* Effect.flip(
+            Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(Effect.provide(clientLayer(settings)))
+          )
+        }))
+        expect(error).toMatchObject({ _tag: "InsecureServer" })
+        const findings = error._tag === "InsecureServer" ? error.findings : []
+        // our own socket is TLS: only the server leg's pg_stat_ssl row is plaintext
+        expect(findings).toEqual([{ rule: "TlsNotNegotiated", detail: expect.stringContaining("socket: TLS, pg_stat_ssl.ssl: false") }])
       }))
 
     it.effect("without DB_POOLER=pgbouncer, PgBouncer's 08P01 refusal is ConnectionRejected naming DB_POOLER", () =>
