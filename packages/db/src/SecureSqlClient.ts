@@ -25,6 +25,7 @@ import type { SecretError, SecretsBackend } from "@takumi/secrets"
 import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
 import type { DbHealth } from "./DbHealth.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience/install.js"
+import * as Pooler from "./internal/pooler.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
 import * as TestClient from "./internal/testClient.js"
@@ -77,6 +78,8 @@ export const layer: Layer.Layer<
     return PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName })
       .pipe(
         Layer.orDie,
+        // behind PgBouncer: LISTEN fails at once instead of never receiving (internal/pooler.ts)
+        Layer.map(Pooler.guardTransactionMode(settings)),
         (client) => Layer.provideMerge(resilience.layer, client),
         Layer.merge(Layer.succeed(SecurityAlerts.SecurityAlerts, alerts)),
         // the same pool for pg-based code (Kysely, drizzle): see SecurePool.ts for what it bypasses

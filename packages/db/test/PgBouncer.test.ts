@@ -4,7 +4,9 @@
  * PostgreSQL with server_tls_sslmode = verify-full) and SCRAM, in front of a real PostgreSQL 15.
  */
 import { describe, expect, layer } from "@effect/vitest"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -14,6 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import type { DbSettings } from "@takumi/config"
 import { PgBouncerTestServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import * as Idempotent from "../src/Idempotent.js"
@@ -136,6 +139,17 @@ layer(EnvLive, { timeout: 90_000, excludeTestServices: true })("SecureSqlClient 
         expect(Idempotent.isConnectionLost(Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined)).toBe(true)
         expect(yield* Ref.get(runs)).toBe(1)
       })))
+
+  it.effect("refuses PgClient.listen at once (transaction mode would never deliver a notification)", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      const error = yield* Effect.flatMap(PgClient.PgClient, (pg) => Stream.runHead(pg.listen("jobs"))).pipe(
+        Effect.provide(clientLayer(bouncerSettings(env))),
+        Effect.flip
+      )
+      expect(error).toBeInstanceOf(SqlError)
+      expect(error.message).toContain("LISTEN jobs cannot work through PgBouncer in transaction pooling mode")
+    }))
 
   it.effect("the server enforces the statement bound set on the role (not sent by the client)", () =>
     withSql((env) => bouncerSettings(env, { queryTimeout: Duration.zero }), (sql) =>

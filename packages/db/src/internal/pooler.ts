@@ -22,7 +22,12 @@
  *
  * @internal
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import type * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import type { PostureFinding } from "../DbError.js"
@@ -83,3 +88,26 @@ export const inspect = (
   direct(settings)
     ? Effect.succeed([])
     : Effect.map(readBounds(client, target), (server) => boundFindings(settings, server))
+
+/** What `PgClient.listen` fails with behind PgBouncer. */
+export const listenRefusedMessage = (channel: string): string =>
+  `LISTEN ${channel} cannot work through PgBouncer in transaction pooling mode (DB_POOLER=pgbouncer): the server ` +
+  "connection that listens goes back to the pool after the statement and the notifications never arrive. Listen on a " +
+  "direct connection to PostgreSQL (a second client with DB_POOLER=none) or through a session-mode PgBouncer pool."
+
+/**
+ * The one transaction-mode breakage the client can see coming: `PgClient.listen` fails at once
+ * with a `SqlError` naming the fix instead of a stream that never emits. The client object is
+ * fresh from `PgClient.fromPool` (one per layer), so replacing its `listen` touches nobody else's.
+ */
+export const guardTransactionMode = (settings: DbSettings) =>
+<A extends PgClient.PgClient | SqlClient.SqlClient>(
+  context: Context.Context<A | PgClient.PgClient>
+): Context.Context<A | PgClient.PgClient> => {
+  if (direct(settings)) return context
+  const client = Context.get(context, PgClient.PgClient)
+  Object.assign(client, {
+    listen: (channel: string) => Stream.fail(new SqlError({ message: listenRefusedMessage(channel) }))
+  })
+  return context
+}
