@@ -28,6 +28,7 @@ import { PoolSizing } from "@takumi/config"
 import { TakumiDb } from "@takumi/db"
 import * as AuditLogging from "./AuditLogging.js"
 import * as Doctor from "./Doctor.js"
+import * as PoolerBudget from "./PoolerBudget.js"
 import * as PoolSize from "./PoolSize.js"
 import { UsageError } from "./UsageError.js"
 
@@ -41,6 +42,7 @@ export type CliError =
   | UsageError
   | PoolSizing.InvalidPoolSizing
   | PoolSize.PresetDoesNotFit
+  | PoolerBudget.PoolerBudgetExceeded
   | Doctor.DoctorRefused
   | AuditLogging.AuditLoggingIncomplete
   | AuditLogging.AuditLoggingNotPermitted
@@ -48,6 +50,39 @@ export type CliError =
   | TakumiDb.StartupError
 
 const print = (lines: ReadonlyArray<string>) => Console.log(lines.join("\n"))
+
+const poolerOptions = {
+  pooler: Options.choice("pooler", ["pgbouncer"]).pipe(
+    Options.withDescription("a PgBouncer sits between the instances and the server (DB_POOLER)"),
+    Options.optional
+  ),
+  maxClientConn: Options.integer("max-client-conn").pipe(
+    Options.withDescription("PgBouncer's max_client_conn"),
+    Options.optional
+  ),
+  defaultPoolSize: Options.integer("default-pool-size").pipe(
+    Options.withDescription("PgBouncer's default_pool_size (server connections per user/database pair)"),
+    Options.optional
+  ),
+  pools: Options.integer("pools").pipe(
+    Options.withDescription("user/database pairs PgBouncer pools for; default 1"),
+    Options.optional
+  ),
+  poolMax: Options.integer("pool-max").pipe(
+    Options.withDescription("each instance's DB_POOL_MAX, to check against max_client_conn (default: the --preset's)"),
+    Options.optional
+  )
+}
+
+/** The pooler budget's inputs: `--pool-max`, else the `--preset`'s `DB_POOL_MAX`. */
+const poolerRequest = (
+  request: PoolSize.PoolSizeRequest & Omit<PoolerBudget.PoolerBudgetRequest, "poolMax"> & {
+    readonly poolMax: Option.Option<number>
+  }
+): PoolerBudget.PoolerBudgetRequest => ({
+  ...request,
+  poolMax: Option.orElse(request.poolMax, () => Option.map(request.preset, (env) => PoolSizing.preset(env).max))
+})
 
 const poolSize = Command.make(
   "pool-size",
@@ -67,16 +102,25 @@ const poolSize = Command.make(
     preset: Options.choice("preset", ["development", "test", "staging", "production"]).pipe(
       Options.withDescription("print the pool preset of an environment"),
       Options.optional
-    )
+    ),
+    ...poolerOptions
   },
-  (request) =>
-    PoolSize.compute(request).pipe(
-      Effect.tap((report) => print(PoolSize.render(report))),
-      Effect.flatMap(PoolSize.requireFit)
-    )
+  (request): Effect.Effect<void, CliError> =>
+    Option.isSome(request.pooler)
+      ? PoolerBudget.compute(poolerRequest(request)).pipe(
+        Effect.tap((budget) => print(PoolerBudget.render(budget))),
+        Effect.flatMap(PoolerBudget.requireFit),
+        Effect.asVoid
+      )
+      : PoolSize.compute(request).pipe(
+        Effect.tap((report) => print(PoolSize.render(report))),
+        Effect.flatMap(PoolSize.requireFit),
+        Effect.asVoid
+      )
 ).pipe(
   Command.withDescription(
-    "Per-instance pool size: max_pool_size = (max_connections / instances) * 0.8, or an environment's preset."
+    "Per-instance pool size: max_pool_size = (max_connections / instances) * 0.8, or an environment's preset; " +
+      "with --pooler pgbouncer, instances x DB_POOL_MAX against max_client_conn and default_pool_size against max_connections."
   )
 )
 

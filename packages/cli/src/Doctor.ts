@@ -519,7 +519,13 @@ const summarise = (settings: DbSettings): Array<string> => {
     onNone: () => [],
     onSome: (r) => [`  replica    ${r.host}:${r.port}, failover timeout ${millis(settings.failoverTimeout)}`]
   })
-  return [...lines, ...backend, ...replica]
+  const pooler = settings.pooler === "pgbouncer"
+    ? [
+      "  pooler     pgbouncer (transaction pooling): statement bounds checked on the server; the verified tls line " +
+      "below is pg_stat_ssl, i.e. PgBouncer's leg to PostgreSQL"
+    ]
+    : []
+  return [...lines, ...pooler, ...backend, ...replica]
 }
 
 const renderConnection = (connection: ConnectionResult): Array<string> => {

@@ -145,6 +145,28 @@ export const requireFit = (report: PoolSizeReport): Effect.Effect<PoolSizeReport
 const percent = (fraction: number): string => `${Math.round(fraction * 1000) / 10} %`
 
 /**
+ * The formula with its numbers, e.g. `max_pool_size = floor((max_connections / instances) *
+ * headroom) = floor((200 / 4) * 0.8) = floor(40) = 40`.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const formulaLine = (
+  result: string,
+  total: string,
+  count: string,
+  totalValue: number,
+  countValue: number,
+  headroom: number,
+  value: number
+): string => {
+  const exact = (totalValue / countValue) * headroom
+  return `${result} = floor((${total} / ${count}) * headroom) = floor((${totalValue} / ${countValue}) * ${headroom}) = floor(${
+    Number(exact.toFixed(4))
+  }) = ${value}`
+}
+
+/**
  * The report as lines. When the formula was computed the first line is the pool size alone
  * (`$(takumi-db pool-size ... | head -n 1)`), then the formula with the numbers; a preset is
  * shown as the variables it stands for.
@@ -156,15 +178,17 @@ export const render = (report: PoolSizeReport): ReadonlyArray<string> => {
   const lines: Array<string> = []
   if (Option.isSome(report.formula)) {
     const f = report.formula.value
-    const exact = (f.maxConnections / f.instances) * f.headroom
     lines.push(
       String(f.poolSize),
-      `max_pool_size = floor((max_connections / instances) * headroom) = floor((${f.maxConnections} / ${f.instances}) * ${f.headroom}) = floor(${
-        Number(exact.toFixed(4))
-      }) = ${f.poolSize}`,
-      `Set DB_POOL_MAX=${f.poolSize} on each of the ${f.instances} instances: together they use at most ` +
-        `${f.poolSize * f.instances} of ${f.maxConnections} connections, leaving ${percent(1 - f.headroom)} ` +
-        `for administration, migrations and monitoring.`
+      formulaLine("max_pool_size", "max_connections", "instances", f.maxConnections, f.instances, f.headroom, f.poolSize),
+      f.poolSize * f.instances <= f.maxConnections * f.headroom
+        ? `Set DB_POOL_MAX=${f.poolSize} on each of the ${f.instances} instances: together they use at most ` +
+          `${f.poolSize * f.instances} of ${f.maxConnections} connections, leaving ${percent(1 - f.headroom)} ` +
+          `for administration, migrations and monitoring.`
+        // the formula's floor of 1 cannot make a fleet this large fit
+        : `Even DB_POOL_MAX=1 does NOT fit: ${f.instances} instances would use ${f.instances} of ${f.maxConnections} ` +
+          `connections. Put a connection pooler in between (DB_POOLER=pgbouncer; size it with ` +
+          `takumi-db pool-size --pooler pgbouncer) or raise max_connections.`
     )
   }
   if (Option.isSome(report.preset)) {

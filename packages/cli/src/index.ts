@@ -24,6 +24,13 @@ export * as Cli from "./Cli.js"
 export * as Doctor from "./Doctor.js"
 
 /**
+ * `takumi-db pool-size --pooler pgbouncer`: the connection budget of both legs through PgBouncer.
+ *
+ * @since 0.1.0
+ */
+export * as PoolerBudget from "./PoolerBudget.js"
+
+/**
  * `takumi-db pool-size`: the pool-size formula and the per-environment presets.
  *
  * @since 0.1.0

@@ -51,6 +51,15 @@ describe("Doctor offline", () => {
       assert.notInclude(run.stdout, PASSWORD)
     }))
 
+  it.effect("says behind DB_POOLER=pgbouncer that the verified tls line is PgBouncer's leg to the server", () =>
+    Effect.gen(function*() {
+      const direct = yield* runCli(["doctor", "--offline"], { ...production, NODE_ENV: "development" })
+      assert.notInclude(direct.stdout, "pooler")
+      const run = yield* runCli(["doctor", "--offline"], { ...production, NODE_ENV: "development", DB_POOLER: "pgbouncer" })
+      assert.include(run.stdout, "pooler     pgbouncer (transaction pooling)")
+      assert.include(run.stdout, "pg_stat_ssl, i.e. PgBouncer's leg to PostgreSQL")
+    }))
+
   it.effect("reports every invalid variable and exits 1", () =>
     Effect.gen(function*() {
       const run = yield* runCli(["doctor", "--offline"], { ...production, DB_PORT: "70000", DB_SSL: "yes" })

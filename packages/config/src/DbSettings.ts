@@ -198,6 +198,18 @@ export interface AlertSettings {
 export type ChannelBinding = "disable" | "prefer" | "require"
 
 /**
+ * `DB_POOLER`: what sits between the client and PostgreSQL. `none` (the default): the client talks
+ * to PostgreSQL itself. `pgbouncer`: a PgBouncer in transaction pooling mode; the statement bounds
+ * are then not sent as startup parameters (PgBouncer refuses them) but checked against the
+ * server's own settings, and the startup check reads `pg_stat_ssl` as PgBouncer's leg to the
+ * server (see the @takumi/db README, "Behind PgBouncer").
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Pooler = "none" | "pgbouncer"
+
+/**
  * An authentication method the server may ask for (libpq `require_auth` names): `scram-sha-256`
  * (with or without channel binding), `md5`, `password` (cleartext), `none` (the server asks for no
  * password: certificate authentication or trust).
@@ -313,6 +325,8 @@ export interface DbSettings {
    * primary reach every connection in bounded time.
    */
   readonly maxLifetime: Duration.Duration
+  /** `DB_POOLER` (default `none`) */
+  readonly pooler: Pooler
   readonly readReplica: Option.Option<ReplicaSettings>
   /** `DB_FAILOVER_TIMEOUT` (ms, default 5000) */
   readonly failoverTimeout: Duration.Duration

@@ -92,6 +92,14 @@ export const maxLifetime: Duration.Duration = Duration.minutes(30)
 export const channelBinding = "prefer" as const
 
 /**
+ * `DB_POOLER`: `none`, the client talks to PostgreSQL directly.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const pooler = "none" as const
+
+/**
  * `DB_REQUIRE_AUTH` per environment: production and staging accept SCRAM-SHA-256 or no password
  * request at all (certificate authentication); development and test accept every method (md5 and
  * cleartext warn once), as a local server may be configured either way. With

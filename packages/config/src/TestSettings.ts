@@ -53,6 +53,7 @@ export const testSettings = (partial: TestSettingsInput = {}): DbSettings => {
     idleInTransactionTimeout: Defaults.idleInTransactionTimeout,
     queryTimeout: Defaults.queryTimeout(top.statementTimeout ?? Defaults.statementTimeout),
     maxLifetime: Defaults.maxLifetime,
+    pooler: Defaults.pooler,
     ...top,
     // one host unless the test lists several (`host`/`port` are then the first)
     hosts,

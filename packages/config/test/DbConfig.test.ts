@@ -256,6 +256,29 @@ describe("DbConfig.layer", () => {
         expect(url.auth).toEqual({ channelBinding: "require", requireAuth: ["none"] })
       }))
 
+    it.effect("reads DB_POOLER (none by default) and refuses an unknown pooler", () =>
+      Effect.gen(function*() {
+        expect((yield* decode(devBase)).pooler).toBe("none")
+        expect((yield* decode({ ...prodBase, DB_POOLER: "pgbouncer" })).pooler).toBe("pgbouncer")
+        expect(issueVariables(yield* fail(decode({ ...devBase, DB_POOLER: "pgpool" })))).toEqual(["DB_POOLER"])
+      }))
+
+    it.effect("refuses DB_CHANNEL_BINDING=require with DB_POOLER=pgbouncer, in DATABASE_URL too (PgBouncer never offers -PLUS)", () =>
+      Effect.gen(function*() {
+        const error = yield* fail(decode({ ...devBase, DB_POOLER: "pgbouncer", DB_CHANNEL_BINDING: "require" }))
+        expect(issueVariables(error)).toEqual(["DB_CHANNEL_BINDING"])
+        expect(error.message).toContain("PgBouncer does not offer SCRAM-SHA-256-PLUS")
+        const { DB_HOST: _host, DB_USER: _user, DB_NAME: _name, ...rest } = devBase
+        const url = yield* fail(decode({
+          ...rest,
+          DB_POOLER: "pgbouncer",
+          DATABASE_URL: "postgres://app@localhost/app?channel_binding=require"
+        }))
+        expect(issueVariables(url)).toEqual(["DB_CHANNEL_BINDING"])
+        expect((yield* decode({ ...devBase, DB_POOLER: "pgbouncer", DB_CHANNEL_BINDING: "prefer" })).auth.channelBinding)
+          .toBe("prefer")
+      }))
+
     it.effect("refuses an unknown channel binding, an unknown or negated method, naming the variable", () =>
       Effect.gen(function*() {
         for (const [variable, value] of [

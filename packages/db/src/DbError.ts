@@ -291,6 +291,7 @@ export class ChannelBindingFailed extends Schema.TaggedError<ChannelBindingFaile
  * The server refused the connection before or instead of checking a password (SQLSTATE 28000):
  * no `pg_hba.conf` line matches, the line demands TLS or a client certificate, the client
  * certificate's CN does not match the user, or the server does not trust the client certificate.
+ * Also a PgBouncer refusing a startup parameter (08P01 "unsupported startup parameter").
  *
  * @since 0.1.0
  * @category errors
@@ -299,7 +300,7 @@ export class ConnectionRejected extends Schema.TaggedError<ConnectionRejected>()
   ...Target,
   user: Schema.String,
   database: Schema.String,
-  /** `28000` or a TLS alert code such as `ERR_SSL_TLSV1_ALERT_UNKNOWN_CA` */
+  /** `28000`, `08P01` (PgBouncer) or a TLS alert code such as `ERR_SSL_TLSV1_ALERT_UNKNOWN_CA` */
   code: Schema.String,
   /** the server's own reason, e.g. "connection requires a valid client certificate" */
   reason: Schema.optional(Schema.String)
@@ -312,6 +313,9 @@ export class ConnectionRejected extends Schema.TaggedError<ConnectionRejected>()
       ? "The server does not trust the client certificate: DB_SSL_CERT must be signed by a CA listed in the server's ssl_ca_file."
       : /no encryption/i.test(reason)
       ? "The server requires TLS for this client: set DB_SSL=true."
+      : /unsupported startup parameter/i.test(reason)
+      ? "A connection pooler (PgBouncer) refused a startup parameter: set DB_POOLER=pgbouncer (the client then sends " +
+        "only what PgBouncer accepts and checks the statement bounds on the server) and unset PGOPTIONS / PGREPLICATION."
       : "Add a matching line to pg_hba.conf on the server (e.g. hostssl <database> <user> <client address> scram-sha-256) and reload it."
     return `The server at ${where(this)} rejected user "${this.user}" for database "${this.database}" (${this.code})${because(reason)}. ${fix}`
   }
@@ -438,7 +442,8 @@ export const PostureRule = Schema.Literal(
   "ReadAllDataRole",
   "WriteAllDataRole",
   "DatabaseOwner",
-  "CreateOnPublicSchema"
+  "CreateOnPublicSchema",
+  "StatementBoundsNotApplied"
 )
 
 /**
@@ -485,7 +490,10 @@ export const postureFix: Readonly<Record<PostureRule, string>> = {
   ReadAllDataRole: "REVOKE pg_read_all_data FROM <role> and GRANT SELECT on the tables the application reads",
   WriteAllDataRole: "REVOKE pg_write_all_data FROM <role> and GRANT INSERT/UPDATE/DELETE on the tables the application writes",
   DatabaseOwner: "ALTER DATABASE <db> OWNER TO <migration role>; run migrations as the owner and the application as a role with grants only",
-  CreateOnPublicSchema: "REVOKE CREATE ON SCHEMA public FROM PUBLIC, <role> (and let only the migration role own the schema)"
+  CreateOnPublicSchema: "REVOKE CREATE ON SCHEMA public FROM PUBLIC, <role> (and let only the migration role own the schema)",
+  StatementBoundsNotApplied:
+    "behind PgBouncer set the bounds on the server: ALTER ROLE <role> SET statement_timeout = <DB_STATEMENT_TIMEOUT>, " +
+    "ALTER ROLE <role> SET idle_in_transaction_session_timeout = <DB_IDLE_IN_TRANSACTION_TIMEOUT> (or set the variables to what the server enforces)"
 }
 
 /**

@@ -28,6 +28,7 @@ import type { ConnectError, InsecureServer, PoolExhausted } from "./DbError.js"
 import type { DbHealth } from "./DbHealth.js"
 import * as CredentialAge from "./internal/credentialAge.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience/install.js"
+import * as Pooler from "./internal/pooler.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
 import * as TestClient from "./internal/testClient.js"
@@ -78,7 +79,9 @@ export const layer: Layer.Layer<
           // lifetime is this layer's scope, where `makePool` registered its `end()`.
           const client = yield* Layer.build(
             PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName }).pipe(
-              Layer.orDie
+              Layer.orDie,
+              // behind PgBouncer: LISTEN fails at once instead of never receiving (internal/pooler.ts)
+              Layer.map(Pooler.guardTransactionMode(settings))
             )
           )
           const context = Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))

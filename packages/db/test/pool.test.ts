@@ -53,4 +53,22 @@ describe("makePool", () => {
       const options = yield* optionsOf(makeSettings(server, pki, { connectTimeout: Duration.infinity }))
       expect(options.connectionTimeoutMillis).toBe(2000)
     }))
+
+  it.scoped("sends options, replication and the server bounds directly; behind PgBouncer only what it tracks", () =>
+    Effect.gen(function*() {
+      const direct = yield* optionsOf(makeSettings(server, pki))
+      expect(direct).toMatchObject({
+        options: "-c client_encoding=UTF8",
+        replication: "false",
+        statement_timeout: 30_000,
+        idle_in_transaction_session_timeout: 60_000,
+        query_timeout: 35_000
+      })
+      const pooled = yield* optionsOf(makeSettings(server, pki, { pooler: "pgbouncer" }))
+      for (const refused of ["options", "replication", "statement_timeout", "idle_in_transaction_session_timeout"]) {
+        expect(pooled).not.toHaveProperty(refused)
+      }
+      // the client's own timer works through PgBouncer too
+      expect(pooled).toMatchObject({ query_timeout: 35_000, application_name: "takumi-db-test", client_encoding: "UTF8" })
+    }))
 })

@@ -16,11 +16,11 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as FsP from "node:fs/promises"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Pg from "pg"
 import { findBinDir } from "./internal/pg/binaries.js"
+import { freePort } from "./internal/pg/freePort.js"
 import { type HbaRuleLike, renderConf, renderHba } from "./internal/pg/config.js"
 import * as Process from "./internal/pg/process.js"
 import * as Socket from "./internal/pg/socket.js"
@@ -221,16 +221,6 @@ const live = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =
 
 const attempt = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, PgTestServerError> =>
   Effect.tryPromise({ try: run, catch: (cause) => failure(operation, describeCause(cause)) })
-
-const freePort: Effect.Effect<number, PgTestServerError> = Effect.async<number, PgTestServerError>((resume) => {
-  const server = Net.createServer()
-  server.once("error", (error) => resume(Effect.fail(failure("start", `no free port: ${describeCause(error)}`))))
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 interface Layout {
   readonly base: string

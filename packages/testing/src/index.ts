@@ -17,6 +17,13 @@ export * as TestPki from "./TestPki.js"
 export * as PgTestServer from "./PgTestServer.js"
 
 /**
+ * A real PgBouncer (transaction pooling, TLS on both legs, SCRAM) in front of a PgTestServer.
+ *
+ * @since 0.1.0
+ */
+export * as PgBouncerTestServer from "./PgBouncerTestServer.js"
+
+/**
  * A TCP server that accepts and never answers, for connect-timeout tests.
  *
  * @since 0.1.0

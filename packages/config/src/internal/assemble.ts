@@ -178,6 +178,19 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     report("DB_PASSWORD", "required when SECRETS_BACKEND=env (or give the password in DATABASE_URL)")
   }
 
+  const channelBinding = Option.orElse(v.DB_CHANNEL_BINDING, () => Option.flatMap(url, (parts) => parts.channelBinding))
+  // Measured with PgBouncer 1.18: it offers plain SCRAM-SHA-256 only, never -PLUS, so `require`
+  // would refuse every connection; say so before the first one.
+  if (Option.contains(channelBinding, "require") && Option.contains(v.DB_POOLER, "pgbouncer")) {
+    report(
+      "DB_CHANNEL_BINDING",
+      "DB_CHANNEL_BINDING=require cannot be met with DB_POOLER=pgbouncer: PgBouncer does not offer SCRAM-SHA-256-PLUS, " +
+        "so every connection would be refused. Use DB_CHANNEL_BINDING=prefer behind PgBouncer (its TLS certificate is " +
+        "verified with verify-full), or connect to PostgreSQL directly",
+      "prefer or disable when DB_POOLER=pgbouncer"
+    )
+  }
+
   if (
     issues.length > 0 || Option.isNone(host) || Option.isNone(user) || Option.isNone(database)
   ) {
@@ -241,10 +254,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     connectTimeout: Option.getOrElse(v.DB_CONNECTION_TIMEOUT, () => Defaults.connectTimeout),
     idleTimeout: Option.getOrElse(v.DB_IDLE_TIMEOUT, () => Defaults.idleTimeout),
     auth: {
-      channelBinding: Option.getOrElse(
-        Option.orElse(v.DB_CHANNEL_BINDING, () => Option.flatMap(url, (parts) => parts.channelBinding)),
-        () => Defaults.channelBinding
-      ),
+      channelBinding: Option.getOrElse(channelBinding, () => Defaults.channelBinding),
       requireAuth: Option.getOrElse(
         Option.orElse(v.DB_REQUIRE_AUTH, () => Option.flatMap(url, (parts) => parts.requireAuth)),
         () => Defaults.requireAuth(environment, backend)
@@ -257,6 +267,7 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
     ),
     queryTimeout: Option.getOrElse(v.DB_QUERY_TIMEOUT, () => Defaults.queryTimeout(statementTimeout)),
     maxLifetime: Option.getOrElse(v.DB_MAX_LIFETIME, () => Defaults.maxLifetime),
+    pooler: Option.getOrElse(v.DB_POOLER, () => Defaults.pooler),
     readReplica: Option.map(v.DB_READ_REPLICA_HOST, (replicaHost) => ({
       host: replicaHost,
       port: Option.getOrElse(v.DB_READ_REPLICA_PORT, () => defaultPort)

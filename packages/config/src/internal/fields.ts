@@ -74,6 +74,9 @@ export const MillisOrNone = intBetween(0, maxTimerMillis).pipe(Schema.compose(Sc
 /** @internal */
 export const ChannelBinding = Schema.Literal("disable", "prefer", "require")
 
+/** `DB_POOLER`: what sits between the client and PostgreSQL. @internal */
+export const Pooler = Schema.Literal("none", "pgbouncer")
+
 const authMethods: ReadonlyArray<AuthMethod> = ["scram-sha-256", "md5", "password", "none"]
 
 const isAuthMethod = (name: string): name is AuthMethod => authMethods.some((method) => method === name)

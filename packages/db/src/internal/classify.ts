@@ -169,6 +169,19 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
         code: ownCode,
         reason: message
       })
+    case "08P01":
+      // PgBouncer refusing a startup parameter it does not track (DB_POOLER unset, or PGOPTIONS)
+      if (/unsupported startup parameter/i.test(message)) {
+        return new ConnectionRejected({
+          host,
+          port,
+          user: target.user,
+          database: target.database,
+          code: ownCode,
+          reason: message
+        })
+      }
+      break
     case "3D000":
       return new DatabaseNotFound({ host, port, database: target.database, code: ownCode })
     case "53300":

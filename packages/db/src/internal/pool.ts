@@ -26,6 +26,7 @@ import { probeSession } from "./hosts/probe.js"
 import * as DynamicCredentials from "./dynamicCredentials.js"
 import { Monitor } from "./monitor.js"
 import { PrimaryChanged } from "../SecurityAlerts.js"
+import * as Pooler from "./pooler.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
@@ -80,7 +81,7 @@ export const targetOf = (options: Pick<PoolOptions, "settings" | "host" | "port"
  * variable is set to a non-empty value here (pg's fallback triggers on any falsy value), and
  * there is no `connectionString`, whose `sslmode` would replace the whole `ssl` object.
  */
-export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly replication: string } => {
+export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly replication?: string } => {
   const { settings } = options
   return {
     host: options.host,
@@ -94,10 +95,9 @@ export const poolConfig = (options: PoolOptions): Pg.PoolConfig & { readonly rep
     application_name: settings.applicationName,
     fallback_application_name: settings.applicationName,
     client_encoding: "UTF8",
-    // PGOPTIONS would otherwise inject server settings (search_path, role, ...) into every session
-    options: "-c client_encoding=UTF8",
-    // pg reads PGREPLICATION too; a replication connection is never what this pool wants
-    replication: "false",
+    // `options` and `replication` keep PGOPTIONS / PGREPLICATION out; not sent to PgBouncer,
+    // which refuses them (internal/pooler.ts)
+    ...Pooler.serverOnlyParameters(settings),
     connectionTimeoutMillis: connectTimeoutMillis(settings),
     idleTimeoutMillis: idleTimeoutMillis(settings),
     min: settings.pool.min,

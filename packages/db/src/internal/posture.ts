@@ -42,6 +42,8 @@ export interface Posture {
   readonly socket: Option.Option<SocketTls>
   readonly server: ServerView
   readonly wellKnownPassword: boolean
+  /** behind a pooler: the server settings the client could not send and the server lacks (internal/pooler.ts) */
+  readonly pooler?: ReadonlyArray<PostureFinding>
 }
 
 const inspectSocket = (client: Pg.Client): Option.Option<SocketTls> => {
@@ -131,6 +133,7 @@ export const findings = (posture: Posture): Array<PostureFinding> => {
   if (posture.wellKnownPassword) {
     out.push({ rule: "DefaultPassword", detail: "the password is a well-known default or equals the user name" })
   }
+  out.push(...(posture.pooler ?? []))
   return out
 }
 

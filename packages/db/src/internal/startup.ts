@@ -17,6 +17,7 @@ import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
 import { hostRoutes } from "./hosts/routes.js"
 import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
+import * as Pooler from "./pooler.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
 
@@ -57,7 +58,10 @@ export const verify = (
   Effect.scoped(
     Effect.gen(function*() {
       const client = yield* acquire
-      const posture = yield* Posture.inspect(client, target, credentials)
+      const posture = {
+        ...(yield* Posture.inspect(client, target, credentials)),
+        pooler: yield* Pooler.inspect(client, settings, target)
+      }
       yield* Posture.enforce(posture, settings, target)
       return posture
     })

@@ -9,8 +9,9 @@
  *   Behind PgBouncer (1.18) a startup parameter it does not track is refused (08P01 "unsupported
  *   startup parameter", as FACTS.md records for the `options` and `replication` this pool already
  *   sends) unless listed in `ignore_startup_parameters` — and an ignored one is dropped, not
- *   applied. Behind PgBouncer, set the bounds on the server (`ALTER ROLE … SET statement_timeout`)
- *   and list both names in `ignore_startup_parameters`; `DB_QUERY_TIMEOUT` works either way.
+ *   applied. With `DB_POOLER=pgbouncer` they are therefore not sent: the bounds are set on the
+ *   server (`ALTER ROLE … SET statement_timeout`) and checked at startup (`pooler.ts`);
+ *   `DB_QUERY_TIMEOUT` works either way.
  * - `query_timeout` is pg's own timer per statement, for a peer that stops answering: the server
  *   cannot cancel anything it never hears about. pg then fails the statement with
  *   "Query read timeout" and leaves the connection as it was — still waiting for the answer to
@@ -67,8 +68,11 @@ export const statementBounds = (settings: DbSettings): StatementBounds => ({
 export const timeoutOptions = (
   settings: DbSettings
 ): Pick<Pg.ClientConfig, "statement_timeout" | "idle_in_transaction_session_timeout" | "query_timeout"> => {
-  const { queryMillis, statementMillis } = statementBounds(settings)
-  const idleMillis = boundMillis(settings.idleInTransactionTimeout)
+  const { queryMillis } = statementBounds(settings)
+  // behind PgBouncer the server bounds are the server's own, checked at startup (internal/pooler.ts)
+  const startup = settings.pooler === "none"
+  const statementMillis = startup ? boundMillis(settings.statementTimeout) : undefined
+  const idleMillis = startup ? boundMillis(settings.idleInTransactionTimeout) : undefined
   return {
     ...(statementMillis === undefined ? {} : { statement_timeout: statementMillis }),
     ...(idleMillis === undefined ? {} : { idle_in_transaction_session_timeout: idleMillis }),

@@ -156,22 +156,23 @@ export interface Postmaster {
   readonly signal: (signal: NodeJS.Signals) => void
 }
 
-/** Spawns `postgres -D dataDir`, its stdout and stderr appended to `logFile`. @internal */
-export const spawnPostmaster = (options: {
+/**
+ * Spawns a long-running server program (`postgres`, `pgbouncer`) as the server user, its stdout
+ * and stderr appended to `logFile`; the parent-death signal `deathSignal` takes it down with this
+ * process. @internal
+ */
+export const spawnDaemon = (options: {
   readonly user: ServerUser
-  readonly binDir: string
-  readonly dataDir: string
+  readonly file: string
+  readonly args: ReadonlyArray<string>
   readonly logFile: string
-  /** An OpenSSL configuration file for the server (`OPENSSL_CONF`). */
-  readonly opensslConf?: string
+  readonly deathSignal: "QUIT" | "KILL"
+  /** An OpenSSL configuration file for the program (`OPENSSL_CONF`). */
+  readonly opensslConf?: string | undefined
 }): Effect.Effect<Postmaster, PgTestServerError> =>
   Effect.gen(function*() {
-    const [command, argv] = yield* commandLine(
-      options.user,
-      Path.join(options.binDir, "postgres"),
-      ["-D", options.dataDir],
-      "QUIT"
-    )
+    const name = Path.basename(options.file)
+    const [command, argv] = yield* commandLine(options.user, options.file, options.args, options.deathSignal)
     const exited = yield* Deferred.make<string>()
     const child = yield* Effect.try({
       try: () => {
@@ -196,7 +197,7 @@ export const spawnPostmaster = (options: {
     child.unref()
     if (child.pid === undefined) {
       const outcome = yield* Deferred.await(exited)
-      return yield* Effect.fail(failure("start", `postgres did not start: ${outcome}`))
+      return yield* Effect.fail(failure("start", `${name} did not start: ${outcome}`))
     }
     const pid = child.pid
     return {
@@ -206,6 +207,24 @@ export const spawnPostmaster = (options: {
         child.kill(signal)
       }
     }
+  })
+
+/** Spawns `postgres -D dataDir`, its stdout and stderr appended to `logFile`. @internal */
+export const spawnPostmaster = (options: {
+  readonly user: ServerUser
+  readonly binDir: string
+  readonly dataDir: string
+  readonly logFile: string
+  /** An OpenSSL configuration file for the server (`OPENSSL_CONF`). */
+  readonly opensslConf?: string
+}): Effect.Effect<Postmaster, PgTestServerError> =>
+  spawnDaemon({
+    user: options.user,
+    file: Path.join(options.binDir, "postgres"),
+    args: ["-D", options.dataDir],
+    logFile: options.logFile,
+    deathSignal: "QUIT",
+    opensslConf: options.opensslConf
   })
 
 /** Last lines of a log file, for error messages. @internal */
