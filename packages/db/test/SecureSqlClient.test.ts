@@ -502,6 +502,15 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("SecureSqlClien
         expect(warnings.some((w) => w.includes("WeakRsaKey") && w.includes("1024-bit"))).toBe(true)
       }))
 
+    it.effect("refuses at startup, in production, a server certificate with a 1024-bit RSA key (InsecureServer, WeakRsaKey)", () =>
+      Effect.gen(function*() {
+        const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.rsa1024 })
+        const error = yield* startupError(makeSettings(server, pki, { environment: "production" }))
+        if (error._tag !== "InsecureServer") return assert.fail(`expected InsecureServer: ${error.message}`)
+        expect(error.findings.map((f) => f.rule)).toContain("WeakRsaKey")
+        expect(error.message).not.toContain(APP_PASSWORD)
+      }))
+
     it.effect("raises a warning when the server certificate expires within the alert window", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.expiringSoon })
