@@ -1,6 +1,7 @@
 /**
  * The startup sequence for one server: credentials -> TLS options -> pool -> one connection
- * test and posture check, bounded together by the connect timeout -> ready. Reusable for a read
+ * test and posture check, bounded together by the connect timeout -> `DB_POOL_MIN` connections
+ * opened -> ready. Reusable for a read
  * replica, and (`verify` with a fresh client) as the replica's health probe.
  *
  * @internal
@@ -68,6 +69,16 @@ export const verify = (
   )
 
 /**
+ * Opens the pool's `DB_POOL_MIN` connections: pg-pool's `min` only stops its idle timer from
+ * closing connections below it, it never opens one. All `min` are checked out at once (the
+ * verified one is reused, the rest are new) and handed back idle, where `min` keeps them.
+ */
+const openMinimum = (pool: SecurePool, target: ConnectTarget, min: number): Effect.Effect<void, AcquireError> =>
+  min <= 1 ? Effect.void : Effect.scoped(
+    Effect.forEach(Array.from({ length: min }), () => acquireClient(pool, target), { concurrency: "unbounded", discard: true })
+  )
+
+/**
  * Builds a verified pool for a server (the primary, or a replica with its own host and port),
  * scoped: closing the scope ends the pool. When any step fails the scope's finalizer ends the
  * pool before the failure is reported, so a failed startup leaves no connection behind.
@@ -83,6 +94,7 @@ export const makeVerifiedPool = (
     const target = targetOf(options)
     const pool = yield* makePool(options)
     const posture = yield* verify(acquireClient(pool, target), settings, target, credentials)
+    yield* openMinimum(pool, target, settings.pool.min)
     const tls = Option.match(posture.socket, {
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
