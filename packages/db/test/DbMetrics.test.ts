@@ -16,7 +16,7 @@ import type { DbSettings } from "@takumi/config"
 import { SecretMetrics } from "@takumi/secrets"
 import { BlackholeServer, TestDatabase } from "@takumi/testing"
 import { DbMetrics, Idempotent, SecureSqlClient } from "../src/index.js"
-import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-metrics-c4e1"
 
@@ -25,7 +25,7 @@ const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSW
 const clientLayer = (settings: DbSettings, password = APP_PASSWORD) =>
   Layer.unwrapEffect(
     Effect.map(
-      makeFakeSecrets({ DB_PASSWORD: password }),
+      makeTestSecrets({ DB_PASSWORD: password }),
       (secrets) => SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
     )
   )

@@ -18,7 +18,7 @@ import { type ConnectTarget } from "../src/internal/classify.js"
 import { installAcquireHook, isPoolQueueTimeout } from "../src/internal/resilience/acquire.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-pool-77e1"
 
@@ -35,7 +35,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("PoolExhaustion"
     () =>
       Effect.gen(function*() {
         const { pki, server } = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = makeSettings(server, pki, { pool: { min: 0, max: 5 }, connectTimeout: Duration.millis(1000) })
         const client = SecureSqlClient.layer.pipe(
           Layer.provide(Layer.mergeAll(configLayer(settings), secrets.layer)),

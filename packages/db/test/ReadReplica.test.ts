@@ -24,7 +24,7 @@ import * as DbHealth from "../src/DbHealth.js"
 import * as ReadReplica from "../src/ReadReplica.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-replica-0e4d"
 const FAILOVER = Duration.millis(1000)
@@ -55,7 +55,7 @@ const settingsWithReplica = (env: Context.Tag.Service<Env>, replica: { readonly 
   })
 
 const clientLayer = (settings: DbSettings) =>
-  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+  Layer.unwrapEffect(Effect.map(makeTestSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
     SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(configLayer(settings), secrets.layer, ReconnectSchedule.layer({ cap: "1 second" }))),
       Layer.orDie
@@ -119,7 +119,7 @@ const healthWhere = (predicate: (s: DbHealth.HealthSnapshot) => boolean) =>
 const replicaStatus = (s: DbHealth.HealthSnapshot) => Option.map(s.replica, (r) => r.status)
 
 layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (it) => {
-  it.effect("sends reads to the streaming standby while SqlClient goes to the primary", () =>
+  it.scoped("sends reads to the streaming standby while SqlClient goes to the primary", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {
@@ -131,7 +131,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
 
-  it.effect("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
+  it.scoped("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {
@@ -146,7 +146,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
 
-  it.effect(
+  it.scoped(
     "fails reads over to the primary within the failover timeout when the replica stops, alerts, and returns to the replica when it is back",
     () =>
       Effect.gen(function*() {
@@ -182,7 +182,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "fails a read over to the primary after the failover timeout when the replica hangs (FailoverTimeout), and returns when it answers",
     () =>
       Effect.gen(function*() {
@@ -234,7 +234,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "sends a read on an idle replica connection to the primary within the failover timeout when the whole replica freezes, alerts once, and returns to the replica after thaw",
     () =>
       Effect.gen(function*() {
@@ -281,7 +281,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "fails a transaction on a frozen replica with FailoverTimeout after the failover timeout (a typed failure, not moved statement by statement to the primary)",
     () =>
       Effect.gen(function*() {
@@ -319,7 +319,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }))
     }))
 
-  it.effect("is the primary client itself when no replica is configured", () =>
+  it.scoped("is the primary client itself when no replica is configured", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {

@@ -11,7 +11,7 @@ import type { DbSettings } from "@takumi/config"
 import { TestDatabase } from "@takumi/testing"
 import type { Credentials } from "../src/internal/credentials.js"
 import { fallbackConnectTimeoutMillis, makePool } from "../src/internal/pool.js"
-import { clientLayer, makeFakeSecrets, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { clientLayer, makeTestSecrets, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const credentials: Credentials = {
   password: () => Promise.resolve("never-used-here"),
@@ -69,7 +69,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("DB_POOL_MIN", (
         applicationName
       ]).pipe(Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)), Effect.orDie)
       const settings = makeSettings(server, pki, { applicationName, pool: { min: 3, max: 5 }, idleTimeout: Duration.millis(100) })
-      yield* Layer.build(clientLayer(settings, yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })))
+      yield* Layer.build(clientLayer(settings, yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })))
       expect(yield* backends).toBe(3)
       // well past the idle timeout: pg-pool closes idle connections only above min
       yield* Effect.sleep("600 millis")
