@@ -29,6 +29,17 @@ import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fi
 const APP_PASSWORD = "app-Pa55word-replica-0e4d"
 const FAILOVER = Duration.millis(1000)
 
+/**
+ * How much later than the failover timeout a failed-over read may finish: room for a loaded
+ * 2-core machine (scheduling, the TLS handshake to the primary, the statement there). Every other
+ * bound on these reads is far longer (the statement timeout is 30 s), so a read that was not cut
+ * at the failover timeout still fails the check.
+ */
+const LOAD_SLACK_MILLIS = 3000
+
+/** The read took no longer than the failover timeout, plus slack for a loaded machine. */
+const withinFailover = (took: number) => expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + LOAD_SLACK_MILLIS)
+
 class Env extends Context.Tag("replica-test/Env")<Env, {
   readonly pki: TestPki.TestPki
   readonly primary: PgTestServer.PgTestServer
@@ -162,7 +173,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER))
+          withinFailover(took)
 
           const degraded = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
           expect(degraded.status).toBe("degraded")
@@ -222,7 +233,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
           // it waited for the replica for the failover timeout, not longer
           expect(took).toBeGreaterThanOrEqual(Duration.toMillis(FAILOVER) - 50)
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 500)
+          withinFailover(took)
           const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
           expect(Option.flatMap(down.replica, (r) => Option.map(r.lastError, (e) => e._tag))).toEqual(
             Option.some("FailoverTimeout")
@@ -260,7 +271,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+          withinFailover(took)
 
           // the probe (a fresh connection, bounded) fails too: the replica goes down, once
           const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
@@ -294,7 +305,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const started = yield* Clock.currentTimeMillis
           const exit = yield* Effect.exit(replica.withTransaction(whoAnswers(replica)))
           const took = (yield* Clock.currentTimeMillis) - started
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+          withinFailover(took)
           const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
           expect(Option.map(error, (e) => e instanceof SqlError && e.cause instanceof FailoverTimeout)).toEqual(Option.some(true))
           yield* frozen.thaw
