@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { DbSettings } from "@takumi/config"
 import { InterceptionProxy, TestDatabase } from "@takumi/testing"
-import { clientLayer, type TestSecrets, makeTestSecrets, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { clientLayer, makeLogCapture, makeSettings, makeTestSecrets, reloadFrom, type TestSecrets, tlsBaseline } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-7d03be51"
 
@@ -135,12 +135,16 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Interception",
   })
 
   describe("downgrades", () => {
-    it.scoped("a proxy answering the SSLRequest with N: SslNotSupportedByServer, nothing sent in plaintext", () =>
+    it.scoped("a proxy answering the SSLRequest with N: SslNotSupportedByServer and the UnencryptedConnection alert, nothing sent in plaintext", () =>
       Effect.gen(function*() {
         const { peer, secrets, settings } = yield* intercepted(() => ({ clientSide: { _tag: "RefuseTls" } }))
-        const error = yield* Effect.flip(startup(settings, secrets))
+        const logs = yield* makeLogCapture
+        const error = yield* Effect.flip(startup(settings, secrets).pipe(Effect.provide(logs.layer)))
         assert.strictEqual(error._tag, "SslNotSupportedByServer", error.message)
         yield* refusedAtTls(peer, secrets)
+        const alerts = (yield* logs.lines).filter((l) => l.level === "WARN" && l.text.includes("UnencryptedConnection"))
+        expect(alerts.length).toBeGreaterThan(0)
+        expect(alerts[0]?.text).toContain("check for a proxy downgrading the connection")
       }))
 
     it.scoped("a proxy stripping SCRAM-SHA-256-PLUS, DB_CHANNEL_BINDING=require: AuthenticationMethodRefused, nothing sent", () =>

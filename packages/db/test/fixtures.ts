@@ -49,7 +49,7 @@ export const makeSettings = (
 }
 
 /** The KV v2 path (mount first) the test secrets live at in the Vault double. */
-export const secretsPath = "secret/takumi/test"
+const secretsPath = "secret/takumi/test"
 
 /**
  * The real secrets stack of a Vault deployment: the real `SecretCache` in front of the real Vault
@@ -75,7 +75,7 @@ export const makeTestSecrets = (
 ): Effect.Effect<TestSecrets, never, Scope.Scope> =>
   Effect.gen(function*() {
     const vault = yield* VaultDouble.make({ token: VAULT_TOKEN }).pipe(Effect.orDie)
-    const current = { ...entries }
+    let current: Record<string, string> = { ...entries }
     yield* vault.put(secretsPath, current)
     const settings = testSettings({
       secrets: {
@@ -99,7 +99,12 @@ export const makeTestSecrets = (
     }
     return {
       layer: Layer.succeed(SecretsBackend, service),
-      rotate: (key, value) => Effect.asVoid(vault.put(secretsPath, Object.assign(current, { [key]: value }))),
+      // each version its own object: the double keeps the old ones as they were
+      rotate: (key, value) =>
+        Effect.suspend(() => {
+          current = { ...current, [key]: value }
+          return Effect.asVoid(vault.put(secretsPath, current))
+        }),
       gets: Effect.map(vault.requests, (requests) => requests.filter((r) => r.path === secretsPath && r.url.includes("/data/")).length),
       invalidations: Ref.get(invalidations),
       vault
