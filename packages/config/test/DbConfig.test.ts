@@ -1,4 +1,3 @@
-import { SystemError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
@@ -10,14 +9,50 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { promisify } from "node:util"
 import { ConfigError, DbConfig, InsecureConfiguration, SecurityPolicy, testSettings } from "../src/index.js"
 import { decode, devBase, prodBase, testCaPem, withLogs } from "./fixtures.js"
+
+const execFile = promisify(ChildProcess.execFile)
 
 const fail = <A, E>(effect: Effect.Effect<A, E>) => Effect.flip(effect)
 
 const issueVariables = (error: ConfigError | InsecureConfiguration): ReadonlyArray<string> =>
   error._tag === "ConfigError" ? error.issues.map((issue) => issue.variable) : [error.variable]
+
+/** The outcome `test/child/loadConfig.ts` prints: the settings loaded, or the error's tag, message and variables. */
+interface ChildOutcome {
+  readonly ok: boolean
+  readonly tag?: string
+  readonly message?: string
+  readonly variables?: ReadonlyArray<string>
+}
+
+/**
+ * Loads the configuration from `env` alone in a child process running as `user`: the real file
+ * system and the real permission checks of that uid.
+ */
+const loadAs = (user: string, env: Record<string, string>): Effect.Effect<ChildOutcome> =>
+  Effect.promise(async () => {
+    const ids = await idsOf(user)
+    const { stdout } = await execFile(
+      process.execPath,
+      ["--conditions=@takumi/source", "--import", "tsx", Path.join(import.meta.dirname, "child", "loadConfig.ts")],
+      { ...ids, cwd: Path.join(import.meta.dirname, ".."), env: { PATH: process.env["PATH"] ?? "", HOME: Os.tmpdir(), ...env } }
+    )
+    return JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as ChildOutcome
+  })
+
+/** The uid and gid of a local user (`id -u` / `id -g`). */
+const idsOf = async (user: string) => {
+  const [uid, gid] = await Promise.all([execFile("id", ["-u", user]), execFile("id", ["-g", user])])
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+}
 
 const pem = (label: string, body = "MIIBszCCAVmgAwIBAgIUQk") => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`
 
@@ -471,31 +506,21 @@ describe("DbConfig.layer", () => {
         expect(directory.message).toContain("is a directory")
       }))
 
-    it.effect("refuses a certificate file the process may not read, naming the variable", () =>
+    it.effect("refuses a certificate file the process may not read, naming the variable (loaded as nobody)", () =>
       Effect.gen(function*() {
+        // the suite runs as root, for whom no mode bit denies a read: the loader runs in a child
+        // process as `nobody`, the file root's own 0600 in a directory nobody may enter
         const dir = yield* tempFiles({ "ca.pem": testCaPem })
         const path = `${dir}/ca.pem`
-        // the suite runs as root, for whom no mode bit denies a read: the file system answers
-        // EACCES for this one file instead, exactly as Node reports it to a non-root process
-        const real = yield* FileSystem.FileSystem
-        const denying = Layer.succeed(FileSystem.FileSystem, {
-          ...real,
-          access: (target, options) =>
-            target === path
-              ? Effect.fail(
-                new SystemError({ reason: "PermissionDenied", module: "FileSystem", method: "access", pathOrDescriptor: target })
-              )
-              : real.access(target, options)
-        })
-        const error = yield* fail(
-          DbConfig.make({ dotEnv: false }).pipe(
-            Effect.provide(denying),
-            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...devBase, DB_SSL_CA: path }))))
-          )
-        )
-        expect(issueVariables(error)).toEqual(["DB_SSL_CA"])
-        expect(error.message).toContain("the file is not readable")
-      }).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped))
+        yield* Effect.promise(() => Promise.all([Fs.chmod(dir, 0o755), Fs.chmod(path, 0o600)]))
+        const asNobody = (env: Record<string, string>) => loadAs("nobody", env)
+        const refused = yield* asNobody({ ...devBase, DB_SSL_CA: path })
+        expect(refused.variables).toEqual(["DB_SSL_CA"])
+        expect(refused.message).toContain("the file is not readable")
+        // the same file readable by everyone loads: the refusal was the permission, not the file
+        yield* Effect.promise(() => Fs.chmod(path, 0o644))
+        expect(yield* asNobody({ ...devBase, DB_SSL_CA: path })).toEqual({ ok: true })
+      }).pipe(Effect.scoped), 60_000)
 
     it.effect("refuses a client certificate without its key", () =>
       Effect.gen(function*() {

@@ -18,7 +18,7 @@ import { HostilePgServer, PgTestServer, TestDatabase } from "@takumi/testing"
 import * as AuthPolicy from "../src/internal/authPolicy.js"
 import type { Credentials } from "../src/internal/credentials.js"
 import { acquireClient, makePool, openFreshClient, targetOf } from "../src/internal/pool.js"
-import { clientLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { clientLayer, type TestSecrets, makeTestSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-c41e7b90"
 const LEGACY_PASSWORD = "legacy-Pa55word-93fd02a6"
@@ -34,7 +34,7 @@ const database = TestDatabase.layer({
 const configure = reloadFrom(tlsBaseline)
 
 /** Builds the layer (startup: pool, one verified connection) and closes it again. */
-const startup = (settings: DbSettings, secrets: FakeSecrets) => Layer.build(clientLayer(settings, secrets)).pipe(Effect.scoped)
+const startup = (settings: DbSettings, secrets: TestSecrets) => Layer.build(clientLayer(settings, secrets)).pipe(Effect.scoped)
 
 /** An impostor presenting the test PKI's server certificate (it chains to the CA the client trusts). */
 const impostor = (request: HostilePgServer.AuthenticationRequest, afterResponse?: HostilePgServer.AfterResponse) =>
@@ -56,7 +56,7 @@ const productionAt = (
 ) => makeSettings(peer, pki, { environment: "production", ...overrides })
 
 /** Starts up against `settings` and returns the startup error, which must be AuthenticationMethodRefused. */
-const refusal = (settings: DbSettings, secrets: FakeSecrets) =>
+const refusal = (settings: DbSettings, secrets: TestSecrets) =>
   Effect.gen(function*() {
     const error = yield* Effect.flip(startup(settings, secrets))
     if (error._tag !== "AuthenticationMethodRefused") return assert.fail(`expected AuthenticationMethodRefused: ${error.message}`)
@@ -82,7 +82,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses a cleartext password request before reading the password, and sends nothing", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("cleartext")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki), secrets)
         assert.strictEqual(error.method, "password")
         assert.strictEqual(error.rule, "MethodNotAllowed")
@@ -96,7 +96,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses an MD5 password request before reading the password, and sends nothing", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("md5")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki), secrets)
         assert.strictEqual(error.method, "md5")
         assert.strictEqual(error.rule, "MethodNotAllowed")
@@ -107,7 +107,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses SCRAM without -PLUS when channel binding is required, and sends nothing", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("scram-sha-256")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki, { auth: { channelBinding: "require", requireAuth: ["scram-sha-256", "none"] } }), secrets)
         assert.strictEqual(error.method, "scram-sha-256")
         assert.strictEqual(error.rule, "ChannelBindingRequired")
@@ -120,7 +120,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses SCRAM-SHA-256-PLUS over a connection without TLS when channel binding is required", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("scram-sha-256-plus")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = productionAt(peer, pki, {
           auth: { channelBinding: "require", requireAuth: ["scram-sha-256", "none"] },
           tls: { enabled: false }
@@ -135,7 +135,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("answers a SCRAM-SHA-256-PLUS offer with SCRAM-SHA-256-PLUS bound to the TLS certificate (channel binding prefer)", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("scram-sha-256-plus")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         // the impostor cannot finish SCRAM: it answers the first message with 28P01
         const error = yield* Effect.flip(startup(productionAt(peer, pki), secrets))
         assert.strictEqual(error._tag, "AuthenticationFailed")
@@ -151,7 +151,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses a server that lets the client in without a password when DB_REQUIRE_AUTH lacks none", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("none")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki, { auth: { channelBinding: "prefer", requireAuth: ["scram-sha-256"] } }), secrets)
         assert.strictEqual(error.method, "none")
         assert.strictEqual(error.rule, "MethodNotAllowed")
@@ -162,7 +162,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("refuses a server that declares SCRAM done before proving it knows the verifier", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("scram-sha-256-plus", "accept")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki, { auth: { channelBinding: "prefer", requireAuth: ["scram-sha-256"] } }), secrets)
         assert.strictEqual(error.method, "scram-sha-256")
         assert.strictEqual(error.rule, "AuthenticationIncomplete")
@@ -173,7 +173,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("with channel binding required, refuses a server that skips SCRAM even though none is allowed", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("scram-sha-256-plus", "accept")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = productionAt(peer, pki, { auth: { channelBinding: "require", requireAuth: ["scram-sha-256", "none"] } })
         const error = yield* refusal(settings, secrets)
         assert.strictEqual(error.rule, "ChannelBindingRequired")
@@ -185,7 +185,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("turns AuthenticationGSS (code 7), which pg's parser throws on inside a socket handler, into AuthenticationMethodRefused instead of a crash", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("gss")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const error = yield* refusal(productionAt(peer, pki), secrets)
         assert.strictEqual(error.method, "unsupported")
         assert.strictEqual(error.requestCode, 7)
@@ -226,7 +226,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
       Effect.gen(function*() {
         const { server } = yield* configure()
         const { peer, pki } = yield* impostor("cleartext")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = makeSettings(server, pki, {
           environment: "production",
           readReplica: Option.some({ host: peer.host, port: peer.port })
@@ -242,7 +242,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
     it.scoped("answers a cleartext request (DB_REQUIRE_AUTH allows it) and warns once per pool, not per connection", () =>
       Effect.gen(function*() {
         const { peer, pki } = yield* impostor("cleartext")
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const logs = yield* makeLogCapture
         const error = yield* Effect.flip(startup(makeSettings(peer, pki), secrets)).pipe(Effect.provide(logs.layer))
         // the impostor refuses every password; the pool re-reads the secret and tries once more
@@ -258,10 +258,10 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
   })
 
   describe("a real PostgreSQL", () => {
-    it.effect("connects with the production defaults and channel binding required (PostgreSQL offers -PLUS over TLS)", () =>
+    it.scoped("connects with the production defaults and channel binding required (PostgreSQL offers -PLUS over TLS)", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure()
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const settings = makeSettings(server, pki, {
           environment: "production",
           auth: { channelBinding: "require", requireAuth: ["scram-sha-256", "none"] }
@@ -274,14 +274,14 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
         assert.strictEqual(user, "app")
       }))
 
-    it.effect("refuses a role the server authenticates with md5 in production", () =>
+    it.scoped("refuses a role the server authenticates with md5 in production", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure({
           hba: [{ type: "hostssl", user: "legacy", method: "md5" }, ...PgTestServer.defaultHba(true)]
         })
         // stored as an MD5 hash: with a SCRAM secret PostgreSQL would run SCRAM despite pg_hba's md5
         yield* server.query(`ALTER ROLE legacy PASSWORD '${md5Secret(LEGACY_PASSWORD, "legacy")}'`).pipe(Effect.orDie)
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: LEGACY_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: LEGACY_PASSWORD })
         const settings = makeSettings(server, pki, { environment: "production", user: "legacy" })
         const error = yield* Effect.flip(startup(settings, secrets))
         assert.strictEqual(error._tag, "AuthenticationMethodRefused", error.message)
@@ -290,13 +290,13 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("AuthPolicy", (
         assert.strictEqual(yield* secrets.gets, 0)
       }))
 
-    it.effect("connects the same md5 role in development, with one warning naming md5", () =>
+    it.scoped("connects the same md5 role in development, with one warning naming md5", () =>
       Effect.gen(function*() {
         const { pki, server } = yield* configure({
           hba: [{ type: "hostssl", user: "legacy", method: "md5" }, ...PgTestServer.defaultHba(true)]
         })
         yield* server.query(`ALTER ROLE legacy PASSWORD '${md5Secret(LEGACY_PASSWORD, "legacy")}'`).pipe(Effect.orDie)
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: LEGACY_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: LEGACY_PASSWORD })
         const logs = yield* makeLogCapture
         const settings = makeSettings(server, pki, { user: "legacy" })
         const users = yield* Effect.gen(function*() {

@@ -15,7 +15,7 @@ import * as Schedule from "effect/Schedule"
 import type { DbSettings } from "@takumi/config"
 import { TestDatabase } from "@takumi/testing"
 import { lifetimeSeconds, maxJitterFraction } from "../src/internal/connectionLifetime.js"
-import { clientLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { clientLayer, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-lifetime-77c1"
 
@@ -41,7 +41,7 @@ const clientWith = (overrides: Partial<DbSettings>) =>
   Effect.gen(function*() {
     const { pki, server } = yield* TestDatabase.TestDatabase
     const settings = makeSettings(server, pki, { pool: { min: 0, max: 2 }, ...overrides })
-    const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+    const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
     return Context.get(yield* Layer.build(clientLayer(settings, secrets)), SqlClient.SqlClient)
   })
 

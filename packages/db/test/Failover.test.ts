@@ -24,7 +24,7 @@ import * as Idempotent from "../src/Idempotent.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
 import * as SecurityAlerts from "../src/SecurityAlerts.js"
-import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-failover-3b9e"
 
@@ -49,7 +49,7 @@ const makeWriters = (sql: SqlClient.SqlClient, writers: number) => {
 }
 
 const clientLayer = (settings: DbSettings, budget: Duration.DurationInput) =>
-  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+  Layer.unwrapScoped(Effect.map(makeTestSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
     SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(
         configLayer(settings),

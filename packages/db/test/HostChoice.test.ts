@@ -15,7 +15,7 @@ import type { DbSettings, ServerAddress, TargetSessionAttrs } from "@takumi/conf
 import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import { NoSuitableHost } from "../src/DbError.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-hosts-7c21"
 
@@ -51,7 +51,7 @@ const settingsFor = (
 ): DbSettings => makeSettings(env.primary, env.pki, { hosts: servers.map(address), targetSessionAttrs })
 
 const clientLayer = (settings: DbSettings) =>
-  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+  Layer.unwrapScoped(Effect.map(makeTestSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
     SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))))
 
 const whoAnswers = Effect.flatMap(SqlClient.SqlClient, (sql) =>

@@ -17,7 +17,7 @@ import { type PgTestServer, TestDatabase } from "@takumi/testing"
 import * as Idempotent from "../src/Idempotent.js"
 import { errorCode } from "../src/internal/classify.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-idem-3c9f"
 
@@ -30,7 +30,7 @@ const EnvLive = Layer.scoped(
   Env,
   Effect.gen(function*() {
     const { pki, server } = yield* TestDatabase.make({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
-    const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+    const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
     const client = SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(configLayer(makeSettings(server, pki)), secrets.layer)),
       Layer.orDie

@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { DbSettings } from "@takumi/config"
 import { InterceptionProxy, TestDatabase } from "@takumi/testing"
-import { clientLayer, type FakeSecrets, makeFakeSecrets, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { clientLayer, makeLogCapture, makeSettings, makeTestSecrets, reloadFrom, type TestSecrets, tlsBaseline } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-7d03be51"
 
@@ -29,7 +29,7 @@ const intercepted = (
   Effect.gen(function*() {
     const { pki, server } = yield* configure()
     const peer = yield* InterceptionProxy.make({ target: { host: server.host, port: server.port }, ...proxy(pki) })
-    const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+    const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
     const settings = makeSettings(peer, pki, { environment: "production", ...overrides })
     return { peer, secrets, settings }
   })
@@ -46,9 +46,9 @@ const stripping = (pki: TestDatabase.TestDatabase["Type"]["pki"]): Omit<Intercep
 })
 
 /** Builds the layer (startup: pool, one verified connection) and closes it again. */
-const startup = (settings: DbSettings, secrets: FakeSecrets) => Layer.build(clientLayer(settings, secrets)).pipe(Effect.scoped)
+const startup = (settings: DbSettings, secrets: TestSecrets) => Layer.build(clientLayer(settings, secrets)).pipe(Effect.scoped)
 
-const currentUser = (settings: DbSettings, secrets: FakeSecrets) =>
+const currentUser = (settings: DbSettings, secrets: TestSecrets) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ usr: string }>`SELECT current_user AS usr`
@@ -65,7 +65,7 @@ const passwordNeverSeen = (peer: InterceptionProxy.InterceptionProxy) =>
   })
 
 /** The client refused before its StartupMessage: the proxy learnt no user, got no message, no session. */
-const refusedAtTls = (peer: InterceptionProxy.InterceptionProxy, secrets: FakeSecrets) =>
+const refusedAtTls = (peer: InterceptionProxy.InterceptionProxy, secrets: TestSecrets) =>
   Effect.gen(function*() {
     const connections = yield* peer.connections
     expect(connections.length).toBeGreaterThan(0)
@@ -135,12 +135,16 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Interception",
   })
 
   describe("downgrades", () => {
-    it.scoped("a proxy answering the SSLRequest with N: SslNotSupportedByServer, nothing sent in plaintext", () =>
+    it.scoped("a proxy answering the SSLRequest with N: SslNotSupportedByServer and the UnencryptedConnection alert, nothing sent in plaintext", () =>
       Effect.gen(function*() {
         const { peer, secrets, settings } = yield* intercepted(() => ({ clientSide: { _tag: "RefuseTls" } }))
-        const error = yield* Effect.flip(startup(settings, secrets))
+        const logs = yield* makeLogCapture
+        const error = yield* Effect.flip(startup(settings, secrets).pipe(Effect.provide(logs.layer)))
         assert.strictEqual(error._tag, "SslNotSupportedByServer", error.message)
         yield* refusedAtTls(peer, secrets)
+        const alerts = (yield* logs.lines).filter((l) => l.level === "WARN" && l.text.includes("UnencryptedConnection"))
+        expect(alerts.length).toBeGreaterThan(0)
+        expect(alerts[0]?.text).toContain("check for a proxy downgrading the connection")
       }))
 
     it.scoped("a proxy stripping SCRAM-SHA-256-PLUS, DB_CHANNEL_BINDING=require: AuthenticationMethodRefused, nothing sent", () =>

@@ -21,7 +21,7 @@ import type { DbSettings } from "@takumi/config"
 import { PgBouncerTestServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
 import * as Idempotent from "../src/Idempotent.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-bouncer-91d2"
 const BARE_PASSWORD = "bare-Pa55word-bouncer-5c07"
@@ -58,8 +58,8 @@ const bouncerSettings = (env: Context.Tag.Service<Env>, overrides: Partial<DbSet
   makeSettings({ host: "localhost", port: env.bouncer.port }, env.pki, { pooler: "pgbouncer", ...overrides })
 
 const clientLayer = (settings: DbSettings, password = APP_PASSWORD) =>
-  Layer.unwrapEffect(Effect.map(
-    makeFakeSecrets({ DB_PASSWORD: password }),
+  Layer.unwrapScoped(Effect.map(
+    makeTestSecrets({ DB_PASSWORD: password }),
     (secrets) => SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
   ))
 

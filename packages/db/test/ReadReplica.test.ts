@@ -24,10 +24,21 @@ import * as DbHealth from "../src/DbHealth.js"
 import * as ReadReplica from "../src/ReadReplica.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-replica-0e4d"
 const FAILOVER = Duration.millis(1000)
+
+/**
+ * How much later than the failover timeout a failed-over read may finish: room for a loaded
+ * 2-core machine (scheduling, the TLS handshake to the primary, the statement there). Every other
+ * bound on these reads is far longer (the statement timeout is 30 s), so a read that was not cut
+ * at the failover timeout still fails the check.
+ */
+const LOAD_SLACK_MILLIS = 3000
+
+/** The read took no longer than the failover timeout, plus slack for a loaded machine. */
+const withinFailover = (took: number) => expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + LOAD_SLACK_MILLIS)
 
 class Env extends Context.Tag("replica-test/Env")<Env, {
   readonly pki: TestPki.TestPki
@@ -55,7 +66,7 @@ const settingsWithReplica = (env: Context.Tag.Service<Env>, replica: { readonly 
   })
 
 const clientLayer = (settings: DbSettings) =>
-  Layer.unwrapEffect(Effect.map(makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
+  Layer.unwrapEffect(Effect.map(makeTestSecrets({ DB_PASSWORD: APP_PASSWORD }), (secrets) =>
     SecureSqlClient.layer.pipe(
       Layer.provide(Layer.mergeAll(configLayer(settings), secrets.layer, ReconnectSchedule.layer({ cap: "1 second" }))),
       Layer.orDie
@@ -119,7 +130,7 @@ const healthWhere = (predicate: (s: DbHealth.HealthSnapshot) => boolean) =>
 const replicaStatus = (s: DbHealth.HealthSnapshot) => Option.map(s.replica, (r) => r.status)
 
 layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (it) => {
-  it.effect("sends reads to the streaming standby while SqlClient goes to the primary", () =>
+  it.scoped("sends reads to the streaming standby while SqlClient goes to the primary", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {
@@ -131,7 +142,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
 
-  it.effect("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
+  it.scoped("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {
@@ -146,7 +157,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
 
-  it.effect(
+  it.scoped(
     "fails reads over to the primary within the failover timeout when the replica stops, alerts, and returns to the replica when it is back",
     () =>
       Effect.gen(function*() {
@@ -162,7 +173,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER))
+          withinFailover(took)
 
           const degraded = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
           expect(degraded.status).toBe("degraded")
@@ -182,7 +193,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "fails a read over to the primary after the failover timeout when the replica hangs (FailoverTimeout), and returns when it answers",
     () =>
       Effect.gen(function*() {
@@ -222,7 +233,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
           // it waited for the replica for the failover timeout, not longer
           expect(took).toBeGreaterThanOrEqual(Duration.toMillis(FAILOVER) - 50)
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 500)
+          withinFailover(took)
           const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
           expect(Option.flatMap(down.replica, (r) => Option.map(r.lastError, (e) => e._tag))).toEqual(
             Option.some("FailoverTimeout")
@@ -234,7 +245,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "sends a read on an idle replica connection to the primary within the failover timeout when the whole replica freezes, alerts once, and returns to the replica after thaw",
     () =>
       Effect.gen(function*() {
@@ -260,7 +271,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const failedOver = yield* whoAnswers(replica)
           const took = (yield* Clock.currentTimeMillis) - started
           expect(failedOver).toEqual({ recovery: false, port: env.primary.port, ssl: true })
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+          withinFailover(took)
 
           // the probe (a fresh connection, bounded) fails too: the replica goes down, once
           const down = yield* healthWhere((s) => Option.exists(s.replica, (r) => r.status === "down"))
@@ -281,7 +292,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       })
   )
 
-  it.effect(
+  it.scoped(
     "fails a transaction on a frozen replica with FailoverTimeout after the failover timeout (a typed failure, not moved statement by statement to the primary)",
     () =>
       Effect.gen(function*() {
@@ -294,7 +305,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
           const started = yield* Clock.currentTimeMillis
           const exit = yield* Effect.exit(replica.withTransaction(whoAnswers(replica)))
           const took = (yield* Clock.currentTimeMillis) - started
-          expect(took).toBeLessThanOrEqual(Duration.toMillis(FAILOVER) + 700)
+          withinFailover(took)
           const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
           expect(Option.map(error, (e) => e instanceof SqlError && e.cause instanceof FailoverTimeout)).toEqual(Option.some(true))
           yield* frozen.thaw
@@ -319,7 +330,7 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
       }))
     }))
 
-  it.effect("is the primary client itself when no replica is configured", () =>
+  it.scoped("is the primary client itself when no replica is configured", () =>
     Effect.gen(function*() {
       const env = yield* Env
       yield* Effect.gen(function*() {

@@ -37,7 +37,7 @@ import { errorCode } from "../src/internal/classify.js"
 import { isRetryableConnectFailure } from "../src/internal/resilience/acquire.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
-import { configLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { configLayer, type TestSecrets, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-recovery-51c0"
 
@@ -47,12 +47,12 @@ const settingsFor = (env: Context.Tag.Service<TestDatabase.TestDatabase>, overri
   makeSettings(env.server, env.pki, { pool: { min: 0, max: 4 }, ...overrides })
 
 /** The client with the given reconnect options; the policy is also provided to the program (Idempotent reads it). */
-const startingLayer = (settings: DbSettings, secrets: FakeSecrets, reconnect: ReconnectSchedule.ReconnectOptions = {}) =>
+const startingLayer = (settings: DbSettings, secrets: TestSecrets, reconnect: ReconnectSchedule.ReconnectOptions = {}) =>
   SecureSqlClient.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(configLayer(settings), secrets.layer, ReconnectSchedule.layer(reconnect)))
   )
 
-const clientLayer = (settings: DbSettings, secrets: FakeSecrets, reconnect: ReconnectSchedule.ReconnectOptions = {}) =>
+const clientLayer = (settings: DbSettings, secrets: TestSecrets, reconnect: ReconnectSchedule.ReconnectOptions = {}) =>
   Layer.orDie(startingLayer(settings, secrets, reconnect))
 
 const now = Clock.currentTimeMillis
@@ -87,7 +87,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
     () =>
       Effect.gen(function*() {
         const env = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const policy = yield* ReconnectSchedule.makePolicy()
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
@@ -133,7 +133,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
   it.scoped("heals after pg_terminate_backend on every pooled connection: no crash, later queries run on new backends", () =>
     Effect.gen(function*() {
       const env = yield* TestDatabase.TestDatabase
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         // open four connections
@@ -162,7 +162,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
   it.scoped("reports down with the error while the server is stopped for 10 s, then healthy once it is back", () =>
     Effect.gen(function*() {
       const env = yield* TestDatabase.TestDatabase
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const health = yield* DbHealth.DbHealth
@@ -199,7 +199,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
     it.scoped("refuses to start when the database is not there, without retrying (strict by default)", () =>
       Effect.gen(function*() {
         const env = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const logs = yield* makeLogCapture
         yield* env.server.pause.pipe(Effect.orDie)
         const refusedBefore = yield* connectErrorsOf("ConnectionRefused", env.server.port)
@@ -217,7 +217,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
     it.scoped("waits for a database that is starting when waitForDatabase is set, and starts once it answers", () =>
       Effect.gen(function*() {
         const env = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         yield* env.server.pause.pipe(Effect.orDie)
         const client = clientLayer(settingsFor(env), secrets, { waitForDatabase: "10 seconds" })
         const startup = yield* Effect.fork(
@@ -232,7 +232,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
     it.scoped("never retries an authentication failure at startup, even with waitForDatabase set", () =>
       Effect.gen(function*() {
         const env = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: "not-the-password" })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: "not-the-password" })
         const started = yield* now
         const error = yield* Effect.flip(
           Layer.build(startingLayer(settingsFor(env), secrets, { waitForDatabase: "10 seconds" }))
@@ -246,7 +246,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
   it.scoped("does not retry a connection refused for its password at run time (authentication is never retried)", () =>
     Effect.gen(function*() {
       const env = yield* TestDatabase.TestDatabase
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         yield* sql`SELECT 1`
@@ -272,7 +272,7 @@ layer(database, { timeout: 120_000, excludeTestServices: true })("Recovery", (it
     () =>
       Effect.gen(function*() {
         const env = yield* TestDatabase.TestDatabase
-        const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+        const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
         const rotated = "app-Pa55word-rotated-7c3e"
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient

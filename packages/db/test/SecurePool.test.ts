@@ -10,7 +10,7 @@ import { TestDatabase } from "@takumi/testing"
 import { Kysely, PostgresDialect, sql } from "kysely"
 import type * as Pg from "pg"
 import { SecurePool } from "../src/SecurePool.js"
-import { clientLayer, type FakeSecrets, makeFakeSecrets, makeSettings } from "./fixtures.js"
+import { clientLayer, type TestSecrets, makeTestSecrets, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-securepool-3a9d"
 const ROTATED_PASSWORD = "app-Pa55word-rotated-e41b"
@@ -40,13 +40,13 @@ const emptied = (pool: Pg.Pool) =>
     return Effect.sync(() => pool.off("remove", onRemove))
   })
 
-const withClient = (secrets: FakeSecrets) =>
+const withClient = (secrets: TestSecrets) =>
   Effect.map(TestDatabase.TestDatabase, (env) => Layer.orDie(clientLayer(makeSettings(env.server, env.pki), secrets)))
 
 layer(TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" }))("SecurePool", (it) => {
   it.scoped("is the pool of the SqlClient: Kysely over it runs queries on TLS connections (pg_stat_ssl)", () =>
     Effect.gen(function*() {
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const db = kyselyOver(yield* SecurePool)
         const row = yield* session(db)
@@ -63,7 +63,7 @@ layer(TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], dat
   it.scoped("gives a new connection the rotated password: a stale cached secret is re-read after 28P01", () =>
     Effect.gen(function*() {
       const env = yield* TestDatabase.TestDatabase
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       yield* Effect.gen(function*() {
         const db = kyselyOver(yield* SecurePool)
         const before = yield* session(db)

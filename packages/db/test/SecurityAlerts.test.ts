@@ -17,19 +17,20 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { inspect } from "node:util"
 import type { DbSettings } from "@takumi/config"
-import { SecretMetrics } from "@takumi/secrets"
+import { SecretsBackend } from "@takumi/secrets"
 import { PgTestServer, TestDatabase } from "@takumi/testing"
 import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
 import * as SlowQueryText from "../src/internal/slowQueryText.js"
 import { DbMetrics, SecureSqlClient, SecurityAlerts } from "../src/index.js"
-import { configLayer, type FakeSecrets, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { configLayer, type TestSecrets, makeTestSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-alerts-41c9"
 const VICTIM_PASSWORD = "victim-Pa55word-9e07"
@@ -162,17 +163,35 @@ describe("SecurityAlerts rules", () => {
       assert.notStrictEqual(other, first)
     }))
 
-  it.scoped("raises SecretServedStale when the secrets cache serves a stale value", () =>
+  it.scoped("raises SecretServedStale when the real secrets cache serves a stale value (a sealed Vault double past the TTL)", () =>
     Effect.gen(function*() {
-      const { received } = yield* monitored(unitSettings(), Monitor.sampleInterval)
-      yield* Metric.increment(
-        Metric.tagged(Metric.tagged(SecretMetrics.fetches, "backend", "env"), "outcome", "stale")
+      const base = unitSettings()
+      const settings: DbSettings = { ...base, secrets: { ...base.secrets, backend: "vault" } }
+      const { received } = yield* monitored(settings, Monitor.sampleInterval)
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD }, {
+        cacheTtl: Duration.minutes(1),
+        maxStale: Duration.minutes(10)
+      })
+      const password = Effect.flatMap(SecretsBackend, (backend) => backend.get("DB_PASSWORD")).pipe(
+        Effect.map(Redacted.value),
+        Effect.provide(secrets.layer)
       )
+      assert.strictEqual(yield* password, APP_PASSWORD)
+      // fresh values raise nothing
+      yield* TestClock.adjust(Monitor.sampleInterval)
+      assert.deepStrictEqual(yield* received, [])
+      // past the TTL Vault is sealed (503): the cache serves the expired value, within SECRETS_MAX_STALE
+      yield* TestClock.adjust("2 minutes")
+      yield* secrets.vault.fault("sealed")
+      assert.strictEqual(yield* password, APP_PASSWORD)
+      assert.strictEqual(yield* secrets.gets, 2)
       yield* TestClock.adjust(Monitor.sampleInterval)
       const alerts = yield* received
       assert.strictEqual(alerts.length, 1)
       assert(alerts[0] instanceof SecurityAlerts.SecretServedStale)
       assert.strictEqual(alerts[0].served, 1)
+      assert.strictEqual(alerts[0].backend, "vault")
+      expect(inspect(alerts[0])).not.toContain(APP_PASSWORD)
       // seen once: the next sample raises nothing more
       yield* TestClock.adjust(Monitor.sampleInterval)
       assert.deepStrictEqual(yield* received, [])
@@ -223,7 +242,7 @@ const database = TestDatabase.layer({
 const configure = reloadFrom(tlsBaseline)
 
 /** Builds the client in the current scope and subscribes to its alerts before anything else runs. */
-const client = (settings: DbSettings, secrets: FakeSecrets) =>
+const client = (settings: DbSettings, secrets: TestSecrets) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
@@ -281,7 +300,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("wrong passwords raise RepeatedAuthenticationFailures counting one refusal per failed connection (the one after re-reading the secret), without the password anywhere in it", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure()
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: VICTIM_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: VICTIM_PASSWORD })
       // idle connections close at once, so every query below needs a new, authenticated one
       const settings = makeSettings(server, pki, { user: "victim", idleTimeout: Duration.millis(20) })
       const { sql, subscription } = yield* client(settings, secrets)
@@ -312,7 +331,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("a statement slower than the lowered threshold raises SlowQuery without its parameters", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure()
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const settings = makeSettings(server, pki)
       const { sql, subscription } = yield* client(
         { ...settings, alerts: { ...settings.alerts, slowQuery: Duration.millis(150) } },
@@ -334,7 +353,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("a slow statement with a card number in an E'' string after a comment holding an apostrophe raises SlowQuery, and logs it, without the number", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure()
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const logs = yield* makeLogCapture
       const settings = makeSettings(server, pki)
       const { sql, subscription } = yield* client(
@@ -360,7 +379,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("raises PoolNearExhaustion when connections in use reach the ratio of the pool's maximum", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure()
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const settings = makeSettings(server, pki, { pool: { min: 0, max: 4 } })
       const { sql, subscription } = yield* client(
         { ...settings, alerts: { ...settings.alerts, poolUsageRatio: 0.75 } },
@@ -378,7 +397,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("a plaintext connection (TLS disabled in development) raises UnencryptedConnection", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure({ hba: [{ type: "host", method: "scram-sha-256" }] })
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const logs = yield* makeLogCapture
       const settings = makeSettings(server, pki, { tls: { enabled: false } })
       const counter = Metric.tagged(DbMetrics.securityAlerts, DbMetrics.kindTag, "UnencryptedConnection")
@@ -396,7 +415,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("a server certificate close to expiry raises CertificateExpiringSoon at startup, replayed to a subscriber", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure({ certificate: (yield* TestDatabase.TestDatabase).pki.expiringSoon })
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const { subscription } = yield* client(makeSettings(server, pki), secrets)
       const alert = yield* nextOf(subscription, "CertificateExpiringSoon")
       assert.strictEqual(alert.port, server.port)
@@ -407,7 +426,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
   it.scoped("a server without TLS raises UnencryptedConnection while startup fails with SslNotSupportedByServer", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* configure({ ssl: false, hba: PgTestServer.defaultHba(false) })
-      const secrets = yield* makeFakeSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
       const logs = yield* makeLogCapture
       const counter = Metric.tagged(DbMetrics.securityAlerts, DbMetrics.kindTag, "UnencryptedConnection")
       const before = (yield* Metric.value(counter)).count

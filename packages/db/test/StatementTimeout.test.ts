@@ -33,7 +33,7 @@ import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
 import { classifyStatementTimeout, timeoutOptions } from "../src/internal/statementTimeout.js"
 import { DbHealth, Idempotent, SecurityAlerts, StatementTimeout } from "../src/index.js"
-import { clientLayer, makeFakeSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { clientLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-timeouts-5e21"
 const REPORTER_PASSWORD = "reporter-Pa55word-c07d"
@@ -50,7 +50,7 @@ const database = TestDatabase.layer({
 
 /** Builds the client layer in the current scope. */
 const client = (settings: DbSettings, password = APP_PASSWORD) =>
-  Effect.flatMap(makeFakeSecrets({ DB_PASSWORD: password }), (secrets) => Layer.build(clientLayer(settings, secrets)))
+  Effect.flatMap(makeTestSecrets({ DB_PASSWORD: password }), (secrets) => Layer.build(clientLayer(settings, secrets)))
 
 /** Polls `effect` every 10 ms (for at most 10 s) until `predicate` holds; returns the last value. */
 const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, predicate: (a: A) => boolean) =>

@@ -1,10 +1,11 @@
 /**
- * Test helpers for @takumi/db: hand-built settings, an in-memory secrets backend that behaves
- * like a cache in front of a store (so rotation and invalidation can be observed), and a
- * logger that captures every line.
+ * Test helpers for @takumi/db: hand-built settings, the real secrets stack (SecretCache over the
+ * Vault backend and a Vault double, so rotation and invalidation can be observed), and a logger
+ * that captures every line.
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
@@ -14,9 +15,10 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import { DbConfig, type DbSettings, type PemSource, testSettings } from "@takumi/config"
-import { SecretNotFound, SecretsBackend } from "@takumi/secrets"
-import { PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
+import { SecretsBackend } from "@takumi/secrets"
+import { PgTestServer, TestDatabase, type TestPki, VaultDouble } from "@takumi/testing"
 import { inspect } from "node:util"
 import { SecureSqlClient } from "../src/index.js"
 
@@ -47,47 +49,67 @@ export const makeSettings = (
   })
 }
 
+/** The KV v2 path (mount first) the test secrets live at in the Vault double. */
+const secretsPath = "secret/takumi/test"
+
 /**
- * An in-memory secrets backend shaped like the real one: `get` serves a cached value until
- * `invalidate` drops it; `rotate` changes only the store (as a rotation at AWS or Vault does).
+ * The real secrets stack of a Vault deployment: the real `SecretCache` in front of the real Vault
+ * backend (`node-vault`) reading a `VaultDouble` (plain HTTP on loopback; a protocol-level double,
+ * not Vault) that holds `entries` at `secretsPath`. `rotate` writes a new version at the double
+ * (the cache keeps serving the old value until its TTL or an `invalidate`, as after a real
+ * rotation); `gets` counts the backend's reads of the secret (cache misses), `invalidations` the
+ * `invalidate` calls the client made; `vault` is the double (faults: `sealed`, ...).
  */
-export interface FakeSecrets {
+export interface TestSecrets {
   readonly layer: Layer.Layer<SecretsBackend>
   readonly rotate: (key: string, value: string) => Effect.Effect<void>
   readonly gets: Effect.Effect<number>
   readonly invalidations: Effect.Effect<number>
+  readonly vault: VaultDouble.VaultDouble
 }
 
-export const makeFakeSecrets = (entries: Record<string, string>): Effect.Effect<FakeSecrets> =>
+const VAULT_TOKEN = "hvs.takumi-db-test-token-4f9a1c"
+
+export const makeTestSecrets = (
+  entries: Record<string, string>,
+  cache: { readonly cacheTtl?: Duration.Duration; readonly maxStale?: Duration.Duration } = {}
+): Effect.Effect<TestSecrets, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const store = yield* Ref.make(new Map(Object.entries(entries)))
-    const cache = yield* Ref.make(new Map<string, string>())
-    const gets = yield* Ref.make(0)
+    const vault = yield* VaultDouble.make({ token: VAULT_TOKEN }).pipe(Effect.orDie)
+    let current: Record<string, string> = { ...entries }
+    yield* vault.put(secretsPath, current)
+    const settings = testSettings({
+      secrets: {
+        backend: "vault",
+        ...cache,
+        vault: Option.some({
+          address: vault.address,
+          token: Redacted.make(VAULT_TOKEN),
+          path: secretsPath,
+          namespace: Option.none(),
+          caCert: Option.none(),
+          redirectHosts: [],
+          database: Option.none()
+        })
+      }
+    })
+    const backend = yield* SecretsBackend.makeVault(settings).pipe(Effect.orDie)
     const invalidations = yield* Ref.make(0)
-    const get = (key: string) =>
-      Effect.gen(function*() {
-        yield* Ref.update(gets, (n) => n + 1)
-        const cached = (yield* Ref.get(cache)).get(key)
-        const value = cached ?? (yield* Ref.get(store)).get(key)
-        if (value === undefined) {
-          return yield* new SecretNotFound({ backend: "test", key, message: `no secret ${key}` })
-        }
-        yield* Ref.update(cache, (m) => new Map(m).set(key, value))
-        return Redacted.make(value)
-      })
-    const invalidate = (key: string) =>
-      Ref.update(invalidations, (n) => n + 1).pipe(
-        Effect.zipRight(Ref.update(cache, (m) => {
-          const next = new Map(m)
-          next.delete(key)
-          return next
-        }))
-      )
+    const service = {
+      ...backend,
+      invalidate: (key: string) => Ref.update(invalidations, (n) => n + 1).pipe(Effect.zipRight(backend.invalidate(key)))
+    }
     return {
-      layer: Layer.succeed(SecretsBackend, { get, invalidate }),
-      rotate: (key, value) => Ref.update(store, (m) => new Map(m).set(key, value)),
-      gets: Ref.get(gets),
-      invalidations: Ref.get(invalidations)
+      layer: Layer.succeed(SecretsBackend, service),
+      // each version its own object: the double keeps the old ones as they were
+      rotate: (key, value) =>
+        Effect.suspend(() => {
+          current = { ...current, [key]: value }
+          return Effect.asVoid(vault.put(secretsPath, current))
+        }),
+      gets: Effect.map(vault.requests, (requests) => requests.filter((r) => r.path === secretsPath && r.url.includes("/data/")).length),
+      invalidations: Ref.get(invalidations),
+      vault
     }
   })
 
@@ -129,8 +151,8 @@ export const reloadFrom = (
 /** The layer of settings. */
 export const configLayer = (settings: DbSettings): Layer.Layer<DbConfig> => Layer.succeed(DbConfig, settings)
 
-/** `SecureSqlClient.layer` on `settings` (no policy check) and a fake secrets backend. */
-export const clientLayer = (settings: DbSettings, secrets: FakeSecrets) =>
+/** `SecureSqlClient.layer` on `settings` (no policy check) and the test secrets. */
+export const clientLayer = (settings: DbSettings, secrets: TestSecrets) =>
   SecureSqlClient.layer.pipe(Layer.provide(Layer.merge(configLayer(settings), secrets.layer)))
 
 /** A TLS server presenting the fixture's certificate, trusting its CA, `hostssl` only. */

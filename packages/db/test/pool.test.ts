@@ -1,14 +1,17 @@
 /**
  * The pool's `pg` options come from the settings: built with `makePool` (no connection is opened)
- * and read back from `pool.options`, which is what pg-pool and every client it creates use.
+ * and read back from `pool.options`, which is what pg-pool and every client it creates use; and
+ * against a real PostgreSQL, the `DB_POOL_MIN` connections startup opens (pg_stat_activity).
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { DbSettings } from "@takumi/config"
+import { TestDatabase } from "@takumi/testing"
 import type { Credentials } from "../src/internal/credentials.js"
 import { fallbackConnectTimeoutMillis, makePool } from "../src/internal/pool.js"
-import { makeSettings } from "./fixtures.js"
+import { clientLayer, makeTestSecrets, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const credentials: Credentials = {
   password: () => Promise.resolve("never-used-here"),
@@ -70,5 +73,26 @@ describe("makePool", () => {
       }
       // the client's own timer works through PgBouncer too
       expect(pooled).toMatchObject({ query_timeout: 35_000, application_name: "takumi-db-test", client_encoding: "UTF8" })
+    }))
+})
+
+const APP_PASSWORD = "app-Pa55word-pool-min-5b2e"
+
+const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
+
+layer(database, { timeout: 60_000, excludeTestServices: true })("DB_POOL_MIN", (it) => {
+  it.scoped("startup opens DB_POOL_MIN connections before any statement, and they stay open past the idle timeout", () =>
+    Effect.gen(function*() {
+      const { pki, server } = yield* reloadFrom(tlsBaseline)()
+      const applicationName = "takumi-db-pool-min"
+      const backends = server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1", [
+        applicationName
+      ]).pipe(Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)), Effect.orDie)
+      const settings = makeSettings(server, pki, { applicationName, pool: { min: 3, max: 5 }, idleTimeout: Duration.millis(100) })
+      yield* Layer.build(clientLayer(settings, yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })))
+      expect(yield* backends).toBe(3)
+      // well past the idle timeout: pg-pool closes idle connections only above min
+      yield* Effect.sleep("600 millis")
+      expect(yield* backends).toBe(3)
     }))
 })

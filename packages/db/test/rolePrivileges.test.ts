@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { TestDatabase } from "@takumi/testing"
-import { clientLayer, makeFakeSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
+import { clientLayer, makeTestSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const PASSWORD = "least-Pr1vilege-Pw-4c2d9e"
 
@@ -51,7 +51,7 @@ const settingsFor = (user: (typeof roles)[number], environment: DbSettings["envi
 const start = (user: (typeof roles)[number], environment: DbSettings["environment"]) =>
   Effect.gen(function*() {
     const settings = yield* settingsFor(user, environment)
-    const secrets = yield* makeFakeSecrets({ DB_PASSWORD: PASSWORD })
+    const secrets = yield* makeTestSecrets({ DB_PASSWORD: PASSWORD })
     const logs = yield* makeLogCapture
     const exit = yield* Layer.build(clientLayer(settings, secrets)).pipe(
       Effect.scoped,
@@ -67,7 +67,7 @@ const ruleOf = (warning: string) => /rule='(\w+)'/.exec(warning)?.[1]
 
 layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
   describe("production", () => {
-    it.effect("refuses a BYPASSRLS role with InsecureServer (BypassRlsRole)", () =>
+    it.scoped("refuses a BYPASSRLS role with InsecureServer (BypassRlsRole)", () =>
       Effect.gen(function*() {
         const { error } = yield* start("rls", "production")
         assert.isTrue(error._tag === "Some" && error.value._tag === "InsecureServer")
@@ -77,7 +77,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         }
       }))
 
-    it.effect("refuses a member of pg_execute_server_program with InsecureServer (ServerProgramExecution)", () =>
+    it.scoped("refuses a member of pg_execute_server_program with InsecureServer (ServerProgramExecution)", () =>
       Effect.gen(function*() {
         const { error } = yield* start("shell", "production")
         assert.isTrue(error._tag === "Some" && error.value._tag === "InsecureServer")
@@ -87,7 +87,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         }
       }))
 
-    it.effect("starts with one warning per privilege of a wide role: CREATEROLE, CREATEDB, REPLICATION, pg_read/write_all_data, CREATE on public", () =>
+    it.scoped("starts with one warning per privilege of a wide role: CREATEROLE, CREATEDB, REPLICATION, pg_read/write_all_data, CREATE on public", () =>
       Effect.gen(function*() {
         const { error, warnings } = yield* start("wide", "production")
         assert.strictEqual(error._tag, "None")
@@ -102,7 +102,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         expect(warnings.every((w) => w.includes("Least privilege"))).toBe(true)
       }))
 
-    it.effect("warns that the database owner is the application role (DatabaseOwner)", () =>
+    it.scoped("warns that the database owner is the application role (DatabaseOwner)", () =>
       Effect.gen(function*() {
         const { error, warnings } = yield* start("owner_role", "production")
         assert.strictEqual(error._tag, "None")
@@ -111,7 +111,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         expect(warnings.join("\n")).toContain("ALTER DATABASE <db> OWNER TO")
       }))
 
-    it.effect("starts a role with grants only without any warning", () =>
+    it.scoped("starts a role with grants only without any warning", () =>
       Effect.gen(function*() {
         const { error, warnings } = yield* start("plain", "production")
         assert.strictEqual(error._tag, "None")
@@ -120,7 +120,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
   })
 
   describe("development", () => {
-    it.effect("only warns about BYPASSRLS and pg_execute_server_program (refused in production)", () =>
+    it.scoped("only warns about BYPASSRLS and pg_execute_server_program (refused in production)", () =>
       Effect.gen(function*() {
         const rls = yield* start("rls", "development")
         const shell = yield* start("shell", "development")
@@ -131,7 +131,7 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         expect(rls.warnings.find((w) => ruleOf(w) === "BypassRlsRole")).toContain("refused in production")
       }))
 
-    it.effect("does not warn at startup about the advisory privileges (doctor lists them)", () =>
+    it.scoped("does not warn at startup about the advisory privileges (doctor lists them)", () =>
       Effect.gen(function*() {
         const { error, warnings } = yield* start("wide", "development")
         assert.strictEqual(error._tag, "None")

@@ -52,6 +52,19 @@ layer(PkiLive)("TestPki", (it) => {
       expect(cert.checkHost("localhost")).toBe("localhost")
     }))
 
+  it.effect("gives the interceptor a valid certificate of the CA for the right host that is not the server's", () =>
+    Effect.gen(function*() {
+      const pki = yield* Pki
+      const interceptor = parse(pki.interceptor)
+      expect(interceptor.verify(parse(pki.ca).publicKey)).toBe(true)
+      expect(interceptor.checkHost("localhost")).toBe("localhost")
+      expect(interceptor.checkIP("127.0.0.1")).toBe("127.0.0.1")
+      expect(Date.parse(interceptor.validTo)).toBeGreaterThan(Date.now() + 300 * DAY)
+      // what channel binding hashes (tls-server-end-point) differs from the server's
+      expect(interceptor.fingerprint256).not.toBe(parse(pki.server).fingerprint256)
+      expect(interceptor.checkPrivateKey(Crypto.createPrivateKey(pki.interceptor.keyPem))).toBe(true)
+    }))
+
   it.effect("makes expiringSoon expire ten days from now", () =>
     Effect.gen(function*() {
       const pki = yield* Pki

@@ -1,6 +1,7 @@
 /**
  * The startup sequence for one server: credentials -> TLS options -> pool -> one connection
- * test and posture check, bounded together by the connect timeout -> ready. Reusable for a read
+ * test and posture check, bounded together by the connect timeout -> `DB_POOL_MIN` connections
+ * opened -> ready. Reusable for a read
  * replica, and (`verify` with a fresh client) as the replica's health probe.
  *
  * @internal
@@ -74,6 +75,17 @@ export const verify = (
   )
 
 /**
+ * Opens the pool's `DB_POOL_MIN` connections: pg-pool's `min` only stops its idle timer from
+ * closing connections below it, it never opens one. All `min` are checked out at once (the
+ * verified one is reused, the rest are new) and handed back idle, where `min` keeps them. With the
+ * pool's own `connect`, as the check: startup is as strict as the check (no retry on the backoff).
+ */
+const openMinimum = (connect: Pg.Pool["connect"], target: ConnectTarget, min: number): Effect.Effect<void, AcquireError> =>
+  min <= 1 ? Effect.void : Effect.scoped(
+    Effect.forEach(Array.from({ length: min }), () => acquireClient(connect, target), { concurrency: "unbounded", discard: true })
+  )
+
+/**
  * Builds a verified pool for a server (the primary, or a replica with its own host and port),
  * scoped: closing the scope ends the pool. When any step fails the scope's finalizer ends the
  * pool before the failure is reported, so a failed startup leaves no connection behind.
@@ -107,6 +119,7 @@ export const makeVerifiedPool = <A, E, R>(
       verify(acquireClient(connect, target), settings, target, credentials),
       alongside(pool, target)
     ], { concurrency: "unbounded" })
+    yield* openMinimum(connect, target, settings.pool.min)
     const tls = Option.match(posture.socket, {
       onNone: () => ({ tls: "off" }),
       onSome: (s) => ({ tls: s.protocol ?? "unknown", cipher: s.cipher })
