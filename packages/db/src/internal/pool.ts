@@ -21,6 +21,7 @@ import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
 import type { Credentials } from "./credentials.js"
 import { Monitor } from "./monitor.js"
+import { withTypedLosses } from "./connectionLoss.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
@@ -275,9 +276,10 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       }
     })
     // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
-    // answering is discarded), over the authentication policy and the monitor's instruments
+    // answering is discarded), ConnectionLost for a loss without a SQLSTATE, over the
+    // authentication policy and the monitor's instruments
     const PoolClient = withStatementTimeouts(
-      withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })),
+      withTypedLosses(withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })), target),
       target,
       options.settings
     )
