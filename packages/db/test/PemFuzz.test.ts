@@ -41,18 +41,22 @@ const inline = (pem: string): PemSource => ({ _tag: "Inline", pem: Redacted.make
 /** The body lines of a PEM (what a leak of the key would show). */
 const bodyLines = (pem: string) => pem.split(/\r?\n/).filter((line) => line.length >= 16 && !line.startsWith("-----"))
 
-/** A PEM mutated one way or another. */
+/**
+ * A PEM mutated one way or another. Broken material is weighted over intact material (unchanged,
+ * CRLF, concatenated, repeated): OpenSSL takes milliseconds to load a valid key or bundle, and
+ * intact material is what the other tls tests use.
+ */
 const mutated = (pems: ReadonlyArray<string>): fc.Arbitrary<string> => {
   const pem = fc.constantFrom(...pems)
   return fc.oneof(
-    { arbitrary: pem, weight: 3 },
-    { arbitrary: fc.tuple(pem, fc.nat()).map(([p, i]) => p.slice(0, i % p.length)), weight: 2 },
+    { arbitrary: pem, weight: 1 },
+    { arbitrary: fc.tuple(pem, fc.nat()).map(([p, i]) => p.slice(0, i % p.length)), weight: 3 },
     {
       arbitrary: fc.tuple(pem, fc.nat(), fc.constantFrom("A", "/", "=", "-", "\n", "\u0000", "é")).map(([p, i, c]) => {
         const at = i % p.length
         return `${p.slice(0, at)}${c}${p.slice(at + 1)}`
       }),
-      weight: 3
+      weight: 4
     },
     {
       arbitrary: fc.tuple(pem, fc.nat(), fc.string({ unit: "binary", maxLength: 40 })).map(([p, i, text]) => {
@@ -60,7 +64,7 @@ const mutated = (pems: ReadonlyArray<string>): fc.Arbitrary<string> => {
         lines.splice(i % lines.length, 1, ...(text === "" ? [] : [text]))
         return lines.join("\n")
       }),
-      weight: 2
+      weight: 3
     },
     {
       arbitrary: fc.tuple(pem, fc.constantFrom("CERTIFICATE", "PRIVATE KEY", "X509 CRL", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"))
@@ -102,6 +106,7 @@ layer(Layer.scoped(Pki, Effect.orDie(TestPki.make)), { timeout: 120_000 })("PEM 
       const keys = [pki.server.keyPem, pki.rsa1024.keyPem, pki.unknownCa.keyPem, encryptedKey]
       const keyLines = [...keys, ...keys.map((k) => Crypto.createPrivateKey(k.includes("ENCRYPTED") ? { key: k, passphrase: PASSPHRASES[0] } : k)
         .export({ type: "pkcs8", format: "pem" }).toString())].flatMap(bodyLines)
+      const secrets = [...PASSPHRASES, ...keyLines]
       const material = fc.record({
         // a CA almost always (without one node:tls loads its whole root store, a few ms per run)
         ca: fc.option(mutated(certificates), { nil: undefined, freq: 10 }),
@@ -133,7 +138,8 @@ layer(Layer.scoped(Pki, Effect.orDie(TestPki.make)), { timeout: 120_000 })("PEM 
               ? renderings(exit.cause.error, exit.cause)
               : assert.fail(`not a TlsMaterialInvalid: ${Cause.pretty(exit.cause)}`)
             const seen = texts.join("\n")
-            for (const secret of [...PASSPHRASES, ...keyLines]) assert.notInclude(seen, secret)
+            // one assertion per run: chai's per-call cost over ~200 key lines would dominate the run
+            assert.deepStrictEqual(secrets.filter((secret) => seen.includes(secret)).length, 0, "a key line or passphrase in the output")
           }),
           { numRuns: RUNS }
         )
