@@ -1,5 +1,5 @@
 /**
- * The soak (see soak.ts), short: 16 workers for 10 s with every fault of the 60 s run scaled
+ * The soak (see soak.ts), short: 32 workers for 10 s with every fault of the 60 s run scaled
  * (two rotations, the Vault double at 503 for 2 s, a fast restart, a kill -9 of the postmaster,
  * 20 terminated backends). It asserts the invariants only — no untyped failure, no crash, no
  * statement run twice, no secret in any output — never counts or timings, which depend on the
@@ -14,7 +14,7 @@ describe("Soak", () => {
     "under rotations, a Vault outage, a restart, a kill -9 and terminated backends: only typed failures, no crash, nothing run twice, no secret in any output",
     () =>
       Effect.gen(function*() {
-        const report = yield* Soak.run({ workers: 16, duration: "10 seconds", vaultOutage: "2 seconds", terminations: 20 })
+        const report = yield* Soak.run({ workers: 32, duration: "10 seconds", vaultOutage: "2 seconds", terminations: 20 })
         process.stdout.write(`${Soak.format(report)}\n`)
         // the faults really happened: the outage refused reads, the kill -9 forced crash recovery, 20 backends went
         assert.isAbove(report.vaultReadsRefused, 0, "Vault reads answered 503")

@@ -15,4 +15,4 @@ const program = Effect.gen(function*() {
   if (broken > 0) return yield* Effect.fail(`soak: ${broken} broken invariant(s)`)
 }).pipe(Effect.scoped)
 
-NodeRuntime.runMain(program)
+NodeRuntime.runMain(program, { disablePrettyLogger: true })

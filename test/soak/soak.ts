@@ -55,6 +55,8 @@ export interface SoakReport {
   readonly succeeded: number
   readonly failuresByTag: Readonly<Record<string, number>>
   readonly untyped: number
+  /** The distinct messages of untyped failures (at most a few), to say what escaped the typing. */
+  readonly untypedSamples: ReadonlyArray<string>
   readonly crashes: number
   readonly duplicates: number
   /** Inserts acknowledged to the worker but absent afterwards (the test server runs with fsync and synchronous_commit off: a kill -9 may lose them). */
@@ -92,12 +94,16 @@ class Tally {
   vaultReadsRefused = 0
   readonly failuresByTag: Record<string, number> = {}
   readonly acknowledged: Array<string> = []
+  readonly untypedSamples = new Set<string>()
   readonly outputs: Array<LeakGuard.Output> = []
   readonly faults: Array<string> = []
 
   failure(error: unknown): void {
     const tag = typedTag(error)
-    if (tag === undefined) this.untyped++
+    if (tag === undefined) {
+      this.untyped++
+      if (this.untypedSamples.size < 5) this.untypedSamples.add(sample(error))
+    }
     const key = tag ?? "untyped"
     const seen = this.failuresByTag[key] ?? 0
     this.failuresByTag[key] = seen + 1
@@ -126,6 +132,13 @@ const typedTag = (error: unknown): string | undefined => {
   if (causeTag !== undefined) return `SqlError/${causeTag}`
   const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
   return typeof code === "string" && SQLSTATE.test(code) ? `SqlError/${code}` : undefined
+}
+
+/** An error and its cause, in one line: what it is and what it says. */
+const sample = (error: unknown): string => {
+  const cause: unknown = error instanceof SqlError ? error.cause : undefined
+  const describe = (u: unknown) => u instanceof Error ? `${u.constructor.name}: ${u.message}` : inspect(u)
+  return cause === undefined ? describe(error) : `${describe(error)} <- ${describe(cause)}`
 }
 
 const render = (error: unknown): string => {
@@ -348,6 +361,7 @@ export const run = (options: SoakOptions): Effect.Effect<SoakReport, unknown, Sc
       succeeded: tally.succeeded,
       failuresByTag: tally.failuresByTag,
       untyped: tally.untyped,
+      untypedSamples: [...tally.untypedSamples],
       crashes: tally.crashes,
       duplicates,
       acknowledgedMissing,
@@ -370,6 +384,7 @@ export const format = (report: SoakReport): string =>
     "failures by typed tag:",
     ...Object.entries(report.failuresByTag).sort(([a], [b]) => a.localeCompare(b)).map(([tag, n]) => `  ${tag}: ${n}`),
     `untyped failures: ${report.untyped}`,
+    ...report.untypedSamples.map((text) => `  e.g. ${text}`),
     `crashes: ${report.crashes}`,
     `non-idempotent statements run twice: ${report.duplicates}`,
     `acknowledged inserts missing after kill -9 (fsync off on the test server): ${report.acknowledgedMissing}`,

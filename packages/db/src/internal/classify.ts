@@ -240,6 +240,8 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
  * Classifies an error on an established connection (an idle client dying, a query cut off).
  */
 export const classifyRuntimeError = (cause: unknown, target: ConnectTarget): ConnectionLost => {
+  // already classified where the client reported it (see connectionLoss.ts)
+  if (cause instanceof ConnectionLost) return cause
   const code = errorCode(cause)
   const message = errorMessage(cause)
   return new ConnectionLost({
@@ -253,5 +255,7 @@ export const classifyRuntimeError = (cause: unknown, target: ConnectTarget): Con
 /** True for errors that mean the connection itself is gone (as opposed to a failed statement). */
 export const isConnectionLoss = (cause: unknown): boolean => {
   const code = errorCode(cause)
+  // a loss typed where the client reported it (connectionLoss.ts): no code, or ECONNRESET / EPIPE
+  if (cause instanceof ConnectionLost) return code === undefined || lostCodes.has(code)
   return (code !== undefined && lostCodes.has(code)) || /^Connection terminated/.test(errorMessage(cause))
 }

@@ -27,6 +27,7 @@ import * as DynamicCredentials from "./dynamicCredentials.js"
 import { Monitor } from "./monitor.js"
 import { PrimaryChanged } from "../SecurityAlerts.js"
 import * as Pooler from "./pooler.js"
+import { withTypedLosses } from "./connectionLoss.js"
 import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
 
 /**
@@ -376,14 +377,15 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       }
     })
     // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
-    // answering is discarded), over the authentication policy and the monitor's instruments
+    // answering is discarded), ConnectionLost for a loss without a SQLSTATE, over the
+    // authentication policy and the monitor's instruments
     // Vault dynamic credentials: every new client takes the newest user and password together
     const generations: DynamicCredentials.Generations = new WeakMap()
     const dynamic = options.credentials.dynamic
     const withCredentials = (Client: typeof Pg.Client) =>
       dynamic === undefined ? Client : DynamicCredentials.withDynamicCredentials(Client, dynamic, generations)
     const PoolClient = withCredentials(withStatementTimeouts(
-      withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })),
+      withTypedLosses(withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })), target),
       target,
       options.settings
     ))

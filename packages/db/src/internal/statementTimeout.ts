@@ -26,6 +26,7 @@ import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { StatementTimeout } from "../DbError.js"
 import { type ConnectTarget, errorCode, errorMessage } from "./classify.js"
+import { typedLoss } from "./connectionLoss.js"
 import { callWith, passesThrough, type QueryCallback, type QueryMethod, statementText } from "./queryArguments.js"
 
 /** pg's message when `query_timeout` passed without an answer (pg 8 `client.js`; it has no code). */
@@ -139,7 +140,8 @@ const typeTimeouts = (client: Pg.Client, target: ConnectTarget, bounds: Statemen
   const retype = (err: unknown): unknown => {
     if (err === undefined || err === null) return err
     const timeout = classifyStatementTimeout(err, target, bounds)
-    if (timeout === undefined) return err
+    // not a bound: a connection lost without a SQLSTATE is typed too (see connectionLoss.ts)
+    if (timeout === undefined) return typedLoss(err, target)
     if (timeout.side === "client" && !timedOut) {
       timedOut = true
       // the socket is destroyed under the unanswered statement; a failure to close it changes nothing
