@@ -27,10 +27,21 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { type ConfigError, DbConfig, type DbSettings, type Environment, type PemSource, SecurityPolicy } from "@takumi/config"
-import { PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
+import {
+  type ConfigError,
+  DbConfig,
+  type DbSettings,
+  type Environment,
+  type LoadBalanceHosts,
+  type PemSource,
+  SecurityPolicy,
+  type ServerAddress,
+  type TargetSessionAttrs
+} from "@takumi/config"
+import { HostState, PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
 import { probe } from "./internal/certificateProbe.js"
 import { capture, type CapturedLog } from "./internal/logCapture.js"
 
@@ -123,6 +134,41 @@ export type ConnectionResult =
   | { readonly _tag: "Failed"; readonly error: TakumiDb.StartupError | SqlError }
 
 /**
+ * One host of a `DB_HOST` list, checked on its own: the whole stack to that host alone (its TLS,
+ * its certificate checked against its own name, the role's posture there) and what it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostCheck {
+  readonly host: string
+  readonly port: number
+  /** `Verified` with the host's posture, or `Failed` (unreachable, refused, certificate not for it) */
+  readonly connection: Exclude<ConnectionResult, { readonly _tag: "Skipped" }>
+  /** what the host is (`pg_is_in_recovery()`, `default_transaction_read_only`); none when not verified */
+  readonly state: Option.Option<HostState.SessionState>
+}
+
+/**
+ * Every host of a `DB_HOST` list (reported only when it lists more than one), and where a new
+ * connection would go under `DB_TARGET_SESSION_ATTRS` and `DB_LOAD_BALANCE_HOSTS`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostsReport {
+  readonly targetSessionAttrs: TargetSessionAttrs
+  readonly loadBalanceHosts: LoadBalanceHosts
+  /** in the listed order */
+  readonly hosts: ReadonlyArray<HostCheck>
+  /**
+   * the host a new connection would use (`disable`: one), or the hosts it picks among at random
+   * (`random`); empty when no verified host fits
+   */
+  readonly wouldUse: ReadonlyArray<ServerAddress>
+}
+
+/**
  * How much of the security policy could run: on the whole configuration; on what decoded, with
  * the variables in `leftOut` read as unset (they do not decode, or stop decoding once another is
  * unset), so their own checks did not run; or not at all (`because` names the variables that
@@ -152,6 +198,8 @@ export interface DoctorReport {
   /** other warnings written while loading the configuration (e.g. a `.env` that is not loaded) */
   readonly notes: ReadonlyArray<string>
   readonly connection: ConnectionResult
+  /** each listed host, when `DB_HOST` lists several and the connection was checked */
+  readonly hosts: Option.Option<HostsReport>
   /** whether the program would refuse to start (or could not) */
   readonly refused: boolean
 }
@@ -251,6 +299,64 @@ const inspectConnection = Effect.gen(function*() {
     warnings: []
   } satisfies ConnectionPosture
 })
+
+type Checked = Exclude<ConnectionResult, { readonly _tag: "Skipped" }>
+
+/**
+ * The posture of a session of the stack `layer` builds, with the startup warnings it logged, and
+ * `extra` read on the same stack.
+ */
+const connectWith = <A>(
+  layer: Layer.Layer<TakumiDb.Services, TakumiDb.StartupError>,
+  extra: Effect.Effect<A, SqlError, SqlClient.SqlClient>
+): Effect.Effect<{ readonly connection: Checked; readonly extra: Option.Option<A> }> =>
+  Effect.map(capture(Effect.provide(Effect.all([inspectConnection, extra]), layer)), (connected) =>
+    Either.match(connected.result, {
+      onLeft: (error) => ({ connection: { _tag: "Failed", error } as const, extra: Option.none() }),
+      onRight: ([posture, a]) => ({
+        connection: { _tag: "Verified", posture: { ...posture, warnings: postureWarnings(connected.logs) } } as const,
+        extra: Option.some(a)
+      })
+    }))
+
+/** What the session's server is, with the query the pool falls back on (HostState.stateQuery). */
+const readState = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(sql.unsafe<HostState.StateRow>(HostState.stateQuery), (rows) => HostState.stateFromRow(rows[0])))
+
+/**
+ * The settings of a program given only `server`: `DB_TARGET_SESSION_ATTRS=any`, so that a standby
+ * is checked too, and no read replica (its own line in the configuration).
+ */
+const onlyHost = (settings: DbSettings, server: ServerAddress): DbSettings => ({
+  ...settings,
+  host: server.host,
+  port: server.port,
+  hosts: [server],
+  targetSessionAttrs: "any",
+  readReplica: Option.none()
+})
+
+/** Checks every listed host at once (a host that does not answer costs one connect timeout). */
+const checkHosts = (settings: DbSettings): Effect.Effect<HostsReport> =>
+  Effect.map(
+    Effect.forEach(settings.hosts, (server) =>
+      Effect.map(connectWith(TakumiDb.layerFrom(onlyHost(settings, server)), readState), ({ connection, extra }) => ({
+        host: server.host,
+        port: server.port,
+        connection,
+        state: extra
+      })), { concurrency: "unbounded" }),
+    (hosts): HostsReport => ({
+      targetSessionAttrs: settings.targetSessionAttrs,
+      loadBalanceHosts: settings.loadBalanceHosts,
+      hosts,
+      wouldUse: HostState.wouldUse(
+        settings.targetSessionAttrs,
+        settings.loadBalanceHosts,
+        hosts.map((h) => ({ route: { host: h.host, port: h.port }, state: Option.getOrUndefined(h.state) }))
+      )
+    })
+  )
 
 const loadConfiguration = DbConfig.load().pipe(Effect.provide(NodeFileSystem.layer))
 
@@ -362,21 +468,18 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
     }
 
     let connection: ConnectionResult
+    let hosts: Option.Option<HostsReport> = Option.none()
     if (configuration._tag !== "Loaded") {
       connection = { _tag: "Skipped", reason: "the configuration does not load" }
     } else if (options.offline) {
       connection = { _tag: "Skipped", reason: "--offline" }
     } else {
-      const connected = yield* capture(Effect.provide(inspectConnection, TakumiDb.layer))
-      connection = Either.match(connected.result, {
-        onLeft: (error) => ({ _tag: "Failed", error } as const),
-        onRight: (posture) => ({
-          _tag: "Verified",
-          posture: { ...posture, warnings: postureWarnings(connected.logs) }
-        } as const)
-      })
+      connection = (yield* connectWith(TakumiDb.layer, Effect.void)).connection
+      // a host that fails here does not refuse the program on its own: the connection above says
+      // whether a host fits (NoSuitableHost when none does)
+      if (configuration.settings.hosts.length > 1) hosts = Option.some(yield* checkHosts(configuration.settings))
     }
-    const report = { environment, configuration, findings, policy, notes, connection }
+    const report = { environment, configuration, findings, policy, notes, connection, hosts }
     return { ...report, refused: problemsOf(report).length > 0 }
   }).pipe(Effect.withSpan("Doctor.run"))
 
@@ -467,6 +570,38 @@ const renderConnection = (connection: ConnectionResult): Array<string> => {
   }
 }
 
+/** What a host is, for the report: `read-only` is a primary with `default_transaction_read_only=on`. */
+const kindOf = (state: HostState.SessionState): "primary" | "read-only" | "standby" =>
+  state.hotStandby ? "standby" : HostState.isWritable(state) ? "primary" : "read-only"
+
+const kindText = {
+  primary: "primary (accepts writes)",
+  "read-only": "read-only primary (default_transaction_read_only=on)",
+  standby: "hot standby (read-only)"
+} as const
+
+const where = (server: ServerAddress): string => `${server.host}:${server.port}`
+
+const renderWouldUse = (hosts: HostsReport): string => {
+  const attrs = `DB_TARGET_SESSION_ATTRS=${hosts.targetSessionAttrs}`
+  if (hosts.wouldUse.length === 0) {
+    return `  would use    none: no listed host is ${HostState.describeAttrs(hosts.targetSessionAttrs)} (${attrs})`
+  }
+  return hosts.loadBalanceHosts === "random"
+    ? `  would use    one of ${hosts.wouldUse.map(where).join(", ")}, at random for each connection`
+    : `  would use    ${where(hosts.wouldUse[0] as ServerAddress)}`
+}
+
+const renderHosts = (hosts: HostsReport): Array<string> => [
+  "",
+  `Hosts (DB_TARGET_SESSION_ATTRS=${hosts.targetSessionAttrs}, DB_LOAD_BALANCE_HOSTS=${hosts.loadBalanceHosts})`,
+  ...hosts.hosts.flatMap((h) => [
+    `  ${where(h)}  ${Option.match(h.state, { onNone: () => "FAILED", onSome: (state) => kindText[kindOf(state)] })}`,
+    ...renderConnection(h.connection).map((line) => `  ${line}`)
+  ]),
+  renderWouldUse(hosts)
+]
+
 const renderCoverage = (policy: PolicyCoverage): Array<string> => {
   switch (policy._tag) {
     case "Complete":
@@ -512,7 +647,8 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
   for (const finding of report.findings) {
     lines.push(`  ${finding.severity === "refuse" ? "REFUSE" : "warn  "} ${finding.rule} (${finding.variable}): ${finding.message}`)
   }
-  lines.push("", "Connection", ...renderConnection(report.connection), "")
+  lines.push("", "Connection", ...renderConnection(report.connection))
+  lines.push(...Option.match(report.hosts, { onNone: () => [], onSome: renderHosts }), "")
   lines.push(
     report.refused
       ? "Result: REFUSED — the program would not start with this configuration."
@@ -562,6 +698,26 @@ export interface DoctorJson {
     | { readonly status: "skipped"; readonly reason: string }
     | { readonly status: "failed"; readonly error: { readonly tag: string; readonly message: string } }
     | { readonly status: "verified"; readonly posture: PostureJson }
+  /** each listed host, when `DB_HOST` lists several and the connection was checked */
+  readonly hosts: HostsJson | null
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostsJson {
+  readonly targetSessionAttrs: TargetSessionAttrs
+  readonly loadBalanceHosts: LoadBalanceHosts
+  readonly hosts: ReadonlyArray<{
+    readonly host: string
+    readonly port: number
+    /** `read-only`: not a standby, but `default_transaction_read_only=on`; `null`: not verified */
+    readonly kind: "primary" | "read-only" | "standby" | null
+    readonly connection: Exclude<DoctorJson["connection"], { readonly status: "skipped" }>
+  }>
+  /** see {@link HostsReport.wouldUse} */
+  readonly wouldUse: ReadonlyArray<ServerAddress>
 }
 
 /**
@@ -689,7 +845,9 @@ const postureJson = (p: ConnectionPosture): PostureJson => ({
   warnings: p.warnings
 })
 
-const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] => {
+function connectionJson(connection: Checked): Exclude<DoctorJson["connection"], { readonly status: "skipped" }>
+function connectionJson(connection: ConnectionResult): DoctorJson["connection"]
+function connectionJson(connection: ConnectionResult): DoctorJson["connection"] {
   switch (connection._tag) {
     case "Skipped":
       return { status: "skipped", reason: connection.reason }
@@ -699,6 +857,18 @@ const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] 
       return { status: "verified", posture: postureJson(connection.posture) }
   }
 }
+
+const hostsJson = (hosts: HostsReport): HostsJson => ({
+  targetSessionAttrs: hosts.targetSessionAttrs,
+  loadBalanceHosts: hosts.loadBalanceHosts,
+  hosts: hosts.hosts.map((h) => ({
+    host: h.host,
+    port: h.port,
+    kind: Option.getOrNull(Option.map(h.state, kindOf)),
+    connection: connectionJson(h.connection)
+  })),
+  wouldUse: hosts.wouldUse.map(({ host, port }) => ({ host, port }))
+})
 
 /**
  * The report as the JSON document `doctor --json` prints (see {@link DoctorJson}).
@@ -726,6 +896,7 @@ export const toJson = (report: DoctorReport): DoctorJson => {
       findings: report.findings.map(({ message, rule, severity, variable }) => ({ rule, severity, variable, message }))
     },
     notes: report.notes,
-    connection: connectionJson(report.connection)
+    connection: connectionJson(report.connection),
+    hosts: Option.getOrNull(Option.map(report.hosts, hostsJson))
   }
 }
