@@ -28,6 +28,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import {
@@ -267,7 +269,9 @@ const inspectConnection = Effect.gen(function*() {
   const row = rows[0]
   const privileges = row?.rolsuper === true ? [] : RolePrivileges.findings(yield* RolePrivileges.read)
   const ssl = client.config.ssl
-  const certificate: Either.Either<CertificateReport, string> = settings.host.startsWith("/")
+  const certificate: Either.Either<CertificateReport, string> = settings.hosts.length > 1
+    ? Either.left("several hosts: each one's certificate is under Hosts")
+    : settings.host.startsWith("/")
     ? Either.left("a Unix socket connection carries no TLS")
     : typeof ssl === "object"
     ? yield* probe({ host: settings.host, port: settings.port, tls: ssl, timeout: settings.connectTimeout }).pipe(
@@ -303,6 +307,17 @@ const inspectConnection = Effect.gen(function*() {
 type Checked = Exclude<ConnectionResult, { readonly _tag: "Skipped" }>
 
 /**
+ * The host the verified connection went to, as the startup log (Info, captured by `connectWith`)
+ * names it: with several hosts, the one the pool chose, not always the first listed.
+ */
+const verifiedAt = (logs: ReadonlyArray<CapturedLog>, posture: ConnectionPosture): ConnectionPosture => {
+  const verified = logs.find((log) => log.message === "PostgreSQL connection verified")
+  const host = verified?.annotations["host"]
+  const port = Number(verified?.annotations["port"])
+  return host === undefined || !Number.isInteger(port) ? posture : { ...posture, host, port }
+}
+
+/**
  * The posture of a session of the stack `layer` builds, with the startup warnings it logged, and
  * `extra` read on the same stack.
  */
@@ -310,11 +325,14 @@ const connectWith = <A>(
   layer: Layer.Layer<TakumiDb.Services, TakumiDb.StartupError>,
   extra: Effect.Effect<A, SqlError, SqlClient.SqlClient>
 ): Effect.Effect<{ readonly connection: Checked; readonly extra: Option.Option<A> }> =>
-  Effect.map(capture(Effect.provide(Effect.all([inspectConnection, extra]), layer)), (connected) =>
+  Effect.map(capture(Logger.withMinimumLogLevel(Effect.provide(Effect.all([inspectConnection, extra]), layer), LogLevel.Info)), (connected) =>
     Either.match(connected.result, {
       onLeft: (error) => ({ connection: { _tag: "Failed", error } as const, extra: Option.none() }),
       onRight: ([posture, a]) => ({
-        connection: { _tag: "Verified", posture: { ...posture, warnings: postureWarnings(connected.logs) } } as const,
+        connection: {
+          _tag: "Verified",
+          posture: { ...verifiedAt(connected.logs, posture), warnings: postureWarnings(connected.logs) }
+        } as const,
         extra: Option.some(a)
       })
     }))

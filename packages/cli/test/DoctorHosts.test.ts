@@ -84,6 +84,9 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("Doctor with sev
       expect(section[primaryAt + 1]).toMatch(new RegExp(`^    verified     ${at(env.primary)}, database app as app`))
       expect(section.filter((line) => /^ {4}tls {10}TLSv1\.3/.test(line))).toHaveLength(2)
       assert.strictEqual(section.at(-1), `  would use    ${at(env.primary)}`)
+      // the program's own connection went to the primary, listed second
+      assert.include(run.stdout, `Connection\n  verified     ${at(env.primary)}, database app as app`)
+      assert.include(run.stdout, "  certificate  not inspected: several hosts: each one's certificate is under Hosts")
     }))
 
   it.effect("names the standby for DB_TARGET_SESSION_ATTRS=standby, in --json too", () =>
