@@ -9,6 +9,9 @@
  *    check) and reports the verified posture — TLS version and cipher as PostgreSQL reports them
  *    for the session, the server certificate's validity, whether the role is a superuser — or the
  *    typed startup error with its fix.
+ * 3. With several hosts in `DB_HOST`, checks each one on its own (the stack to that host alone:
+ *    TLS, its certificate against its own name, its posture, primary or hot standby) and says
+ *    which host `DB_TARGET_SESSION_ATTRS` would use, by the pool's own rules (`HostState`).
  *
  * Nothing printed ever contains a secret: settings are summarised field by field (never the
  * password, token, inline PEM or `DATABASE_URL`), and every error message is secret-free by
