@@ -9,6 +9,9 @@
  *    check) and reports the verified posture — TLS version and cipher as PostgreSQL reports them
  *    for the session, the server certificate's validity, whether the role is a superuser — or the
  *    typed startup error with its fix.
+ * 3. With several hosts in `DB_HOST`, checks each one on its own (the stack to that host alone:
+ *    TLS, its certificate against its own name, its posture, primary or hot standby) and says
+ *    which host `DB_TARGET_SESSION_ATTRS` would use, by the pool's own rules (`HostState`).
  *
  * Nothing printed ever contains a secret: settings are summarised field by field (never the
  * password, token, inline PEM or `DATABASE_URL`), and every error message is secret-free by
@@ -27,10 +30,23 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { type ConfigError, DbConfig, type DbSettings, type Environment, type PemSource, SecurityPolicy } from "@takumi/config"
-import { PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
+import {
+  type ConfigError,
+  DbConfig,
+  type DbSettings,
+  type Environment,
+  type LoadBalanceHosts,
+  type PemSource,
+  SecurityPolicy,
+  type ServerAddress,
+  type TargetSessionAttrs
+} from "@takumi/config"
+import { HostState, PostureRule, RolePrivileges, TakumiDb } from "@takumi/db"
 import type { SecretError, SecretMetadata } from "@takumi/secrets"
 import { probe } from "./internal/certificateProbe.js"
 import { compareEnvironment, inspectCredential } from "./internal/credentialCheck.js"
@@ -177,6 +193,41 @@ export type ConnectionResult =
   | { readonly _tag: "Failed"; readonly error: TakumiDb.StartupError | SqlError }
 
 /**
+ * One host of a `DB_HOST` list, checked on its own: the whole stack to that host alone (its TLS,
+ * its certificate checked against its own name, the role's posture there) and what it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostCheck {
+  readonly host: string
+  readonly port: number
+  /** `Verified` with the host's posture, or `Failed` (unreachable, refused, certificate not for it) */
+  readonly connection: Exclude<ConnectionResult, { readonly _tag: "Skipped" }>
+  /** what the host is (`pg_is_in_recovery()`, `default_transaction_read_only`); none when not verified */
+  readonly state: Option.Option<HostState.SessionState>
+}
+
+/**
+ * Every host of a `DB_HOST` list (reported only when it lists more than one), and where a new
+ * connection would go under `DB_TARGET_SESSION_ATTRS` and `DB_LOAD_BALANCE_HOSTS`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostsReport {
+  readonly targetSessionAttrs: TargetSessionAttrs
+  readonly loadBalanceHosts: LoadBalanceHosts
+  /** in the listed order */
+  readonly hosts: ReadonlyArray<HostCheck>
+  /**
+   * the host a new connection would use (`disable`: one), or the hosts it picks among at random
+   * (`random`); empty when no verified host fits
+   */
+  readonly wouldUse: ReadonlyArray<ServerAddress>
+}
+
+/**
  * How much of the security policy could run: on the whole configuration; on what decoded, with
  * the variables in `leftOut` read as unset (they do not decode, or stop decoding once another is
  * unset), so their own checks did not run; or not at all (`because` names the variables that
@@ -210,6 +261,8 @@ export interface DoctorReport {
   readonly credential: CredentialResult
   /** `--compare-environment`, when asked */
   readonly comparison: Option.Option<ComparisonResult>
+  /** each listed host, when `DB_HOST` lists several and the connection was checked */
+  readonly hosts: Option.Option<HostsReport>
   /** whether the program would refuse to start (or could not) */
   readonly refused: boolean
 }
@@ -280,7 +333,9 @@ const inspectConnection = Effect.gen(function*() {
   const row = rows[0]
   const privileges = row?.rolsuper === true ? [] : RolePrivileges.findings(yield* RolePrivileges.read)
   const ssl = client.config.ssl
-  const certificate: Either.Either<CertificateReport, string> = settings.host.startsWith("/")
+  const certificate: Either.Either<CertificateReport, string> = settings.hosts.length > 1
+    ? Either.left("several hosts: each one's certificate is under Hosts")
+    : settings.host.startsWith("/")
     ? Either.left("a Unix socket connection carries no TLS")
     : typeof ssl === "object"
     ? yield* probe({ host: settings.host, port: settings.port, tls: ssl, timeout: settings.connectTimeout }).pipe(
@@ -312,6 +367,78 @@ const inspectConnection = Effect.gen(function*() {
     warnings: []
   } satisfies ConnectionPosture
 })
+
+type Checked = Exclude<ConnectionResult, { readonly _tag: "Skipped" }>
+
+/**
+ * The host the verified connection went to, as the startup log (Info, captured by `connectWith`)
+ * names it: with several hosts, the one the pool chose, not always the first listed.
+ */
+const verifiedAt = (logs: ReadonlyArray<CapturedLog>, posture: ConnectionPosture): ConnectionPosture => {
+  const verified = logs.find((log) => log.message === "PostgreSQL connection verified")
+  const host = verified?.annotations["host"]
+  const port = Number(verified?.annotations["port"])
+  return host === undefined || !Number.isInteger(port) ? posture : { ...posture, host, port }
+}
+
+/**
+ * The posture of a session of the stack `layer` builds, with the startup warnings it logged, and
+ * `extra` read on the same stack.
+ */
+const connectWith = <A>(
+  layer: Layer.Layer<TakumiDb.Services, TakumiDb.StartupError>,
+  extra: Effect.Effect<A, SqlError, SqlClient.SqlClient>
+): Effect.Effect<{ readonly connection: Checked; readonly extra: Option.Option<A> }> =>
+  Effect.map(capture(Logger.withMinimumLogLevel(Effect.provide(Effect.all([inspectConnection, extra]), layer), LogLevel.Info)), (connected) =>
+    Either.match(connected.result, {
+      onLeft: (error) => ({ connection: { _tag: "Failed", error } as const, extra: Option.none() }),
+      onRight: ([posture, a]) => ({
+        connection: {
+          _tag: "Verified",
+          posture: { ...verifiedAt(connected.logs, posture), warnings: postureWarnings(connected.logs) }
+        } as const,
+        extra: Option.some(a)
+      })
+    }))
+
+/** What the session's server is, with the query the pool falls back on (HostState.stateQuery). */
+const readState = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(sql.unsafe<HostState.StateRow>(HostState.stateQuery), (rows) => HostState.stateFromRow(rows[0])))
+
+/**
+ * The settings of a program given only `server`: `DB_TARGET_SESSION_ATTRS=any`, so that a standby
+ * is checked too, and no read replica (its own line in the configuration).
+ */
+const onlyHost = (settings: DbSettings, server: ServerAddress): DbSettings => ({
+  ...settings,
+  host: server.host,
+  port: server.port,
+  hosts: [server],
+  targetSessionAttrs: "any",
+  readReplica: Option.none()
+})
+
+/** Checks every listed host at once (a host that does not answer costs one connect timeout). */
+const checkHosts = (settings: DbSettings): Effect.Effect<HostsReport> =>
+  Effect.map(
+    Effect.forEach(settings.hosts, (server) =>
+      Effect.map(connectWith(TakumiDb.layerFrom(onlyHost(settings, server)), readState), ({ connection, extra }) => ({
+        host: server.host,
+        port: server.port,
+        connection,
+        state: extra
+      })), { concurrency: "unbounded" }),
+    (hosts): HostsReport => ({
+      targetSessionAttrs: settings.targetSessionAttrs,
+      loadBalanceHosts: settings.loadBalanceHosts,
+      hosts,
+      wouldUse: HostState.wouldUse(
+        settings.targetSessionAttrs,
+        settings.loadBalanceHosts,
+        hosts.map((h) => ({ route: { host: h.host, port: h.port }, state: Option.getOrUndefined(h.state) }))
+      )
+    })
+  )
 
 const loadConfiguration = DbConfig.load().pipe(Effect.provide(NodeFileSystem.layer))
 
@@ -439,19 +566,16 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
     }
 
     let connection: ConnectionResult
+    let hosts: Option.Option<HostsReport> = Option.none()
     if (configuration._tag !== "Loaded") {
       connection = { _tag: "Skipped", reason: "the configuration does not load" }
     } else if (options.offline) {
       connection = { _tag: "Skipped", reason: "--offline" }
     } else {
-      const connected = yield* capture(Effect.provide(inspectConnection, TakumiDb.layer))
-      connection = Either.match(connected.result, {
-        onLeft: (error) => ({ _tag: "Failed", error } as const),
-        onRight: (posture) => ({
-          _tag: "Verified",
-          posture: { ...posture, warnings: postureWarnings(connected.logs) }
-        } as const)
-      })
+      connection = (yield* connectWith(TakumiDb.layer, Effect.void)).connection
+      // a host that fails here does not refuse the program on its own: the connection above says
+      // whether a host fits (NoSuitableHost when none does)
+      if (configuration.settings.hosts.length > 1) hosts = Option.some(yield* checkHosts(configuration.settings))
     }
     const online = configuration._tag === "Loaded" && !options.offline ? Option.some(configuration.settings) : Option.none()
     const credential: CredentialResult = Option.isSome(online)
@@ -465,7 +589,7 @@ export const run = (options: DoctorOptions): Effect.Effect<DoctorReport> =>
           ? yield* compareEnvironment(online.value, other)
           : { _tag: "Skipped", other, reason: credential._tag === "Skipped" ? credential.reason : "not online" } as const
       )
-    const report = { environment, configuration, findings, policy, notes, connection, credential, comparison }
+    const report = { environment, configuration, findings, policy, notes, connection, hosts, credential, comparison }
     return { ...report, refused: problemsOf(report).length > 0 }
   }).pipe(Effect.withSpan("Doctor.run"))
 
@@ -607,6 +731,37 @@ const renderComparison = (c: ComparisonResult): Array<string> => {
       return [`  skipped (${c.reason})`]
   }
 }
+/** What a host is, for the report: `read-only` is a primary with `default_transaction_read_only=on`. */
+const kindOf = (state: HostState.SessionState): "primary" | "read-only" | "standby" =>
+  state.hotStandby ? "standby" : HostState.isWritable(state) ? "primary" : "read-only"
+
+const kindText = {
+  primary: "primary (accepts writes)",
+  "read-only": "read-only primary (default_transaction_read_only=on)",
+  standby: "hot standby (read-only)"
+} as const
+
+const where = (server: ServerAddress): string => `${server.host}:${server.port}`
+
+const renderWouldUse = (hosts: HostsReport): string => {
+  const attrs = `DB_TARGET_SESSION_ATTRS=${hosts.targetSessionAttrs}`
+  if (hosts.wouldUse.length === 0) {
+    return `  would use    none: no listed host is ${HostState.describeAttrs(hosts.targetSessionAttrs)} (${attrs})`
+  }
+  return hosts.loadBalanceHosts === "random"
+    ? `  would use    one of ${hosts.wouldUse.map(where).join(", ")}, at random for each connection`
+    : `  would use    ${where(hosts.wouldUse[0] as ServerAddress)}`
+}
+
+const renderHosts = (hosts: HostsReport): Array<string> => [
+  "",
+  `Hosts (DB_TARGET_SESSION_ATTRS=${hosts.targetSessionAttrs}, DB_LOAD_BALANCE_HOSTS=${hosts.loadBalanceHosts})`,
+  ...hosts.hosts.flatMap((h) => [
+    `  ${where(h)}  ${Option.match(h.state, { onNone: () => "FAILED", onSome: (state) => kindText[kindOf(state)] })}`,
+    ...renderConnection(h.connection).map((line) => `  ${line}`)
+  ]),
+  renderWouldUse(hosts)
+]
 
 const renderCoverage = (policy: PolicyCoverage): Array<string> => {
   switch (policy._tag) {
@@ -653,7 +808,8 @@ export const render = (report: DoctorReport): ReadonlyArray<string> => {
   for (const finding of report.findings) {
     lines.push(`  ${finding.severity === "refuse" ? "REFUSE" : "warn  "} ${finding.rule} (${finding.variable}): ${finding.message}`)
   }
-  lines.push("", "Connection", ...renderConnection(report.connection), "")
+  lines.push("", "Connection", ...renderConnection(report.connection))
+  lines.push(...Option.match(report.hosts, { onNone: () => [], onSome: renderHosts }), "")
   lines.push("Credential", ...renderCredential(report.credential), "")
   if (Option.isSome(report.comparison)) {
     lines.push(`Credentials across environments (--compare-environment ${report.comparison.value.other})`)
@@ -741,6 +897,26 @@ export interface DoctorJson {
       readonly otherVersionId: string | null
     }
     | { readonly status: "cannot-tell" | "failed" | "skipped"; readonly other: Environment; readonly reason: string }
+  /** each listed host, when `DB_HOST` lists several and the connection was checked */
+  readonly hosts: HostsJson | null
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface HostsJson {
+  readonly targetSessionAttrs: TargetSessionAttrs
+  readonly loadBalanceHosts: LoadBalanceHosts
+  readonly hosts: ReadonlyArray<{
+    readonly host: string
+    readonly port: number
+    /** `read-only`: not a standby, but `default_transaction_read_only=on`; `null`: not verified */
+    readonly kind: "primary" | "read-only" | "standby" | null
+    readonly connection: Exclude<DoctorJson["connection"], { readonly status: "skipped" }>
+  }>
+  /** see {@link HostsReport.wouldUse} */
+  readonly wouldUse: ReadonlyArray<ServerAddress>
 }
 
 /**
@@ -916,7 +1092,9 @@ const comparisonJson = (comparison: Option.Option<ComparisonResult>): DoctorJson
   }
 }
 
-const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] => {
+function connectionJson(connection: Checked): Exclude<DoctorJson["connection"], { readonly status: "skipped" }>
+function connectionJson(connection: ConnectionResult): DoctorJson["connection"]
+function connectionJson(connection: ConnectionResult): DoctorJson["connection"] {
   switch (connection._tag) {
     case "Skipped":
       return { status: "skipped", reason: connection.reason }
@@ -926,6 +1104,18 @@ const connectionJson = (connection: ConnectionResult): DoctorJson["connection"] 
       return { status: "verified", posture: postureJson(connection.posture) }
   }
 }
+
+const hostsJson = (hosts: HostsReport): HostsJson => ({
+  targetSessionAttrs: hosts.targetSessionAttrs,
+  loadBalanceHosts: hosts.loadBalanceHosts,
+  hosts: hosts.hosts.map((h) => ({
+    host: h.host,
+    port: h.port,
+    kind: Option.getOrNull(Option.map(h.state, kindOf)),
+    connection: connectionJson(h.connection)
+  })),
+  wouldUse: hosts.wouldUse.map(({ host, port }) => ({ host, port }))
+})
 
 /**
  * The report as the JSON document `doctor --json` prints (see {@link DoctorJson}).
@@ -954,6 +1144,7 @@ export const toJson = (report: DoctorReport): DoctorJson => {
     },
     notes: report.notes,
     connection: connectionJson(report.connection),
+    hosts: Option.getOrNull(Option.map(report.hosts, hostsJson)),
     credential: credentialJson(report.credential),
     comparison: comparisonJson(report.comparison)
   }

@@ -78,3 +78,10 @@ export * as RolePrivileges from "./RolePrivileges.js"
  * @since 0.1.0
  */
 export * as SecurityAlerts from "./SecurityAlerts.js"
+
+/**
+ * What a listed host is (primary or hot standby) and which host `DB_TARGET_SESSION_ATTRS` would choose.
+ *
+ * @since 0.1.0
+ */
+export * as HostState from "./HostState.js"

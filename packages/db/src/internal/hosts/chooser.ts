@@ -28,10 +28,10 @@ export interface HostRoute {
   readonly ssl: Tls.ConnectionOptions | false
 }
 
-/** What a scan saw at one host. */
-type Seen =
-  | { readonly route: HostRoute; readonly state: SessionState }
-  | { readonly route: HostRoute; readonly error: unknown }
+/** What a scan saw at one host (`R`: how the host is named; the doctor's report has no TLS options). */
+export type Seen<R = HostRoute> =
+  | { readonly route: R; readonly state: SessionState }
+  | { readonly route: R; readonly error: unknown }
 
 const where = (route: Pick<HostRoute, "host" | "port">): string => `${route.host}:${route.port}`
 
@@ -45,7 +45,7 @@ const describeSeen = (seen: Seen): string => {
 }
 
 /** The hosts of a scan that fit, in order; `prefer-standby` takes the standbys when any answered. */
-export const fittingOf = (attrs: TargetSessionAttrs, seen: ReadonlyArray<Seen>): ReadonlyArray<HostRoute> => {
+export const fittingOf = <R>(attrs: TargetSessionAttrs, seen: ReadonlyArray<Seen<R>>): ReadonlyArray<R> => {
   const answered = seen.flatMap((s) => "state" in s ? [s] : [])
   const standbys = answered.filter((s) => s.state.hotStandby)
   const pool = attrs === "prefer-standby" && standbys.length > 0 ? standbys : answered

@@ -33,6 +33,18 @@ export const stateFromParameters = (parameters: ReadonlyMap<string, string>): Se
 export const stateQuery = "SELECT pg_catalog.pg_is_in_recovery() AS hot_standby, " +
   "pg_catalog.current_setting('default_transaction_read_only') AS read_only"
 
+/** A row of {@link stateQuery}. */
+export interface StateRow {
+  readonly hot_standby: boolean
+  readonly read_only: string
+}
+
+/** The state a row of {@link stateQuery} says. */
+export const stateFromRow = (row: StateRow | undefined): SessionState => ({
+  hotStandby: row?.hot_standby === true,
+  readOnly: row?.read_only === "on"
+})
+
 /** The state of a connected client: from its ParameterStatus messages, or one query. */
 export const sessionState = async (
   client: Pg.Client,
@@ -40,9 +52,8 @@ export const sessionState = async (
 ): Promise<SessionState> => {
   const reported = stateFromParameters(parameters)
   if (reported !== undefined) return reported
-  const result = await client.query<{ hot_standby: boolean; read_only: string }>(stateQuery)
-  const row = result.rows[0]
-  return { hotStandby: row?.hot_standby === true, readOnly: row?.read_only === "on" }
+  const result = await client.query<StateRow>(stateQuery)
+  return stateFromRow(result.rows[0])
 }
 
 /** Whether a session accepts writes: neither a hot standby nor read-only by default. */
