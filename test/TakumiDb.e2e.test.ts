@@ -78,7 +78,7 @@ describe("TakumiDb end to end", () => {
       assert.isTrue(rows.every((row) => row.ssl))
       assert.strictEqual(new Set(rows.map((row) => row.pid)).size, 4)
       // every new connection asked for the password; the cache answered all but the first
-      assert.strictEqual(yield* vault.requestCount(), 1)
+      assert.strictEqual(yield* vault.requestCount(VAULT_PATH), 1)
     }).pipe(Effect.scoped, Effect.provide(quiet)))
 
   it.live("traces startup, the Vault read and statements with the database-client attributes, never a parameter value or secret", () =>

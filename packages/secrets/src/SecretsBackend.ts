@@ -125,7 +125,7 @@ const makeVault = (
         })
         const { describe, lookup } = yield* VaultBackend.make({
           address: vault.address,
-          token: vault.token,
+          auth: vault.auth,
           path: vault.path,
           namespace: vault.namespace,
           ca,

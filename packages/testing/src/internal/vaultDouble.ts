@@ -1,4 +1,6 @@
 import * as Http from "./httpDouble.js"
+import type { LoginConfig, TokenLifetime } from "./vaultAuthDouble.js"
+import { VaultTokens } from "./vaultAuthDouble.js"
 
 /** @internal */
 export type Fault =
@@ -15,7 +17,10 @@ export type Fault =
 /** @internal */
 export interface RecordedRequest {
   readonly method: string
-  /** The logical KV path, e.g. `secret/takumi/production` (mount first), when the URL names one. */
+  /**
+   * The logical KV path, e.g. `secret/takumi/production` (mount first), when the URL names one;
+   * for the auth endpoints the API path, e.g. `auth/approle/login`, `auth/token/renew-self`.
+   */
   readonly path: string | undefined
   readonly url: string
   readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
@@ -59,8 +64,13 @@ const faultAnswer = (fault: Fault, onSent: (bytes: number) => void): Http.HttpDo
   }
 }
 
-/** `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment here. */
+/**
+ * `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment
+ * here. `/v1/auth/...` -> `auth/...`.
+ */
 const logicalPath = (url: URL): string | undefined => {
+  const auth = /^\/v1\/(auth\/.+)$/.exec(url.pathname)
+  if (auth !== null) return auth[1]
   const match = /^\/v1\/([^/]+)\/(?:data|metadata)\/(.+)$/.exec(url.pathname)
   return match === null ? undefined : `${match[1]}/${match[2]}`
 }
@@ -83,12 +93,21 @@ export class VaultState {
   redirect: string | undefined = undefined
   /** Body bytes the huge-body faults handed to the socket so far. */
   hugeBodyBytesSent = 0
+  readonly tokens: VaultTokens
 
   constructor(
-    public token: string,
+    token: string,
     readonly namespace: string | undefined,
-    readonly now: () => number
-  ) {}
+    readonly now: () => number,
+    auth: {
+      readonly logins: ReadonlyArray<LoginConfig>
+      readonly tokenLifetime: TokenLifetime
+      readonly loginLifetime: TokenLifetime
+    }
+  ) {
+    this.tokens = new VaultTokens(now, auth.logins, auth.loginLifetime)
+    this.tokens.add(token, auth.tokenLifetime)
+  }
 
   put(path: string, data: Readonly<Record<string, unknown>>): number {
     const versions = this.secrets.get(path) ?? []
@@ -161,10 +180,11 @@ export class VaultState {
     }
     const fault = (path === undefined ? undefined : this.faults.get(path)) ?? this.faults.get(undefined)
     if (fault !== undefined) return faultAnswer(fault, (bytes) => void (this.hugeBodyBytesSent += bytes))
-    if (request.headers["x-vault-token"] !== this.token) return errors(403, ["permission denied"])
     if (this.namespace !== undefined && request.headers["x-vault-namespace"] !== this.namespace) {
       return errors(403, ["permission denied"])
     }
+    if (path?.startsWith("auth/") === true) return this.tokens.handle(request, path) ?? errors(405, ["unsupported operation"])
+    if (this.tokens.valid(request.headers["x-vault-token"]) === undefined) return errors(403, ["permission denied"])
     if (path === undefined) return errors(404, [])
     if (request.method === "GET" && isMetadataPath(url)) return this.readMetadata(path)
     if (request.method === "GET") {
