@@ -178,6 +178,20 @@ describe("SecurityAlerts rules", () => {
       assert.deepStrictEqual(yield* received, [])
     }))
 
+  it.scoped("raises VaultTokenExpiring when the Vault token lifecycle counts a failure near the token's end", () =>
+    Effect.gen(function*() {
+      const { received } = yield* monitored(unitSettings(), Monitor.sampleInterval)
+      yield* Metric.incrementBy(SecretMetrics.vaultTokenExpiring, 2)
+      yield* TestClock.adjust(Monitor.sampleInterval)
+      const alerts = yield* received
+      assert.strictEqual(alerts.length, 1)
+      assert(alerts[0] instanceof SecurityAlerts.VaultTokenExpiring)
+      assert.strictEqual(alerts[0].failures, 2)
+      expect(alerts[0].message).toContain("VAULT_AUTH_METHOD")
+      yield* TestClock.adjust(Monitor.sampleInterval)
+      assert.deepStrictEqual(yield* received, [])
+    }))
+
   it.scoped("logs every alert as a warning and counts it by kind", () =>
     Effect.gen(function*() {
       const logs = yield* makeLogCapture
