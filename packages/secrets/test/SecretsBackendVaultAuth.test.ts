@@ -251,4 +251,29 @@ describe("Vault token lifetime (TestClock)", () => {
       expect(sent[1]).not.toBe(first)
       expect(yield* double.loginCount("approle")).toBeGreaterThanOrEqual(2)
     }))
+
+  it.scoped("a login token revoked out of band is found dead by its lookup-self, and the read logs in again", () =>
+    Effect.gen(function*() {
+      const double = yield* startDouble()
+      const { lookup } = yield* uncached(double, approle)
+      expect(yield* read(lookup)).toBe("vault-pw")
+      const [first] = yield* tokensSentTo(double, kvPath)
+      yield* double.revokeToken(String(first))
+      expect(yield* read(lookup)).toBe("vault-pw")
+      expect(yield* double.loginCount("approle")).toBe(2)
+      const sent = yield* tokensSentTo(double, kvPath)
+      expect(sent).toHaveLength(3)
+      expect(sent[2]).not.toBe(first)
+    }))
+
+  it.scoped("a denial by policy (the token still looks itself up) is not answered with a new login", () =>
+    Effect.gen(function*() {
+      const double = yield* startDouble()
+      const { describe } = yield* uncached(double, approle)
+      yield* double.denyMetadata(kvPath)
+      const error = yield* Effect.flip(describe("DB_PASSWORD"))
+      expect(error._tag).toBe("SecretAccessDenied")
+      expect(yield* double.loginCount("approle")).toBe(1)
+      expect(yield* double.requestCount("auth/token/lookup-self")).toBe(1)
+    }))
 })

@@ -216,16 +216,18 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
 /** What `VAULT_AUTH_METHOD` asks of the token lifecycle: a lookup of the static token, or logins. */
 const tokenLifecycle = (client: VaultLogin.AuthClient, auth: VaultAuth, send: VaultLogin.Send) => {
   const renew = (token: Redacted.Redacted<string>) => VaultLogin.renewSelf(client, token, send)
+  const lookup = (token: Redacted.Redacted<string>) => VaultLogin.lookupSelf(client, token, send)
   if (auth.method === "token") {
     return {
-      obtain: VaultLogin.lookupSelf(client, auth.token, send),
+      obtain: lookup(auth.token),
       login: Option.none(),
       renew,
+      lookup,
       fallback: Option.some({ token: auth.token, ttlSeconds: 0, renewable: false })
     }
   }
   const login = VaultLogin.login(client, auth, send)
-  return { obtain: login, login: Option.some(login), renew, fallback: Option.none() }
+  return { obtain: login, login: Option.some(login), renew, lookup, fallback: Option.none() }
 }
 
 /**
@@ -324,18 +326,30 @@ export const make = (
       )
     }
     const token = yield* VaultToken.make(tokenLifecycle(client, options.auth, send))
-    const read = (apiPath: string, key: string) => {
+    const readWith = (apiPath: string, key: string) => (current: Redacted.Redacted<string>) => {
       const at = { ...where, apiPath }
-      return Effect.flatMap(token.current, (current) =>
-        timeout(
-          Effect.tryPromise({
-            try: (signal): Promise<unknown> => client.read(apiPath, { headers: headersOf(current), signal }),
-            catch: classify(key, at)
-          }),
-          key,
-          at
-        ))
+      return timeout(
+        Effect.tryPromise({
+          try: (signal): Promise<unknown> => client.read(apiPath, { headers: headersOf(current), signal }),
+          catch: classify(key, at)
+        }),
+        key,
+        at
+      )
     }
+    // A denial may mean the token was revoked out of band: then log in again and read once more.
+    const read = (apiPath: string, key: string) =>
+      Effect.flatMap(token.current, (current) =>
+        readWith(apiPath, key)(current).pipe(
+          Effect.catchIf(
+            (error) => error._tag === "SecretAccessDenied",
+            (denied) =>
+              Effect.flatMap(
+                token.revoked(current),
+                (dead) => dead ? Effect.flatMap(token.current, readWith(apiPath, key)) : Effect.fail(denied)
+              )
+          )
+        ))
     const lookup = (key: string) =>
       read(where.apiPath, key).pipe(
         Effect.flatMap((body) => extract(key, where, body)),

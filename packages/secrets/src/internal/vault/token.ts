@@ -41,6 +41,13 @@ export const renewFraction = 2 / 3
 export interface VaultToken {
   /** The token to send now: never one known to have expired. */
   readonly current: Effect.Effect<Redacted.Redacted<string>, SecretError>
+  /**
+   * After Vault denied a request made with `token`: whether the token itself is dead (revoked out
+   * of band: its own lookup-self is denied too), in which case it is dropped and the next
+   * `current` logs in again. Always `false` for a static token (nothing could replace it) and for
+   * a token that still looks itself up (the denial was the policy's).
+   */
+  readonly revoked: (token: Redacted.Redacted<string>) => Effect.Effect<boolean>
 }
 
 interface Held {
@@ -68,6 +75,8 @@ export const make = (options: {
   /** `None` for the static token: it cannot be replaced */
   readonly login: Option.Option<Effect.Effect<Grant, SecretError>>
   readonly renew: (token: Redacted.Redacted<string>) => Effect.Effect<Grant, SecretError>
+  /** `auth/token/lookup-self` of a token */
+  readonly lookup: (token: Redacted.Redacted<string>) => Effect.Effect<Grant, SecretError>
   /** the held token when `obtain` fails at startup (a static token of unknown lifetime) */
   readonly fallback: Option.Option<Grant>
 }): Effect.Effect<VaultToken, never, Scope.Scope> =>
@@ -189,5 +198,19 @@ export const make = (options: {
       Effect.forever,
       Effect.forkScoped
     )
-    return { current }
+    const revoked = (token: Redacted.Redacted<string>) =>
+      Option.isNone(options.login) ? Effect.succeed(false) : options.lookup(token).pipe(
+        Effect.as(false),
+        Effect.catchAll((error) =>
+          error._tag !== "SecretAccessDenied" ? Effect.succeed(false) : SynchronizedRef.update(
+            state,
+            (held) => Option.isSome(held) && held.value.grant.token === token ? Option.none() : held
+          ).pipe(
+            Effect.zipRight(Effect.logWarning("Vault token: revoked before its expiry; logging in again")),
+            Effect.as(true)
+          )
+        )
+      )
+
+    return { current, revoked }
   })
