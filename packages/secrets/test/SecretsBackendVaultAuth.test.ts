@@ -276,4 +276,21 @@ describe("Vault token lifetime (TestClock)", () => {
       expect(yield* double.loginCount("approle")).toBe(1)
       expect(yield* double.requestCount("auth/token/lookup-self")).toBe(1)
     }))
+
+  it.scoped("revokes a login's token on shutdown (revoke-self), never a static VAULT_TOKEN", () =>
+    Effect.gen(function*() {
+      const double = yield* startDouble()
+      const sent = yield* Effect.scoped(
+        Effect.flatMap(uncached(double, approle), ({ lookup }) => Effect.zipRight(read(lookup), tokensSentTo(double, kvPath)))
+      )
+      expect(yield* double.revocations).toBe(1)
+      const [revoked] = sent
+      const [request] = (yield* double.requests).filter((candidate) => candidate.path === "auth/token/revoke-self")
+      expect(request?.headers["x-vault-token"]).toBe(revoked)
+      expect(request?.method).toBe("POST")
+      yield* Effect.scoped(
+        Effect.flatMap(uncached(double, { method: "token", token: Redacted.make(staticToken) }), ({ lookup }) => read(lookup))
+      )
+      expect(yield* double.revocations).toBe(1)
+    }))
 })

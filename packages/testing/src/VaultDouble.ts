@@ -2,9 +2,9 @@
  * A protocol-level test double of HashiCorp Vault's KV v2 secrets engine: a local HTTP(S)
  * server on 127.0.0.1 that answers `GET /v1/<mount>/data/<path>` with Vault's documented JSON
  * envelope, for the real `node-vault` client. It also issues and checks tokens: the AppRole,
- * Kubernetes and JWT logins (`POST /v1/auth/<mount>/login`), `auth/token/lookup-self` and
- * `auth/token/renew-self`, with a TTL and a max TTL per token and 403 `permission denied` once a
- * token has expired. It is not Vault: no policies beyond "live token or 403", in-memory storage,
+ * Kubernetes and JWT logins (`POST /v1/auth/<mount>/login`), `auth/token/lookup-self`,
+ * `renew-self` and `revoke-self`, with a TTL and a max TTL per token and 403 `permission denied`
+ * once a token has expired. It is not Vault: no policies beyond "live token or 403", in-memory storage,
  * single-segment KV mounts, and a Kubernetes or JWT login compares the JWT with the configured one
  * (no TokenReview, no signature check).
  *
@@ -78,6 +78,8 @@ export interface VaultDouble {
   readonly setToken: (token: string, lifetime?: VaultTokenLifetime) => Effect.Effect<void>
   /** Revokes one token (a login's, or the configured one): it gets 403 from now on. */
   readonly revokeToken: (token: string) => Effect.Effect<void>
+  /** Tokens revoked through `auth/token/revoke-self` so far. */
+  readonly revocations: Effect.Effect<number>
   /** Successful logins so far with `method` (`approle`, `kubernetes`, `jwt`). */
   readonly loginCount: (method: VaultLogin["method"]) => Effect.Effect<number>
   /** While `true`, `auth/token/renew-self` answers 500 (a Vault that cannot renew). */
@@ -161,6 +163,7 @@ export const make = (options: {
           state.tokens.add(token, lifetime)
         })),
       revokeToken: (token) => Effect.sync(() => state.tokens.revoke(token)),
+      revocations: Effect.sync(() => state.tokens.revocations),
       loginCount: (method) => Effect.sync(() => state.tokens.logins.get(method) ?? 0),
       failRenewals: (fail) => Effect.sync(() => void (state.tokens.renewalFails = fail)),
       redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),

@@ -1,7 +1,7 @@
 /**
  * The token side of the Vault double: tokens with a TTL and a max TTL, the login endpoints of
- * the AppRole, Kubernetes and JWT auth methods, and `auth/token/lookup-self` / `renew-self`, as
- * Vault answers them (field names and status codes from Vault's API documentation). It is not
+ * the AppRole, Kubernetes and JWT auth methods, and `auth/token/lookup-self` / `renew-self` /
+ * `revoke-self`, as Vault answers them (field names and status codes from Vault's API documentation). It is not
  * Vault: no policies, no accessors that work, no TokenReview behind the Kubernetes login (the
  * JWT is compared with the one the test configured).
  *
@@ -84,6 +84,8 @@ export class VaultTokens {
   private readonly tokens = new Map<string, Token>()
   /** Logins that succeeded, per method. */
   readonly logins = new Map<string, number>()
+  /** Tokens revoked by `revoke-self`. */
+  revocations = 0
   /** When true, `renew-self` answers 500 (a Vault whose storage fails). */
   renewalFails = false
 
@@ -141,6 +143,13 @@ export class VaultTokens {
     if (apiPath === "auth/token/renew-self" && (request.method === "POST" || request.method === "PUT")) {
       const found = this.valid(request.headers["x-vault-token"])
       return found === undefined ? denied : this.renewSelf(found.id, found.token, request.body)
+    }
+    if (apiPath === "auth/token/revoke-self" && (request.method === "POST" || request.method === "PUT")) {
+      const found = this.valid(request.headers["x-vault-token"])
+      if (found === undefined) return denied
+      this.tokens.delete(found.id)
+      this.revocations += 1
+      return { _tag: "Respond", status: 204, headers: {}, body: "" }
     }
     return undefined
   }

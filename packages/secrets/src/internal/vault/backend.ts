@@ -223,11 +223,19 @@ const tokenLifecycle = (client: VaultLogin.AuthClient, auth: VaultAuth, send: Va
       login: Option.none(),
       renew,
       lookup,
+      revoke: Option.none(),
       fallback: Option.some({ token: auth.token, ttlSeconds: 0, renewable: false })
     }
   }
   const login = VaultLogin.login(client, auth, send)
-  return { obtain: login, login: Option.some(login), renew, lookup, fallback: Option.none() }
+  return {
+    obtain: login,
+    login: Option.some(login),
+    renew,
+    lookup,
+    revoke: Option.some((token: Redacted.Redacted<string>) => VaultLogin.revokeSelf(client, token, send)),
+    fallback: Option.none()
+  }
 }
 
 /**

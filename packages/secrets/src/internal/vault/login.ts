@@ -27,6 +27,7 @@ export interface AuthClient {
   jwtLogin(options: object): Promise<unknown>
   tokenLookupSelf(options: object): Promise<unknown>
   tokenRenewSelf(options: object): Promise<unknown>
+  write(path: string, data: object, requestOptions: object): Promise<unknown>
 }
 
 /** What the request options of one call need: the headers (token, namespace) and the abort signal. */
@@ -188,6 +189,21 @@ export const renewSelf = (
     Effect.withSpan("SecretsBackend.vault.renewSelf")
   )
 }
+
+/**
+ * `POST auth/token/revoke-self`, through `client.write`: node-vault's `tokenRevokeSelf` has no
+ * schema, so it would send all its arguments, request options and token header included, as the
+ * JSON body.
+ */
+export const revokeSelf = (
+  client: AuthClient,
+  token: Redacted.Redacted<string>,
+  send: Send
+): Effect.Effect<void, SecretError> =>
+  send(
+    { key: "VAULT_TOKEN", apiPath: "auth/token/revoke-self", token, denied: tokenDenied("the revocation (auth/token/revoke-self)") },
+    (requestOptions) => client.write("auth/token/revoke-self", {}, requestOptions)
+  ).pipe(Effect.asVoid, Effect.withSpan("SecretsBackend.vault.revokeSelf"))
 
 /** @internal */
 export const deniedError = (key: string, message: string) => new SecretAccessDenied({ backend, key, message })

@@ -75,6 +75,8 @@ export const make = (options: {
   /** `None` for the static token: it cannot be replaced */
   readonly login: Option.Option<Effect.Effect<Grant, SecretError>>
   readonly renew: (token: Redacted.Redacted<string>) => Effect.Effect<Grant, SecretError>
+  /** `auth/token/revoke-self`, on shutdown: `None` for the static token (it is the operator's) */
+  readonly revoke: Option.Option<(token: Redacted.Redacted<string>) => Effect.Effect<void, SecretError>>
   /** `auth/token/lookup-self` of a token */
   readonly lookup: (token: Redacted.Redacted<string>) => Effect.Effect<Grant, SecretError>
   /** the held token when `obtain` fails at startup (a static token of unknown lifetime) */
@@ -193,6 +195,27 @@ export const make = (options: {
       return true
     })
 
+    // On shutdown a login's token is revoked (and with it any lease it holds); this finalizer is
+    // added before the renewal fiber's, so it runs after that fiber is interrupted.
+    yield* Option.match(options.revoke, {
+      onNone: () => Effect.void,
+      onSome: (revoke) =>
+        Effect.addFinalizer(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.flatMap(SynchronizedRef.get(state), (held) =>
+              Option.match(valid(held, now), {
+                onNone: () => Effect.void,
+                onSome: (live) =>
+                  revoke(live.grant.token).pipe(
+                    Effect.catchAll((error) =>
+                      Effect.logWarning("Vault token: could not revoke it on shutdown; it expires at its TTL").pipe(
+                        Effect.annotateLogs({ error: error._tag, reason: error.message })
+                      )
+                    )
+                  )
+              })))
+        )
+    })
     yield* turn.pipe(
       Effect.flatMap((again) => again ? Effect.void : Effect.sleep(Duration.seconds(1))),
       Effect.forever,
