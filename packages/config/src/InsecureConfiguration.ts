@@ -28,6 +28,8 @@ import * as Schema from "effect/Schema"
  * - `channel-binding`: `DB_CHANNEL_BINDING=disable`, so SCRAM is never bound to the TLS channel.
  * - `public-ca-trust` (a warning, never a refusal): no `DB_SSL_CA`, so the server is trusted
  *   through the public CA store (and `NODE_EXTRA_CA_CERTS`).
+ * - `vault-secret-id-inline` (a warning, never a refusal): in staging or production the AppRole
+ *   `secret_id` is given as `VAULT_SECRET_ID` rather than a mounted file (`VAULT_SECRET_ID_FILE`).
  *
  * @since 0.1.0
  * @category models
@@ -45,7 +47,8 @@ export const Rule = Schema.Literal(
   "tls-verification-override",
   "password-auth-method",
   "channel-binding",
-  "public-ca-trust"
+  "public-ca-trust",
+  "vault-secret-id-inline"
 )
 
 /**

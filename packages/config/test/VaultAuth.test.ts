@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type { ConfigError, VaultAuth } from "../src/index.js"
+import { type ConfigError, SecurityPolicy, type VaultAuth } from "../src/index.js"
 import { decode, testCaPem } from "./fixtures.js"
 
 /** A production environment on the Vault backend, without any `VAULT_AUTH_*` choice yet. */
@@ -112,5 +112,26 @@ describe("VAULT_AUTH_METHOD", () => {
       const issues = yield* issuesOf({ VAULT_AUTH_METHOD: "ldap", VAULT_TOKEN: "hvs.static" })
       expect(issues.map(([variable]) => variable)).toEqual(["VAULT_AUTH_METHOD"])
       expect(issues[0]?.[1]).toContain("approle")
+    }))
+
+  it.effect("vault-secret-id-inline warns in staging and production, not with VAULT_SECRET_ID_FILE nor in development", () =>
+    Effect.gen(function*() {
+      const approle = { VAULT_AUTH_METHOD: "approle", VAULT_ROLE_ID: "role-1" }
+      const rulesOf = (variables: Readonly<Record<string, string>>) =>
+        Effect.map(
+          decode({ ...vaultBase, ...approle, ...variables }),
+          (settings) => SecurityPolicy.evaluate(settings).filter((finding) => finding.rule === "vault-secret-id-inline")
+        )
+      const production = yield* rulesOf({ VAULT_SECRET_ID: "sid-secret-value-42" })
+      expect(production.map(({ severity, variable }) => ({ severity, variable }))).toEqual([
+        { severity: "warn", variable: "VAULT_SECRET_ID" }
+      ])
+      expect(production[0]?.message).toContain("VAULT_SECRET_ID_FILE")
+      expect(JSON.stringify(production)).not.toContain("sid-secret-value-42")
+      expect(yield* rulesOf({ NODE_ENV: "staging", VAULT_SECRET_ID: "sid-1", VAULT_PATH: "secret/takumi/staging" }))
+        .toHaveLength(1)
+      expect(yield* rulesOf({ VAULT_SECRET_ID_FILE: "/run/secrets/sid" })).toEqual([])
+      expect(yield* rulesOf({ NODE_ENV: "development", VAULT_SECRET_ID: "sid-1", VAULT_PATH: "secret/takumi/development" }))
+        .toEqual([])
     }))
 })
