@@ -120,7 +120,7 @@ export const login = (client: AuthClient, auth: LoginAuth, send: Send): Effect.E
           apiPath,
           token: undefined,
           denied: (status) =>
-            `Vault at ${apiPath} refused the ${auth.method} login (HTTP ${status}). Fix: ${loginFix(auth)}.`
+            `the ${auth.method} login at ${apiPath} was refused (HTTP ${status}). Fix: ${loginFix(auth)}.`
         },
         (requestOptions) => {
           const options = { mount_point: auth.mount, ...body(value), requestOptions }
@@ -147,7 +147,7 @@ export const login = (client: AuthClient, auth: LoginAuth, send: Send): Effect.E
 }
 
 const tokenDenied = (step: string) => (status: number) =>
-  `Vault refused ${step} for the token (HTTP ${status}): it has expired or was revoked. ` +
+  `${step} of the token was refused (HTTP ${status}): it has expired or was revoked. ` +
   "Fix: with VAULT_AUTH_METHOD=token give a live VAULT_TOKEN (vault token lookup); better, use a login method " +
   "(approle, kubernetes, jwt), which logs in again by itself."
 
