@@ -79,7 +79,9 @@ describe("TakumiDb end to end", () => {
       assert.strictEqual(new Set(rows.map((row) => row.pid)).size, 4)
       // every new connection asked for the password; the cache answered all but the first (the
       // credential-age check's metadata read, forked at startup, is not a read of the value)
-      const valueReads = (yield* vault.requests).filter((request) => !request.url.includes("/metadata/"))
+      const valueReads = (yield* vault.requests).filter((request) =>
+        request.path === VAULT_PATH && !request.url.includes("/metadata/")
+      )
       assert.strictEqual(valueReads.length, 1)
     }).pipe(Effect.scoped, Effect.provide(quiet)))
 

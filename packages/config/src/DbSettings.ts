@@ -106,14 +106,46 @@ export interface AwsSecretsSettings {
 }
 
 /**
+ * A secret given inline (`VAULT_SECRET_ID`) or as the path of a file the platform mounts
+ * (`VAULT_SECRET_ID_FILE`), read at each login so a rotated file is picked up.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SecretSource =
+  | { readonly _tag: "File"; readonly path: string }
+  | { readonly _tag: "Inline"; readonly value: Redacted.Redacted<string> }
+
+/**
+ * How the Vault backend gets its token (`VAULT_AUTH_METHOD`, default `token`): a static
+ * `VAULT_TOKEN`, or a login at `auth/<mount>/login` with AppRole (`VAULT_ROLE_ID` and
+ * `VAULT_SECRET_ID` or `VAULT_SECRET_ID_FILE`), Kubernetes (`VAULT_ROLE`, the service-account
+ * token file `VAULT_JWT_FILE`) or JWT (`VAULT_ROLE`, `VAULT_JWT_FILE`). `mount` is
+ * `VAULT_AUTH_MOUNT`, by default the method's name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultAuth =
+  | { readonly method: "token"; readonly token: Redacted.Redacted<string> }
+  | { readonly method: "approle"; readonly mount: string; readonly roleId: string; readonly secretId: SecretSource }
+  | {
+    readonly method: "kubernetes" | "jwt"
+    readonly mount: string
+    readonly role: string
+    /** the JWT is read from this file at each login (Kubernetes rotates projected tokens) */
+    readonly jwtFile: string
+  }
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface VaultSettings {
   /** `VAULT_ADDR` */
   readonly address: string
-  /** `VAULT_TOKEN` */
-  readonly token: Redacted.Redacted<string>
+  /** `VAULT_AUTH_METHOD` and its inputs (`VAULT_TOKEN` for `token`) */
+  readonly auth: VaultAuth
   /** `VAULT_PATH`, e.g. `secret/takumi/production` (KV v2 mount first) */
   readonly path: string
   /** `VAULT_NAMESPACE` (Vault Enterprise / HCP) */

@@ -32,6 +32,8 @@ import * as Schema from "effect/Schema"
  *   through the public CA store (and `NODE_EXTRA_CA_CERTS`).
  * - `rds-iam-tls`: `SECRETS_BACKEND=rds-iam` without TLS or without certificate validation: the
  *   IAM token goes to the server in cleartext, so only a verified server may receive it.
+ * - `vault-secret-id-inline` (a warning, never a refusal): in staging or production the AppRole
+ *   `secret_id` is given as `VAULT_SECRET_ID` rather than a mounted file (`VAULT_SECRET_ID_FILE`).
  *
  * @since 0.1.0
  * @category models
@@ -51,7 +53,8 @@ export const Rule = Schema.Literal(
   "channel-binding",
   "public-ca-trust",
   "credential-max-age",
-  "rds-iam-tls"
+  "rds-iam-tls",
+  "vault-secret-id-inline"
 )
 
 /**

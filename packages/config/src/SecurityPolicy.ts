@@ -17,6 +17,7 @@
  * | `channel-binding` | refuse | refuse | allowed |
  * | `public-ca-trust` | warn | warn | allowed |
  * | `rds-iam-tls` | refuse | refuse | refuse |
+ * | `vault-secret-id-inline` | warn | warn | allowed |
  *
  * Staging is production's rehearsal: the wire is held to production's standard (TLS, certificate
  * validation, TLS version, secrets over TLS) so that what passes staging passes production, while
@@ -291,6 +292,21 @@ export const evaluate = (settings: DbSettings, facts: EnvironmentFacts = {}): Re
         `${where} is set but SECRETS_BACKEND=${backend} does not read it; remove it.`
       )
     }
+  }
+
+  const vaultAuth = Option.map(settings.secrets.vault, (vault) => vault.auth)
+  if (
+    Option.exists(vaultAuth, (auth) => auth.method === "approle" && auth.secretId._tag === "Inline") &&
+    hardensWire(env)
+  ) {
+    add(
+      "vault-secret-id-inline",
+      "warn",
+      "VAULT_SECRET_ID",
+      `VAULT_SECRET_ID is given as a variable in ${env}: the AppRole secret_id then sits in the process environment, ` +
+        "which child processes inherit and /proc/<pid>/environ shows. Mount it as a file (a Kubernetes or Docker " +
+        "secret, a response-wrapped delivery) and set VAULT_SECRET_ID_FILE instead."
+    )
   }
 
   const [firstCredential] = facts.dotEnv?.credentials ?? []

@@ -162,7 +162,7 @@ describe("DbConfig.layer", () => {
         expect(Duration.toMillis(settings.secrets.requestTimeout)).toBe(2000)
         const vault = Option.getOrThrow(settings.secrets.vault)
         expect(vault.address).toBe("https://vault.example.com:8200")
-        expect(Redacted.value(vault.token)).toBe("s.productiontoken")
+        expect(vault.auth.method === "token" && Redacted.value(vault.auth.token)).toBe("s.productiontoken")
         expect(vault.path).toBe("secret/takumi/production")
         expect(vault.namespace).toEqual(Option.some("team-a"))
         expect(Option.isNone(settings.secrets.aws)).toBe(true)

@@ -46,7 +46,7 @@ const vault = (environment: Environment, address: string, path: string) => ({
   aws: Option.none(),
   vault: Option.some({
     address,
-    token: Redacted.make("s.token"),
+    auth: { method: "token" as const, token: Redacted.make("s.token") },
     path,
     namespace: Option.none(),
     caCert: Option.none(),

@@ -159,6 +159,15 @@ export const secretFetches = SecretMetrics.fetches
 export const secretCacheHits = SecretMetrics.cacheHits
 
 /**
+ * Vault token renewals or logins that failed near the token's end
+ * (`SecretMetrics.vaultTokenExpiring` of `@takumi/secrets`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const vaultTokenExpiring = SecretMetrics.vaultTokenExpiring
+
+/**
  * The tag every pool metric carries: the server as `host:port`.
  *
  * @since 0.1.0

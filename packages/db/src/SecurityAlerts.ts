@@ -250,6 +250,26 @@ export class CredentialRotationOverdue extends Schema.TaggedClass<CredentialRota
 }
 
 /**
+ * The Vault token could not be renewed (nor replaced by a new login) and the end of its life is
+ * near: a third of its TTL or less is left, and it is retried with backoff until it expires, after
+ * which Vault reads fail (a static `VAULT_TOKEN`) or wait for a new login. Detected from
+ * `takumi_vault_token_expiring_total` of `@takumi/secrets` (`SecretMetrics.vaultTokenExpiring`).
+ *
+ * @since 0.1.0
+ * @category alerts
+ */
+export class VaultTokenExpiring extends Schema.TaggedClass<VaultTokenExpiring>()("VaultTokenExpiring", {
+  backend: Schema.Literal("vault"),
+  /** failed renewals or logins since the previous check */
+  failures: Schema.Number
+}) {
+  get message(): string {
+    return `The Vault token could not be renewed or replaced ${this.failures} time(s) and is near its end: ` +
+      "check Vault's health and the login's inputs (VAULT_AUTH_METHOD), or give a live VAULT_TOKEN, before it expires"
+  }
+}
+
+/**
  * Every alert kind.
  *
  * @since 0.1.0
@@ -266,6 +286,7 @@ export type SecurityAlert =
   | SecretServedStale
   | PrimaryChanged
   | CredentialRotationOverdue
+  | VaultTokenExpiring
 
 /**
  * The alerts service.

@@ -230,7 +230,7 @@ const withVault = (environment: Environment, ageDays: number) =>
         backend: "vault",
         vault: Option.some({
           address: double.address,
-          token: Redacted.make(vaultToken),
+          auth: { method: "token", token: Redacted.make(vaultToken) },
           path,
           namespace: Option.none(),
           caCert: Option.some({ _tag: "File", path: pki.ca.certPath }),

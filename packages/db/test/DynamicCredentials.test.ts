@@ -64,7 +64,7 @@ const connect = (env: Env, address: string, scope: Scope.Scope, idleTimeout: Dur
         requestTimeout: Duration.seconds(5),
         vault: Option.some({
           address,
-          token: Redacted.make(TOKEN),
+          auth: { method: "token" as const, token: Redacted.make(TOKEN) },
           path: "secret/takumi/test",
           namespace: Option.none(),
           caCert: Option.none(),

@@ -24,7 +24,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { inspect } from "node:util"
 import type { DbSettings } from "@takumi/config"
-import { SecretsBackend } from "@takumi/secrets"
+import { SecretMetrics, SecretsBackend } from "@takumi/secrets"
 import { PgTestServer, TestDatabase } from "@takumi/testing"
 import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
@@ -193,6 +193,20 @@ describe("SecurityAlerts rules", () => {
       assert.strictEqual(alerts[0].backend, "vault")
       expect(inspect(alerts[0])).not.toContain(APP_PASSWORD)
       // seen once: the next sample raises nothing more
+      yield* TestClock.adjust(Monitor.sampleInterval)
+      assert.deepStrictEqual(yield* received, [])
+    }))
+
+  it.scoped("raises VaultTokenExpiring when the Vault token lifecycle counts a failure near the token's end", () =>
+    Effect.gen(function*() {
+      const { received } = yield* monitored(unitSettings(), Monitor.sampleInterval)
+      yield* Metric.incrementBy(SecretMetrics.vaultTokenExpiring, 2)
+      yield* TestClock.adjust(Monitor.sampleInterval)
+      const alerts = yield* received
+      assert.strictEqual(alerts.length, 1)
+      assert(alerts[0] instanceof SecurityAlerts.VaultTokenExpiring)
+      assert.strictEqual(alerts[0].failures, 2)
+      expect(alerts[0].message).toContain("VAULT_AUTH_METHOD")
       yield* TestClock.adjust(Monitor.sampleInterval)
       assert.deepStrictEqual(yield* received, [])
     }))

@@ -84,7 +84,7 @@ export const makeTestSecrets = (
         ...cache,
         vault: Option.some({
           address: vault.address,
-          token: Redacted.make(VAULT_TOKEN),
+          auth: { method: "token", token: Redacted.make(VAULT_TOKEN) },
           path: secretsPath,
           namespace: Option.none(),
           caCert: Option.none(),

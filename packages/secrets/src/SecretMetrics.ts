@@ -45,3 +45,17 @@ export const invalidations = Metric.counter("takumi_secret_invalidations_total",
   description: "Secret cache invalidations by backend and outcome (reread or rate-limited)",
   incremental: true
 })
+
+/**
+ * Vault token renewals (or new logins) that failed, and renewals of a static token that Vault
+ * capped at its max TTL, each after the renewal point (a third of the token's TTL or less left):
+ * the token will expire unless one of the retries works. Tagged by nothing; @takumi/db raises
+ * `VaultTokenExpiring` on a rise. Never carries the token.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const vaultTokenExpiring = Metric.counter("takumi_vault_token_expiring_total", {
+  description: "Vault token renewals or logins that failed (or were capped) while the token nears its end",
+  incremental: true
+})

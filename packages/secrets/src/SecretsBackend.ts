@@ -142,7 +142,7 @@ const makeVault = (
   settings: DbSettings
 ): Effect.Effect<SecretsBackendService, SecretsBackendUnavailable, Scope.Scope> =>
   Option.match(settings.secrets.vault, {
-    onNone: () => Effect.fail(missingSettings("vault", "VAULT_ADDR", "Vault settings (address, token, path)")),
+    onNone: () => Effect.fail(missingSettings("vault", "VAULT_ADDR", "Vault settings (address, auth, path)")),
     onSome: (vault) =>
       Effect.gen(function*() {
         const ca = yield* readCa(vault.caCert, {
@@ -152,7 +152,7 @@ const makeVault = (
         })
         const { describe, lookup, read, write } = yield* VaultBackend.make({
           address: vault.address,
-          token: vault.token,
+          auth: vault.auth,
           path: vault.path,
           namespace: vault.namespace,
           ca,
@@ -290,8 +290,11 @@ export class SecretsBackend extends Context.Tag("@takumi/secrets/SecretsBackend"
    * The HashiCorp Vault backend, cached, from settings: KV v2 at `VAULT_PATH` (mount first:
    * `secret/takumi/production` is read as `GET /v1/secret/data/takumi/production`), field `KEY`
    * of `data.data` (@takumi/db asks for `DB_PASSWORD` only; a JSON number must be a safe
-   * integer), token `VAULT_TOKEN`, optional `VAULT_NAMESPACE` and `VAULT_CACERT`, every read
-   * bounded by `SECRETS_REQUEST_TIMEOUT`.
+   * integer), optional `VAULT_NAMESPACE` and `VAULT_CACERT`, every read bounded by
+   * `SECRETS_REQUEST_TIMEOUT`. The token is `VAULT_TOKEN` (`VAULT_AUTH_METHOD=token`) or the one
+   * an AppRole, Kubernetes or JWT login got (`VAULT_AUTH_METHOD`, `VAULT_AUTH_MOUNT`); either is
+   * looked up (or logged in) when the backend is built, renewed at 2/3 of its TTL, replaced by a
+   * new login when it cannot be renewed, and never sent once known to be expired (see the README).
    * TLS verification is always on, redirects go only to `VAULT_ADDR`'s host or
    * `VAULT_REDIRECT_HOSTS`, no `VAULT_*` or proxy variable is read behind the configuration, and the token never appears in an error or log line.
    * With `VAULT_DB_ROLE` the database user and password are dynamic credentials from

@@ -64,7 +64,7 @@ const build = <A, E>(make: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromis
 
 const vault = await build(VaultBackend.make({
   address: "http://vault.invalid:8200",
-  token: Redacted.make("hvs.payload-fuzz-token"),
+  auth: { method: "token", token: Redacted.make("hvs.payload-fuzz-token") },
   path: "secret/takumi/test",
   namespace: Option.none(),
   ca: undefined,

@@ -2,7 +2,13 @@
  * Shared helpers for the secrets tests: hand-built `DbSettings` and a logger that captures
  * every line so tests can assert on warnings and scan for leaked secrets.
  */
-import { type DbSettings, type SecretsSettings, testSettings, type TestSettingsInput } from "@takumi/config"
+import {
+  type DbSettings,
+  type SecretsSettings,
+  testSettings,
+  type TestSettingsInput,
+  type VaultAuth
+} from "@takumi/config"
 import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -67,6 +73,8 @@ export const vaultSettings = (
   address: string,
   options: {
     readonly token: string
+    /** a login instead of the static `token` */
+    readonly auth?: VaultAuth
     readonly path?: string
     readonly namespace?: string
     readonly caPem?: string
@@ -81,7 +89,7 @@ export const vaultSettings = (
     requestTimeout: Duration.millis(options.requestTimeoutMs ?? 300),
     vault: Option.some({
       address,
-      token: Redacted.make(options.token),
+      auth: options.auth ?? { method: "token", token: Redacted.make(options.token) },
       path: options.path ?? "secret/takumi/test",
       namespace: Option.fromNullable(options.namespace),
       caCert: options.caPath !== undefined

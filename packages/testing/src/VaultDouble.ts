@@ -1,8 +1,12 @@
 /**
  * A protocol-level test double of HashiCorp Vault's KV v2 secrets engine: a local HTTP(S)
  * server on 127.0.0.1 that answers `GET /v1/<mount>/data/<path>` with Vault's documented JSON
- * envelope, for the real `node-vault` client. It is not Vault: one token, no policies beyond
- * "right token or 403", in-memory storage, single-segment mounts.
+ * envelope, for the real `node-vault` client. It also issues and checks tokens: the AppRole,
+ * Kubernetes and JWT logins (`POST /v1/auth/<mount>/login`), `auth/token/lookup-self`,
+ * `renew-self` and `revoke-self`, with a TTL and a max TTL per token and 403 `permission denied`
+ * once a token has expired. It is not Vault: no policies beyond "live token or 403", in-memory storage,
+ * single-segment KV mounts, and a Kubernetes or JWT login compares the JWT with the configured one
+ * (no TokenReview, no signature check).
  *
  * @since 0.1.0
  */
@@ -12,6 +16,7 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "./internal/httpDouble.js"
+import type * as authInternal from "./internal/vaultAuthDouble.js"
 import * as internal from "./internal/vaultDouble.js"
 import * as DatabaseEngine from "./internal/vaultDatabaseEngine.js"
 import * as LeakGuard from "./LeakGuard.js"
@@ -29,6 +34,26 @@ import * as LeakGuard from "./LeakGuard.js"
  * @category models
  */
 export type VaultFault = internal.Fault
+
+/**
+ * A login the double accepts: AppRole (`role_id` and `secret_id`) or Kubernetes / JWT (`role` and
+ * `jwt`), at `auth/<mount>/login` (`mount` defaults to the method's name). Anything else is
+ * answered 400 like Vault (`invalid role or secret ID`, `invalid role name`, a JWT that does not
+ * validate).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultLogin = authInternal.LoginConfig
+
+/**
+ * A token's lifetime: `ttlSeconds` (0: never expires), `maxTtlSeconds` from issue (0: none; a
+ * renewal past it is capped, with Vault's warning), `renewable` (default true).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VaultTokenLifetime = authInternal.TokenLifetime
 
 /**
  * One request the double received.
@@ -49,8 +74,19 @@ export interface VaultDouble {
   readonly put: (path: string, data: Readonly<Record<string, unknown>>) => Effect.Effect<number>
   /** Forgets every version of `path`: later reads get 404. */
   readonly remove: (path: string) => Effect.Effect<void>
-  /** Changes the token the double accepts (the old one then gets 403, like a revoked token). */
-  readonly setToken: (token: string) => Effect.Effect<void>
+  /**
+   * Changes the token the double accepts (every other token, logins' included, then gets 403,
+   * like a revoked token); the new one never expires unless `lifetime` says otherwise.
+   */
+  readonly setToken: (token: string, lifetime?: VaultTokenLifetime) => Effect.Effect<void>
+  /** Revokes one token (a login's, or the configured one): it gets 403 from now on. */
+  readonly revokeToken: (token: string) => Effect.Effect<void>
+  /** Tokens revoked through `auth/token/revoke-self` so far. */
+  readonly revocations: Effect.Effect<number>
+  /** Successful logins so far with `method` (`approle`, `kubernetes`, `jwt`). */
+  readonly loginCount: (method: VaultLogin["method"]) => Effect.Effect<number>
+  /** While `true`, `auth/token/renew-self` answers 500 (a Vault that cannot renew). */
+  readonly failRenewals: (fail: boolean) => Effect.Effect<void>
   /**
    * Answers every request with `307 Location: <address><same path>`, like a standby node without
    * request forwarding pointing at the active node; `undefined` stops redirecting.
@@ -131,8 +167,11 @@ export class VaultDoubleError extends Schema.TaggedError<VaultDoubleError>()("Va
 
 /**
  * Starts the Vault double; it stops when the scope closes (hanging requests are cut).
- * Requests must carry `X-Vault-Token: <token>` and, when `namespace` is given,
- * `X-Vault-Namespace: <namespace>`; otherwise the answer is 403 `permission denied`.
+ * Requests must carry a live `X-Vault-Token` (`token`, which lives `tokenLifetime` (default:
+ * forever), or one a login issued, which lives `loginLifetime`) and, when `namespace` is given,
+ * `X-Vault-Namespace: <namespace>`; otherwise the answer is 403 `permission denied`. Logins need
+ * only the namespace. Token times follow the Effect `Clock` of the fiber that made the double, so
+ * a test under `TestClock` expires tokens with `TestClock.adjust`.
  *
  * @since 0.1.0
  * @category constructors
@@ -141,6 +180,10 @@ export const make = (options: {
   readonly token: string
   readonly namespace?: string
   readonly tls?: { readonly certPem: string; readonly keyPem: string }
+  readonly tokenLifetime?: VaultTokenLifetime
+  readonly logins?: ReadonlyArray<VaultLogin>
+  /** default: 1 hour, renewable, no max TTL */
+  readonly loginLifetime?: VaultTokenLifetime
 }): Effect.Effect<VaultDouble, VaultDoubleError, Scope.Scope> =>
   Effect.map(makeWithState(options), ({ double }) => double)
 
@@ -203,15 +246,18 @@ export const makeWithDatabase = (options: {
     }
   })
 
-const makeWithState = (options: {
-  readonly token: string
-  readonly namespace?: string
-  readonly tls?: { readonly certPem: string; readonly keyPem: string }
-}): Effect.Effect<{ readonly double: VaultDouble; readonly state: internal.VaultState }, VaultDoubleError, Scope.Scope> =>
+const makeWithState = (options: Parameters<typeof make>[0]): Effect.Effect<{ readonly double: VaultDouble; readonly state: internal.VaultState }, VaultDoubleError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     yield* LeakGuard.register(options.token, "VaultDouble token")
-    const state = new internal.VaultState(options.token, options.namespace, () => clock.unsafeCurrentTimeMillis())
+    for (const login of options.logins ?? []) {
+      yield* LeakGuard.register(login.method === "approle" ? login.secretId : login.jwt, `VaultDouble ${login.method} login secret`)
+    }
+    const state = new internal.VaultState(options.token, options.namespace, () => clock.unsafeCurrentTimeMillis(), {
+      logins: options.logins ?? [],
+      tokenLifetime: options.tokenLifetime ?? {},
+      loginLifetime: options.loginLifetime ?? { ttlSeconds: 3600 }
+    })
     const server = yield* Http.listen({ tls: options.tls, handle: state.handle }).pipe(
       Effect.mapError((message) => new VaultDoubleError({ message: `VaultDouble: ${message}` }))
     )
@@ -220,8 +266,15 @@ const makeWithState = (options: {
       put: (path, data) =>
         LeakGuard.registerPayload(data, `VaultDouble secret ${path}`).pipe(Effect.zipRight(Effect.sync(() => state.put(path, data)))),
       remove: (path) => Effect.sync(() => void state.secrets.delete(path)),
-      setToken: (token) =>
-        LeakGuard.register(token, "VaultDouble token").pipe(Effect.andThen(() => void (state.token = token))),
+      setToken: (token, lifetime) =>
+        LeakGuard.register(token, "VaultDouble token").pipe(Effect.andThen(() => {
+          state.tokens.clear()
+          state.tokens.add(token, lifetime)
+        })),
+      revokeToken: (token) => Effect.sync(() => state.tokens.revoke(token)),
+      revocations: Effect.sync(() => state.tokens.revocations),
+      loginCount: (method) => Effect.sync(() => state.tokens.logins.get(method) ?? 0),
+      failRenewals: (fail) => Effect.sync(() => void (state.tokens.renewalFails = fail)),
       redirectTo: (address) => Effect.sync(() => void (state.redirect = address)),
       fault: (fault, path) => Effect.sync(() => void state.faults.set(path, fault)),
       clearFaults: Effect.sync(() => state.faults.clear()),

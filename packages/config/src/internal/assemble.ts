@@ -8,11 +8,12 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type { ConfigIssue } from "../ConfigError.js"
-import type { DbSettings, Environment, SecretsBackendKind } from "../DbSettings.js"
+import type { DbSettings, Environment, SecretsBackendKind, VaultAuth } from "../DbSettings.js"
 import * as Defaults from "../Defaults.js"
 import * as PoolSizing from "../PoolSizing.js"
 import type { SslMode } from "./databaseUrl.js"
 import { type VariableName, type Variables, variableInfo } from "./variables.js"
+import { vaultAuthOf } from "./vaultAuth.js"
 
 /** @internal */
 export interface Assembled {
@@ -164,9 +165,9 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       "is not supported with SECRETS_BACKEND=rds-iam (an IAM token is signed for DB_HOST:DB_PORT only); unset it"
     )
   }
+  const vaultAuth = backend === "vault" ? vaultAuthOf(v, report) : Option.none<VaultAuth>()
   if (backend === "vault") {
     requiredFor("VAULT_ADDR", v.VAULT_ADDR)
-    requiredFor("VAULT_TOKEN", v.VAULT_TOKEN)
     requiredFor("VAULT_PATH", v.VAULT_PATH)
   }
   // In production the env backend is refused by the policy, which says more than "missing".
@@ -205,11 +206,11 @@ export const assemble = (v: Variables): Either.Either<Assembled, ReadonlyArray<C
       caBundle: v.AWS_CA_BUNDLE
     })
     : Option.none()
-  const vault = backend === "vault" && Option.isSome(v.VAULT_ADDR) && Option.isSome(v.VAULT_TOKEN) &&
+  const vault = backend === "vault" && Option.isSome(v.VAULT_ADDR) && Option.isSome(vaultAuth) &&
       Option.isSome(v.VAULT_PATH)
     ? Option.some({
       address: v.VAULT_ADDR.value,
-      token: v.VAULT_TOKEN.value,
+      auth: vaultAuth.value,
       path: v.VAULT_PATH.value,
       namespace: v.VAULT_NAMESPACE,
       caCert: v.VAULT_CACERT,

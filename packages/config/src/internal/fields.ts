@@ -26,6 +26,9 @@ export const Environment = Schema.Literal("development", "test", "staging", "pro
 export const SecretsBackendKind = Schema.Literal("aws-secrets-manager", "vault", "env", "rds-iam")
 
 /** @internal */
+export const VaultAuthMethod = Schema.Literal("token", "approle", "kubernetes", "jwt")
+
+/** @internal */
 export const TlsVersion = Schema.Literal("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 /**

@@ -129,6 +129,7 @@ const credentialVariables = [
   "DB_PASSWORD",
   "DATABASE_URL",
   "VAULT_TOKEN",
+  "VAULT_SECRET_ID",
   "DB_SSL_KEY",
   "DB_SSL_KEY_PASSPHRASE",
   "AWS_SECRET_ACCESS_KEY",

@@ -32,9 +32,11 @@ import {
   PoolNearExhaustion,
   RepeatedAuthenticationFailures,
   SecretServedStale,
+  type SecurityAlert,
   type Service as AlertsService,
   SlowQuery,
-  UnencryptedConnection
+  UnencryptedConnection,
+  VaultTokenExpiring
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilience/acquire.js"
@@ -221,20 +223,32 @@ export const make = (
     const statementDone = (target: ConnectTarget, nanos: number, statement: unknown) =>
       nanos < slowNanos ? Effect.void : slowQuery(target, nanos, statement, false)
 
-    // the secrets cache counts the stale values it serves; a rise between two samples is an alert
+    // the secrets cache counts the stale values it serves, the Vault token lifecycle its failures
+    // near the end; a rise between two samples is an alert
+    const onRise = (
+      counter: Metric.Metric.Counter<number>,
+      alert: (rise: number) => SecurityAlert
+    ) =>
+      Effect.map(Metric.value(counter), ({ count: start }) => {
+        let seen = start
+        return Effect.flatMap(Metric.value(counter), ({ count }) => {
+          const rise = count - seen
+          seen = count
+          return rise > 0 ? alerts.publish(alert(rise)) : Effect.void
+        })
+      })
     const staleServes = Metric.tagged(
       Metric.tagged(DbMetrics.secretFetches, "backend", settings.secrets.backend),
       "outcome",
       "stale"
     )
-    let staleSeen = (yield* Metric.value(staleServes)).count
-    const checkStale = Effect.flatMap(Metric.value(staleServes), ({ count }) => {
-      const served = count - staleSeen
-      staleSeen = count
-      return served > 0 ? alerts.publish(new SecretServedStale({ backend: settings.secrets.backend, served })) : Effect.void
-    })
+    const checkStale = yield* onRise(
+      staleServes,
+      (served) => new SecretServedStale({ backend: settings.secrets.backend, served })
+    )
+    const checkVaultToken = yield* onRise(DbMetrics.vaultTokenExpiring, (failures) => new VaultTokenExpiring({ backend: "vault", failures }))
     const every = Schedule.spaced(options.sampleInterval ?? sampleInterval)
-    yield* checkStale.pipe(Effect.repeat(every), Effect.forkScoped)
+    yield* Effect.zipRight(checkStale, checkVaultToken).pipe(Effect.repeat(every), Effect.forkScoped)
 
     const forPool = (target: ConnectTarget): PoolInstruments => {
       // The hot-path updates go to the untagged metrics with one label array made here: the

@@ -1,5 +1,7 @@
 import * as Http from "./httpDouble.js"
 import type { DatabaseEngine } from "./vaultDatabaseEngine.js"
+import type { LoginConfig, TokenLifetime } from "./vaultAuthDouble.js"
+import { VaultTokens } from "./vaultAuthDouble.js"
 
 /** @internal */
 export type Fault =
@@ -16,7 +18,10 @@ export type Fault =
 /** @internal */
 export interface RecordedRequest {
   readonly method: string
-  /** The logical KV path, e.g. `secret/takumi/production` (mount first), when the URL names one. */
+  /**
+   * The logical KV path, e.g. `secret/takumi/production` (mount first), when the URL names one;
+   * for the auth endpoints the API path, e.g. `auth/approle/login`, `auth/token/renew-self`.
+   */
   readonly path: string | undefined
   readonly url: string
   readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
@@ -67,8 +72,13 @@ const faultAnswer = (fault: Fault, onSent: (bytes: number) => void): Http.HttpDo
  */
 const vaultTime = (millis: number): string => new Date(millis).toISOString().replace(/Z$/, "814123Z")
 
-/** `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment here. */
+/**
+ * `/v1/<mount>/data/<path>` (or `/metadata/`) -> `<mount>/<path>`; KV v2 mounts are one segment
+ * here. `/v1/auth/...` -> `auth/...`.
+ */
 const logicalPath = (url: URL): string | undefined => {
+  const auth = /^\/v1\/(auth\/.+)$/.exec(url.pathname)
+  if (auth !== null) return auth[1]
   const match = /^\/v1\/([^/]+)\/(?:data|metadata)\/(.+)$/.exec(url.pathname)
   return match === null ? undefined : `${match[1]}/${match[2]}`
 }
@@ -93,12 +103,21 @@ export class VaultState {
   hugeBodyBytesSent = 0
   /** The database secrets engine, when the double was made with one. */
   database: DatabaseEngine | undefined = undefined
+  readonly tokens: VaultTokens
 
   constructor(
-    public token: string,
+    token: string,
     readonly namespace: string | undefined,
-    readonly now: () => number
-  ) {}
+    readonly now: () => number,
+    auth: {
+      readonly logins: ReadonlyArray<LoginConfig>
+      readonly tokenLifetime: TokenLifetime
+      readonly loginLifetime: TokenLifetime
+    }
+  ) {
+    this.tokens = new VaultTokens(now, auth.logins, auth.loginLifetime)
+    this.tokens.add(token, auth.tokenLifetime)
+  }
 
   put(path: string, data: Readonly<Record<string, unknown>>): number {
     const versions = this.secrets.get(path) ?? []
@@ -172,10 +191,11 @@ export class VaultState {
     }
     const fault = (path === undefined ? undefined : this.faults.get(path)) ?? this.faults.get(undefined)
     if (fault !== undefined) return faultAnswer(fault, (bytes) => void (this.hugeBodyBytesSent += bytes))
-    if (request.headers["x-vault-token"] !== this.token) return errors(403, ["permission denied"])
     if (this.namespace !== undefined && request.headers["x-vault-namespace"] !== this.namespace) {
       return errors(403, ["permission denied"])
     }
+    if (path?.startsWith("auth/") === true) return this.tokens.handle(request, path) ?? errors(405, ["unsupported operation"])
+    if (this.tokens.valid(request.headers["x-vault-token"]) === undefined) return errors(403, ["permission denied"])
     const engine = this.database?.route(request.method, url, request.body)
     if (engine !== undefined) return engine
     if (path === undefined) return errors(404, [])

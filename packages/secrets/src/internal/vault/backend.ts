@@ -1,3 +1,4 @@
+import type { VaultAuth } from "@takumi/config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -13,13 +14,16 @@ import {
 import * as OptionalClient from "../optionalClient.js"
 import * as SecretLimits from "../secretLimits.js"
 import * as TlsAgent from "../tlsAgent.js"
+import * as VaultLogin from "./login.js"
 import * as VaultMetadata from "./metadata.js"
+import * as VaultToken from "./token.js"
 import * as VaultTransport from "./transport.js"
 
 /** @internal */
 export interface VaultBackendOptions {
   readonly address: string
-  readonly token: Redacted.Redacted<string>
+  /** `VAULT_AUTH_METHOD` and its inputs: the static `VAULT_TOKEN` or a login */
+  readonly auth: VaultAuth
   /** `VAULT_PATH`: KV v2 mount first, e.g. `secret/takumi/production`. */
   readonly path: string
   readonly namespace: Option.Option<string>
@@ -209,13 +213,39 @@ const extract = (key: string, where: Where, body: unknown): Effect.Effect<Redact
   )
 }
 
+/** What `VAULT_AUTH_METHOD` asks of the token lifecycle: a lookup of the static token, or logins. */
+const tokenLifecycle = (client: VaultLogin.AuthClient, auth: VaultAuth, send: VaultLogin.Send) => {
+  const renew = (token: Redacted.Redacted<string>) => VaultLogin.renewSelf(client, token, send)
+  const lookup = (token: Redacted.Redacted<string>) => VaultLogin.lookupSelf(client, token, send)
+  if (auth.method === "token") {
+    return {
+      obtain: lookup(auth.token),
+      login: Option.none(),
+      renew,
+      lookup,
+      revoke: Option.none(),
+      fallback: Option.some({ token: auth.token, ttlSeconds: 0, renewable: false })
+    }
+  }
+  const login = VaultLogin.login(client, auth, send)
+  return {
+    obtain: login,
+    login: Option.some(login),
+    renew,
+    lookup,
+    revoke: Option.some((token: Redacted.Redacted<string>) => VaultLogin.revokeSelf(client, token, send)),
+    fallback: Option.none()
+  }
+}
+
 /**
  * The uncached Vault read: KV v2 `GET /v1/<mount>/data/<path>` with node-vault, taking field
  * `KEY` from `data.data`. node-vault is built so that it reads nothing from the environment:
  * endpoint, token, namespace and path prefix are set on the client after construction
  * (its constructor falls back to `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`,
  * `VAULT_PREFIX` for any falsy option), and its transport is ours (see `vault/transport`).
- * The token and namespace are sent as headers per request, unwrapped from `Redacted` there.
+ * The token and namespace are sent as headers per request, unwrapped from `Redacted` there; the
+ * token is `VaultToken`'s current one (`vault/token`: looked up, renewed, or logged in again).
  * node-vault is an optional peer dependency, imported here when the backend is built.
  *
  * @internal
@@ -229,6 +259,8 @@ export const make = (
     /** `GET /v1/<apiPath>`, classified like a KV read (`key` names what was being read) */
     readonly read: (apiPath: string, key: string) => Effect.Effect<unknown, SecretError>
     readonly write: (apiPath: string, key: string, body: Readonly<Record<string, unknown>>) => Effect.Effect<unknown, SecretError>
+    /** The current token (renewed, or replaced by a new login), for any other Vault call. */
+    readonly token: VaultToken.VaultToken
   },
   SecretsBackendUnavailable,
   Scope.Scope
@@ -280,32 +312,73 @@ export const make = (
       onNone: () => ({}),
       onSome: (namespace): Record<string, string> => ({ "X-Vault-Namespace": namespace })
     })
-    const request = (apiPath: string, key: string, body: Readonly<Record<string, unknown>> | undefined) => {
-      const at = { ...where, apiPath }
-      return Effect.tryPromise({
-        try: (signal): Promise<unknown> => {
-          const requestOptions = {
-            headers: { "X-Vault-Token": Redacted.value(options.token), ...namespaceHeader },
-            signal
+    const timeout = <A>(effect: Effect.Effect<A, SecretError>, key: string, at: Where) =>
+      effect.pipe(Effect.timeoutFail({
+        duration: options.requestTimeout,
+        onTimeout: () => classify(key, at)(new VaultTransport.TransportFailure({ code: "AbortError" }))
+      }))
+    const headersOf = (token: Redacted.Redacted<string> | undefined): Record<string, string> =>
+      token === undefined ? namespaceHeader : { "X-Vault-Token": Redacted.value(token), ...namespaceHeader }
+    /** A token call or login: a 400/401/403 is the call's own `SecretAccessDenied`, the rest as a read. */
+    const send: VaultLogin.Send = (call, run) => {
+      const at = { ...where, apiPath: call.apiPath }
+      return timeout(
+        Effect.tryPromise({
+          try: (signal) => run({ headers: headersOf(call.token), signal }),
+          catch: (error) => {
+            const status = statusOf(error)
+            return status === 400 || status === 401 || status === 403
+              ? VaultLogin.deniedError(call.key, `Vault at ${address}: ${call.denied(status)}`)
+              : classify(call.key, at)(error)
           }
-          return body === undefined ? client.read(apiPath, requestOptions) : client.write(apiPath, body, requestOptions)
-        },
-        catch: classify(key, at)
-      }).pipe(
-        Effect.timeoutFail({
-          duration: options.requestTimeout,
-          onTimeout: () => classify(key, at)(new VaultTransport.TransportFailure({ code: "AbortError" }))
-        })
+        }),
+        call.key,
+        at
       )
     }
-    const read = (apiPath: string, key: string) => request(apiPath, key, undefined)
-    /** `POST /v1/<apiPath>` with a JSON body (the lease endpoints of dynamic credentials) */
-    const write = (apiPath: string, key: string, body: Readonly<Record<string, unknown>>) => request(apiPath, key, body)
+    const token = yield* VaultToken.make(tokenLifecycle(client, options.auth, send))
+    const readWith = (apiPath: string, key: string) => (current: Redacted.Redacted<string>) => {
+      const at = { ...where, apiPath }
+      return timeout(
+        Effect.tryPromise({
+          try: (signal): Promise<unknown> => client.read(apiPath, { headers: headersOf(current), signal }),
+          catch: classify(key, at)
+        }),
+        key,
+        at
+      )
+    }
+    // A denial may mean the token was revoked out of band: then log in again and read once more.
+    const read = (apiPath: string, key: string) =>
+      Effect.flatMap(token.current, (current) =>
+        readWith(apiPath, key)(current).pipe(
+          Effect.catchIf(
+            (error) => error._tag === "SecretAccessDenied",
+            (denied) =>
+              Effect.flatMap(
+                token.revoked(current),
+                (dead) => dead ? Effect.flatMap(token.current, readWith(apiPath, key)) : Effect.fail(denied)
+              )
+          )
+        ))
+    /** `POST /v1/<apiPath>` with a JSON body and the current token (the lease endpoints of dynamic credentials) */
+    const write = (apiPath: string, key: string, body: Readonly<Record<string, unknown>>) =>
+      Effect.flatMap(token.current, (current) => {
+        const at = { ...where, apiPath }
+        return timeout(
+          Effect.tryPromise({
+            try: (signal): Promise<unknown> => client.write(apiPath, body, { headers: headersOf(current), signal }),
+            catch: classify(key, at)
+          }),
+          key,
+          at
+        )
+      })
     const lookup = (key: string) =>
       read(where.apiPath, key).pipe(
         Effect.flatMap((body) => extract(key, where, body)),
         Effect.withSpan("SecretsBackend.vault.get", { attributes: { key, path: where.apiPath } })
       )
     const metadataPath = `${split.mount}/metadata/${split.secret}`
-    return { lookup, read, write, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }) }
+    return { lookup, read, write, describe: VaultMetadata.make({ read, vaultPath: where.vaultPath, metadataPath }), token }
   })
