@@ -19,6 +19,7 @@ import type { DbSettings, ServerAddress } from "@takumi/config"
 import { type AcquireError, classifyConnectError, classifyRuntimeError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import * as AuthPolicy from "./authPolicy.js"
 import { applyMaxLifetime } from "./connectionLifetime.js"
+import { withSocketClosedOnFailure } from "./failedConnect.js"
 import type { Credentials } from "./credentials.js"
 import { type HostChooser, type HostRoute, makeChooser } from "./hosts/chooser.js"
 import { withHostChoice } from "./hosts/client.js"
@@ -384,11 +385,11 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     const dynamic = options.credentials.dynamic
     const withCredentials = (Client: typeof Pg.Client) =>
       dynamic === undefined ? Client : DynamicCredentials.withDynamicCredentials(Client, dynamic, generations)
-    const PoolClient = withCredentials(withStatementTimeouts(
+    const PoolClient = withSocketClosedOnFailure(withCredentials(withStatementTimeouts(
       withTypedLosses(withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })), target),
       target,
       options.settings
-    ))
+    )))
     const random = () => Runtime.runSync(runtime)(Random.next)
     const moves = new Set<(from: ServerAddress, to: ServerAddress) => void>()
     const chooser = makeHostChooser(options, {
@@ -415,7 +416,7 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
       },
       onConnectError: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectFailed }),
       onGaveUp: Option.match(instruments, { onNone: () => () => {}, onSome: (i) => i.connectGaveUp })
-    }, target, chosen(withCredentials(withAuthPolicy(Pg.Client))), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
+    }, target, chosen(withSocketClosedOnFailure(withCredentials(withAuthPolicy(Pg.Client)))), chooser === undefined ? undefined : primaryHostOf(chooser, moves))
 
     // pg-pool's end() resolves once its client list is empty, before the clients' sockets have
     // closed; the finalizer also waits for every `remove` (emitted when a socket has closed), so
