@@ -16,7 +16,7 @@
  * round and reported as `median [min–max]`. Latency: p50 / p99 of every query of the sample;
  * CPU: `process.cpuUsage` over the sample / queries completed.
  *
- *   npx tsx --conditions=@takumi/source bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3] [concurrencies=1,16,64]
+ *   npx tsx bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3] [concurrencies=1,16,64]
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"

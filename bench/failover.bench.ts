@@ -14,7 +14,7 @@
  * - failed / lost / twice: writes that failed, acknowledged ids missing from the table, ids
  *   written twice (the table's primary key would refuse them) — all must be 0.
  *
- *   npx tsx --conditions=@takumi/source bench/failover.bench.ts [rounds=3]
+ *   npx tsx bench/failover.bench.ts [rounds=3]
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"

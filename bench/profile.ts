@@ -2,7 +2,7 @@
  * One contender of `db-throughput.bench.ts` alone, for a CPU profile of where its time per query
  * goes (`bare` or `secure`, concurrency 16, a few seconds):
  *
- *   node --conditions=@takumi/source --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts secure 5
+ *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts secure 5
  *
  * then `npx tsx bench/profile.ts --summary /tmp/prof/<file>.cpuprofile` prints the self time per
  * function (top 25) and per package. Not a `.bench.ts`: `npm run bench` does not run it.
