@@ -23,24 +23,28 @@ type Certificate = { readonly certPem: string; readonly keyPem: string }
 
 /** The real server behind a proxy; `settings` get the proxy's address and the trusted test CA. */
 const intercepted = (
-  proxy: (pki: TestDatabase.TestDatabase["Type"]["pki"]) => Omit<InterceptionProxy.Options, "target">,
+  proxy: (pki: TestDatabase.TestDatabase["Type"]["pki"]) => Omit<InterceptionProxy.Options, "target" | "targetCa">,
   overrides: Parameters<typeof makeSettings>[2] = {}
 ) =>
   Effect.gen(function*() {
     const { pki, server } = yield* configure()
-    const peer = yield* InterceptionProxy.make({ target: { host: server.host, port: server.port }, ...proxy(pki) })
+    const peer = yield* InterceptionProxy.make({
+      target: { host: server.host, port: server.port },
+      targetCa: pki.ca.certPem,
+      ...proxy(pki)
+    })
     const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
     const settings = makeSettings(peer, pki, { environment: "production", ...overrides })
     return { peer, secrets, settings }
   })
 
 const terminating = (pick: (pki: TestDatabase.TestDatabase["Type"]["pki"]) => Certificate) =>
-(pki: TestDatabase.TestDatabase["Type"]["pki"]): Omit<InterceptionProxy.Options, "target"> => ({
+(pki: TestDatabase.TestDatabase["Type"]["pki"]): Omit<InterceptionProxy.Options, "target" | "targetCa"> => ({
   clientSide: { _tag: "Terminate", certificate: pick(pki) }
 })
 
 /** Terminates TLS with the server's own certificate (the proxy could have copied it) and strips -PLUS. */
-const stripping = (pki: TestDatabase.TestDatabase["Type"]["pki"]): Omit<InterceptionProxy.Options, "target"> => ({
+const stripping = (pki: TestDatabase.TestDatabase["Type"]["pki"]): Omit<InterceptionProxy.Options, "target" | "targetCa"> => ({
   ...terminating((p) => p.server)(pki),
   stripScramPlus: true
 })

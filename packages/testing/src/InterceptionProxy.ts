@@ -64,6 +64,8 @@ export interface InterceptionProxy {
 export interface Options {
   /** the real server (it must accept TLS: the proxy always upgrades its own connection) */
   readonly target: { readonly host: string; readonly port: number }
+  /** the CA that signed the real server's certificate: the proxy verifies its own leg to the server */
+  readonly targetCa: string
   readonly clientSide: ClientSide
   /** remove SCRAM-SHA-256-PLUS from the server's AuthenticationSASL offer; default false */
   readonly stripScramPlus?: boolean
@@ -79,6 +81,7 @@ export const make = (options: Options): Effect.Effect<InterceptionProxy, never, 
   Effect.gen(function*() {
     const state = new internal.RelayState({
       target: options.target,
+      targetCa: options.targetCa,
       clientSide: options.clientSide,
       stripScramPlus: options.stripScramPlus ?? false
     })

@@ -40,7 +40,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("InterceptionPro
   it.scoped("terminates the client's TLS with its own certificate, relays to the real server and records the session it got", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* TestDatabase.TestDatabase
-      const proxy = yield* InterceptionProxy.make({ target: server, clientSide: { _tag: "Terminate", certificate: pki.interceptor } })
+      const proxy = yield* InterceptionProxy.make({ target: server, targetCa: pki.ca.certPem, clientSide: { _tag: "Terminate", certificate: pki.interceptor } })
       const { outcome, seen } = yield* connect(proxy, pki.ca.certPem, false)
       expect(outcome).toBe("connected as app")
       // the client saw the proxy's certificate, not the server's
@@ -58,6 +58,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("InterceptionPro
       const { pki, server } = yield* TestDatabase.TestDatabase
       const proxy = yield* InterceptionProxy.make({
         target: server,
+        targetCa: pki.ca.certPem,
         clientSide: { _tag: "Terminate", certificate: pki.server },
         stripScramPlus: true
       })
@@ -73,7 +74,7 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("InterceptionPro
   it.scoped("answers the SSLRequest with N when told to refuse TLS", () =>
     Effect.gen(function*() {
       const { pki, server } = yield* TestDatabase.TestDatabase
-      const proxy = yield* InterceptionProxy.make({ target: server, clientSide: { _tag: "RefuseTls" } })
+      const proxy = yield* InterceptionProxy.make({ target: server, targetCa: pki.ca.certPem, clientSide: { _tag: "RefuseTls" } })
       const { outcome } = yield* connect(proxy, pki.ca.certPem, true)
       expect(outcome).toBe("The server does not support SSL connections")
       expect((yield* proxy.connections).map((c) => [c.clientTls, c.startup])).toEqual([[false, undefined]])

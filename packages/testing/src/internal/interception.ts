@@ -18,6 +18,8 @@ export type ClientSide =
 /** @internal */
 export interface RelayOptions {
   readonly target: { readonly host: string; readonly port: number }
+  /** the CA the real server's certificate is verified against on the proxy's own leg */
+  readonly targetCa: string
   readonly clientSide: ClientSide
   readonly stripScramPlus: boolean
 }
@@ -189,7 +191,7 @@ export class RelayState {
     socket.once("connect", () => socket.write(Buffer.concat([int32(8), int32(SSL_REQUEST)])))
     socket.once("data", (answer: Buffer) => {
       if (answer.toString("ascii", 0, 1) !== "S") return fail()
-      const secure = Tls.connect({ socket, rejectUnauthorized: false, servername: "localhost" })
+      const secure = Tls.connect({ socket, ca: this.options.targetCa, servername: "localhost" })
       secure.on("error", fail)
       secure.once("secureConnect", () => ready(secure))
     })
