@@ -153,6 +153,10 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
     return new ConnectTimeout({ host, port, timeoutMillis: target.connectTimeoutMillis })
   }
 
+  // the server refused this connection and said why (pg_hba.conf, PgBouncer, the client certificate): its text is the reason
+  const rejected = (code: string) =>
+    new ConnectionRejected({ host, port, user: target.user, database: target.database, code, reason: message })
+
   switch (ownCode) {
     case "28P01":
       return new AuthenticationFailed({ host, port, user: target.user, code: ownCode })
@@ -161,26 +165,10 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
       if (/channel binding/i.test(message)) {
         return new ChannelBindingFailed({ host, port, user: target.user, code: ownCode, reason: message })
       }
-      return new ConnectionRejected({
-        host,
-        port,
-        user: target.user,
-        database: target.database,
-        code: ownCode,
-        reason: message
-      })
+      return rejected(ownCode)
     case "08P01":
       // PgBouncer refusing a startup parameter it does not track (DB_POOLER unset, or PGOPTIONS)
-      if (/unsupported startup parameter/i.test(message)) {
-        return new ConnectionRejected({
-          host,
-          port,
-          user: target.user,
-          database: target.database,
-          code: ownCode,
-          reason: message
-        })
-      }
+      if (/unsupported startup parameter/i.test(message)) return rejected(ownCode)
       break
     case "3D000":
       return new DatabaseNotFound({ host, port, database: target.database, code: ownCode })
@@ -215,16 +203,7 @@ export const classifyConnectError = (cause: unknown, target: ConnectTarget): Acq
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return new CertificateHostMismatch({ host, port, code, reason: message })
   }
-  if (clientCertificateRejectedCodes.has(code)) {
-    return new ConnectionRejected({
-      host,
-      port,
-      user: target.user,
-      database: target.database,
-      code,
-      reason: message
-    })
-  }
+  if (clientCertificateRejectedCodes.has(code)) return rejected(code)
   if (isTlsHandshakeFailure(code, message)) {
     return new TlsProtocolRejected({ host, port, code: code === "" ? "EPROTO" : code, reason: message })
   }
