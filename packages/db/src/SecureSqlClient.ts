@@ -29,6 +29,7 @@ import type { DbHealth } from "./DbHealth.js"
 import * as CredentialAge from "./internal/credentialAge.js"
 import { install as installResilience, withStartupWait } from "./internal/resilience/install.js"
 import * as Pooler from "./internal/pooler.js"
+import * as Statements from "./internal/statement/statement.js"
 import { makeVerifiedPool } from "./internal/startup.js"
 import * as Monitor from "./internal/monitor.js"
 import * as TestClient from "./internal/testClient.js"
@@ -81,7 +82,9 @@ export const layer: Layer.Layer<
             PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName }).pipe(
               Layer.orDie,
               // behind PgBouncer: LISTEN fails at once instead of never receiving (internal/pooler.ts)
-              Layer.map(Pooler.guardTransactionMode(settings))
+              Layer.map(Pooler.guardTransactionMode(settings)),
+              // statements straight to pg where nobody can tell (internal/statement/)
+              Layer.map(Statements.directly(pool, target))
             )
           )
           const context = Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))

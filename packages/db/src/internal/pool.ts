@@ -183,6 +183,8 @@ export interface SecurePool extends Pg.Pool {
   readonly openClient: (done: Completion<Pg.Client>) => () => void
   /** with several hosts (`PoolOptions.routes`): where the writable server is; `undefined` for a pool to one server */
   readonly primaryHost: PrimaryHost | undefined
+  /** whether `client` is one of this pool's connections (a transaction's client may be another pool's) */
+  readonly owns: (client: Pg.ClientBase) => boolean
 }
 
 /** The writable server of a pool over several hosts, as its connections found it. */
@@ -215,6 +217,17 @@ const makePoolClass = (
 
     // made once per pool, not per checkout
     readonly #poolHooks: StalePasswordHooks = { ...hooks, canRetry: () => !this.ending }
+
+    readonly #clients = new WeakSet<Pg.ClientBase>()
+
+    constructor(config?: Pg.PoolConfig) {
+      super(config)
+      this.on("connect", (client) => this.#clients.add(client))
+    }
+
+    owns(client: Pg.ClientBase): boolean {
+      return this.#clients.has(client)
+    }
 
     override connect(): Promise<Pg.PoolClient>
     override connect(callback: ConnectCallback): void

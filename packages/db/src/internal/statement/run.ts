@@ -1,0 +1,173 @@
+/**
+ * Running one compiled statement on pg, as `@effect/sql-pg`'s connection does, with less around it.
+ *
+ * Outside a transaction: a connection from the pool's `connect` (the resilience hook, the 28P01
+ * retry and the metrics all live there), the statement, the connection back. Inside one: the
+ * transaction's own client. What a caller can observe is `@effect/sql-pg`'s:
+ *
+ * - the rows (an array of row arrays for a multi-statement text), the `pg.Result` for `raw`, arrays
+ *   for `values`;
+ * - `SqlError` "Failed to acquire connection" (the pool's typed error as cause), "Failed to execute
+ *   statement" (pg's error as cause), "Connection error" for a connection lost under the statement
+ *   (its cause typed as `ConnectionLost` where pg gave no SQLSTATE: internal/connectionLoss.ts);
+ * - interruption: a statement already sent is cancelled on the server (`pg_cancel_backend`, best
+ *   effort, at most 5 s) before its connection goes back; a caller still waiting for a connection
+ *   gives it back unused when it arrives.
+ *
+ * What it does not do per statement: open a `Scope`, register an `error` listener on the
+ * connection (every client of our pools has one for its whole life, pool.ts), or build closures
+ * beyond the two callbacks pg needs.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import { SqlError } from "@effect/sql/SqlError"
+import type * as Pg from "pg"
+import type { ConnectTarget } from "../classify.js"
+import { isConnectionLoss } from "../classify.js"
+import { typedLoss } from "../connectionLoss.js"
+
+/** What the caller gets back: rows, pg's `Result`, or rows as arrays. */
+export type Mode = "rows" | "raw" | "values"
+
+type Resume = (effect: Effect.Effect<unknown, SqlError>) => void
+
+/** The statement text as pg takes it: `values` mode is a query config with `rowMode`. */
+const queryOf = (sql: string, params: ReadonlyArray<unknown>, mode: Mode): Pg.QueryArrayConfig | string =>
+  mode === "values" ? { text: sql, values: params as Array<unknown>, rowMode: "array" } : sql
+
+/** `@effect/sql-pg`'s result shapes: a multi-statement text gives one row array per statement. */
+const resultOf = (result: Pg.QueryResult | ReadonlyArray<Pg.QueryResult>, mode: Mode): unknown => {
+  if (mode === "raw") return result
+  return Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result as Pg.QueryResult).rows ?? []
+}
+
+/** The statement's failure as `@effect/sql-pg` words it. */
+const statementError = (cause: unknown, target: ConnectTarget): SqlError =>
+  isConnectionLoss(cause)
+    ? new SqlError({ cause: typedLoss(cause, target), message: "Connection error" })
+    : new SqlError({ cause, message: "Failed to execute statement" })
+
+/**
+ * Cancels the statement running on `client` (`@effect/sql-pg`'s best effort: a
+ * `pg_cancel_backend` through the pool, given up after 5 s or when the pool is ending).
+ */
+const cancelOn = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
+  const processId = (client as { readonly processID?: number }).processID
+  if (processId === undefined) return Effect.void
+  return Effect.async<void>((resume) => {
+    if (pool.ending) return resume(Effect.void)
+    pool.query(`SELECT pg_cancel_backend(${processId})`, () => resume(Effect.void))
+  }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
+}
+
+/**
+ * One statement outside a transaction: checkout, query, release. Its two callbacks are methods
+ * bound once; the state lives in the fields.
+ */
+class PooledRun {
+  #client: Pg.PoolClient | undefined = undefined
+  #done = false
+
+  constructor(
+    readonly pool: Pg.Pool,
+    readonly target: ConnectTarget,
+    readonly query: Pg.QueryArrayConfig | string,
+    readonly params: ReadonlyArray<unknown>,
+    readonly mode: Mode,
+    readonly resume: Resume
+  ) {}
+
+  readonly onClient = (err: Error | null | undefined, client: Pg.PoolClient | undefined): void => {
+    if (this.#done) {
+      // the caller was interrupted while it waited: the connection goes back unused
+      client?.release()
+      return
+    }
+    if ((err !== null && err !== undefined) || client === undefined) {
+      this.#done = true
+      this.resume(Effect.fail(new SqlError({ cause: err ?? new Error("No client returned"), message: "Failed to acquire connection" })))
+      return
+    }
+    this.#client = client
+    try {
+      client.query(this.query as string, this.params as Array<unknown>, this.onResult)
+    } catch (cause) {
+      // pg throws synchronously on a value it cannot serialize (a circular object)
+      this.#finish()
+      this.resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+    }
+  }
+
+  readonly onResult = (err: Error | null | undefined, result: Pg.QueryResult): void => {
+    if (this.#done) return
+    this.#finish()
+    this.resume(
+      err === null || err === undefined ? Effect.succeed(resultOf(result, this.mode)) : Effect.fail(statementError(err, this.target))
+    )
+  }
+
+  /**
+   * Gives the connection back, once, without an error, as `@effect/sql-pg` does after an answer:
+   * pg-pool itself drops a client that is no longer queryable, and one the server is about to
+   * close (57P01) is reported lost by the pool when its socket closes (pool.ts), not ended here
+   * first, which would silence that report.
+   */
+  #finish(): void {
+    if (this.#done) return
+    this.#done = true
+    this.#client?.release()
+  }
+
+  /** The interruption: the statement cancelled on the server, then the connection back. */
+  readonly cancel = Effect.suspend(() => {
+    const client = this.#client
+    if (this.#done || client === undefined) {
+      this.#done = true
+      return Effect.void
+    }
+    return Effect.ensuring(cancelOn(this.pool, client), Effect.sync(() => this.#finish()))
+  })
+}
+
+/** Runs `sql` with a connection of `pool`, as described above. */
+export const onPool = (
+  pool: Pg.Pool,
+  target: ConnectTarget,
+  sql: string,
+  params: ReadonlyArray<unknown>,
+  mode: Mode
+): Effect.Effect<unknown, SqlError> =>
+  Effect.async<unknown, SqlError>((resume) => {
+    const run = new PooledRun(pool, target, queryOf(sql, params, mode), params, mode, resume)
+    pool.connect(run.onClient)
+    return run.cancel
+  })
+
+/**
+ * Runs `sql` on a transaction's client (`withTransaction`, `reserve`): the transaction owns the
+ * connection, so nothing is released here; an interrupted statement is cancelled on the server.
+ */
+export const onClient = (
+  pool: Pg.Pool,
+  client: Pg.PoolClient,
+  target: ConnectTarget,
+  sql: string,
+  params: ReadonlyArray<unknown>,
+  mode: Mode
+): Effect.Effect<unknown, SqlError> =>
+  Effect.async<unknown, SqlError>((resume) => {
+    try {
+      client.query(queryOf(sql, params, mode) as string, params as Array<unknown>, (err: Error | null | undefined, result: Pg.QueryResult) => {
+        // as `@effect/sql-pg` inside a transaction: every failure is "Failed to execute statement"
+        resume(
+          err !== null && err !== undefined
+            ? Effect.fail(new SqlError({ cause: typedLoss(err, target), message: "Failed to execute statement" }))
+            : Effect.succeed(resultOf(result, mode))
+        )
+      })
+    } catch (cause) {
+      resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+    }
+    return cancelOn(pool, client)
+  })
