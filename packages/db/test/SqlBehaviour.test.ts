@@ -14,6 +14,8 @@ import { assert, describe, expect, layer } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import * as SqlResolver from "@effect/sql/SqlResolver"
+import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Statement from "@effect/sql/Statement"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -22,7 +24,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Schedule from "effect/Schedule"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Pg from "pg"
@@ -77,6 +80,31 @@ const statements: ReadonlyArray<Case> = [
           j: { a: [1, "x"], nested: { b: null } },
           o: { testValue: 123 }
         }])
+      })
+  },
+  {
+    name: "parses result columns with pg's default type parsers",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql<Record<string, unknown>>`SELECT
+          '2026-12-02'::date AS day, '2026-12-02 10:20:30'::timestamp AS local, '1.50'::numeric AS num,
+          '\\x0102ff'::bytea AS bin, '00000000-0000-0000-0000-00000000002a'::uuid AS id, '1 day 02:00'::interval AS span,
+          '{"k":[1]}'::json AS doc, 2.5::float8 AS f, 'ab'::char(3) AS padded, ARRAY['a', NULL]::text[] AS texts`
+        assert.deepStrictEqual({ ...row, span: JSON.stringify(row?.["span"]) }, {
+          // date and timestamp without time zone: local midnight / local time of the Node process
+          day: new Date(2026, 11, 2),
+          local: new Date(2026, 11, 2, 10, 20, 30),
+          // numeric as text: no float rounding
+          num: "1.50",
+          bin: Buffer.from([1, 2, 255]),
+          id: "00000000-0000-0000-0000-00000000002a",
+          span: JSON.stringify({ days: 1, hours: 2 }),
+          doc: { k: [1] },
+          f: 2.5,
+          padded: "ab ",
+          texts: ["a", null]
+        })
       })
   },
   {
@@ -566,7 +594,10 @@ const interruption: ReadonlyArray<Case> = [
         const result = yield* Effect.either(Effect.timeout(sql`SELECT pg_sleep(30)`, "200 millis"))
         assert.isTrue(Either.isLeft(result) && Cause.isTimeoutException(result.left))
         // the cancel request is asynchronous on the server: poll, bounded (50 × 20 ms)
-        const left = yield* sleepers.pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0, times: 50 }))
+        const left = yield* sleepers.pipe(
+          Effect.tap((n) => n === 0 ? Effect.void : Effect.sleep("20 millis")),
+          Effect.repeat({ until: (n) => n === 0, times: 50 })
+        )
         assert.strictEqual(left, 0)
         assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
       })
@@ -639,6 +670,82 @@ const services: ReadonlyArray<Case> = [
   }
 ]
 
+const notifications: ReadonlyArray<Case> = [
+  {
+    name: "PgClient.listen delivers what pg_notify sends on its channel",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const received = yield* Effect.fork(Stream.runHead(sql.listen("behaviour_channel")))
+        // LISTEN runs once the stream starts: notify until the listener has heard one (bounded, 100 × 20 ms)
+        const heard = yield* sql`SELECT pg_notify(${"behaviour_channel"}, ${"hello"})`.pipe(
+          Effect.zipRight(Fiber.poll(received)),
+          Effect.tap((done) => Option.isSome(done) ? Effect.void : Effect.sleep("20 millis")),
+          // without a schedule `repeat` returns the last value (with one it would return the schedule's output)
+          Effect.repeat({ until: Option.isSome, times: 100 })
+        )
+        assert.isTrue(Option.isSome(heard))
+        assert.deepStrictEqual(yield* Fiber.join(received), Option.some("hello"))
+      })
+  },
+  {
+    name: "PgClient.notify fails as a SqlError \"Failed to notify\" (it sends NOTIFY chan, $1, which PostgreSQL rejects)",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const error = yield* failure(sql.notify("behaviour_channel", "hello"))
+        assert.strictEqual(error.message, "Failed to notify")
+        assert.strictEqual(sqlState(error), "42601")
+      })
+  }
+]
+
+const Person = Schema.Struct({ id: Schema.Number, name: Schema.String })
+
+const helpers: ReadonlyArray<Case> = [
+  {
+    name: "SqlResolver.findById batches requests into one statement",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* freshTable("behaviour_resolver", "id int PRIMARY KEY, name text NOT NULL")
+        yield* sql`INSERT INTO behaviour_resolver ${sql.insert([{ id: 1, name: "a" }, { id: 2, name: "b" }, { id: 3, name: "c" }])}`
+        const { recorded, tracer } = makeRecordingTracer(yield* Effect.tracer)
+        const found = yield* Effect.gen(function*() {
+          const byId = yield* SqlResolver.findById("PersonById", {
+            Id: Schema.Number,
+            Result: Person,
+            ResultId: (person) => person.id,
+            execute: (ids) => sql`SELECT id, name FROM behaviour_resolver WHERE ${sql.in("id", ids)}`
+          })
+          return yield* Effect.forEach([3, 1, 9], (id) => byId.execute(id), { batching: true })
+        }).pipe(Effect.withTracer(tracer))
+        // results in the order of the requests, whatever order the rows came back in
+        assert.deepStrictEqual(found, [Option.some({ id: 3, name: "c" }), Option.some({ id: 1, name: "a" }), Option.none()])
+        const statementsRun = recorded().filter((span) => span.name === "sql.execute")
+        assert.deepStrictEqual(statementsRun.map((span) => span.attributes.get("db.query.text")), [
+          `SELECT id, name FROM behaviour_resolver WHERE "id" IN ($1,$2,$3)`
+        ])
+      })
+  },
+  {
+    name: "SqlSchema.findAll and findOne decode rows with a Schema",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const all = SqlSchema.findAll({
+          Request: Schema.Number,
+          Result: Person,
+          execute: (n) => sql`SELECT n AS id, 'p' || n AS name FROM generate_series(1, ${n}::int) n`
+        })
+        const one = SqlSchema.findOne({ Request: Schema.Number, Result: Person, execute: (id) => sql`SELECT ${id}::int AS id, 'x' AS name WHERE ${id}::int > 0` })
+        assert.deepStrictEqual(yield* all(2), [{ id: 1, name: "p1" }, { id: 2, name: "p2" }])
+        assert.deepStrictEqual(yield* one(5), Option.some({ id: 5, name: "x" }))
+        assert.deepStrictEqual(yield* one(0), Option.none())
+      })
+  }
+]
+
 const suites: ReadonlyArray<readonly [string, ReadonlyArray<Case>]> = [
   ["statements", statements],
   ["fragments and helpers", fragments],
@@ -648,6 +755,8 @@ const suites: ReadonlyArray<readonly [string, ReadonlyArray<Case>]> = [
   ["errors", errors],
   ["interruption", interruption],
   ["spans", spans],
+  ["notifications", notifications],
+  ["SqlResolver and SqlSchema", helpers],
   ["services", services]
 ]
 
