@@ -30,6 +30,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Pg from "pg"
 import { TestDatabase } from "@takumi/testing"
+import { ConnectionLost, PoolExhausted, StatementTimeout } from "../src/index.js"
 import { APP_PASSWORD, APPLICATION_NAME, type Implementation, implementations, makeRecordingTracer } from "./sqlBehaviour.js"
 
 const database = TestDatabase.layer({ roles: [{ name: "app", password: APP_PASSWORD }], database: "app" })
@@ -585,6 +586,15 @@ const sleepers = Effect.flatMap(TestDatabase.TestDatabase, ({ server }) =>
     [APPLICATION_NAME]
   )).pipe(Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)), Effect.orDie)
 
+/**
+ * `sleepers` until none is left, bounded (50 × 20 ms): the cancel request is asynchronous on the
+ * server. Returns the last count (without a schedule `repeat` returns the last value).
+ */
+const untilNoSleepers = sleepers.pipe(
+  Effect.tap((n) => n === 0 ? Effect.void : Effect.sleep("20 millis")),
+  Effect.repeat({ until: (n) => n === 0, times: 50 })
+)
+
 const interruption: ReadonlyArray<Case> = [
   {
     name: "an interrupted statement (Effect.timeout) is cancelled on the server too, and the pool keeps serving",
@@ -593,14 +603,100 @@ const interruption: ReadonlyArray<Case> = [
         const sql = yield* SqlClient.SqlClient
         const result = yield* Effect.either(Effect.timeout(sql`SELECT pg_sleep(30)`, "200 millis"))
         assert.isTrue(Either.isLeft(result) && Cause.isTimeoutException(result.left))
-        // the cancel request is asynchronous on the server: poll, bounded (50 × 20 ms)
-        const left = yield* sleepers.pipe(
-          Effect.tap((n) => n === 0 ? Effect.void : Effect.sleep("20 millis")),
-          Effect.repeat({ until: (n) => n === 0, times: 50 })
-        )
-        assert.strictEqual(left, 0)
+        assert.strictEqual(yield* untilNoSleepers, 0)
         assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
       })
+  }
+]
+
+/** The cause's `_tag` or constructor name, and its message: how a caller tells failures apart. */
+const causeOf = (error: SqlError) => ({
+  kind: typeof error.cause === "object" && error.cause !== null && "_tag" in error.cause ? error.cause._tag : error.cause?.constructor.name,
+  causeMessage: error.cause instanceof Error ? error.cause.message : undefined
+})
+
+const failureModes: ReadonlyArray<Case> = [
+  {
+    name: "an interrupted transaction is rolled back and its statement cancelled on the server",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* txTable
+        const result = yield* Effect.either(Effect.timeout(sql.withTransaction(Effect.zipRight(txInsert("a"), sql`SELECT pg_sleep(30)`)), "200 millis"))
+        assert.isTrue(Either.isLeft(result) && Cause.isTimeoutException(result.left))
+        assert.strictEqual(yield* untilNoSleepers, 0)
+        assert.deepStrictEqual(yield* txNames, [])
+      })
+  },
+  {
+    name: "a statement whose session the server terminates fails (57P01 or \"Connection error\"), and the pool recovers",
+    run: (impl) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const error = yield* failure(sql`SELECT pg_terminate_backend(pg_backend_pid())`)
+        // a race inside pg, on both clients: the FATAL 57P01 reaches the statement's callback, or the
+        // socket's close reaches the client's `error` event first (bare @effect/sql-pg: "Connection error")
+        const outcome = { message: error.message, code: sqlState(error), ...causeOf(error) }
+        const announced = {
+          message: "Failed to execute statement",
+          code: "57P01",
+          kind: "DatabaseError",
+          causeMessage: "terminating connection due to administrator command"
+        }
+        const closed = impl.reference
+          ? { message: "Connection error", code: undefined, kind: "Error", causeMessage: "Connection terminated unexpectedly" }
+          // intended (internal/connectionLoss.ts): a loss without a SQLSTATE is typed ConnectionLost,
+          // pg's message kept as its reason (a loss the server announced keeps its pg error)
+          : {
+            message: "Connection error",
+            code: undefined,
+            kind: "ConnectionLost",
+            causeMessage: error.cause instanceof ConnectionLost ? error.cause.message : "not a ConnectionLost"
+          }
+        if (!impl.reference && error.cause instanceof ConnectionLost) assert.strictEqual(error.cause.reason, "Connection terminated unexpectedly")
+        expect([announced, closed]).toContainEqual(outcome)
+        // upstream: after the 57P01 path the statement's callback released the client as healthy, so
+        // the next statement may take the dying connection and fail with "Connection error" once
+        // (both clients); the one after gets a fresh connection
+        assert.deepStrictEqual(yield* Effect.retry(sql`SELECT 1 AS one`, { times: 1 }), [{ one: 1 }])
+      }).pipe(Effect.provide(impl.layer(1)))
+  },
+  {
+    name: "a statement cancelled by statement_timeout fails with 57014, and the connection serves the next one",
+    run: (impl) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const error = yield* failure(sql.withTransaction(Effect.zipRight(sql`SET LOCAL statement_timeout = 50`, sql`SELECT pg_sleep(5)`)))
+        assert.strictEqual(error.message, "Failed to execute statement")
+        if (impl.reference) {
+          assert.strictEqual(sqlState(error), "57014")
+          assert.deepStrictEqual(causeOf(error), { kind: "DatabaseError", causeMessage: "canceling statement due to statement timeout" })
+        } else {
+          // intended (internal/statementTimeout.ts): the server's statement_timeout is typed as
+          // StatementTimeout (side "server", SQLSTATE kept in `code`) instead of pg's DatabaseError
+          assert.strictEqual(causeOf(error).kind, "StatementTimeout")
+          assert.isTrue(error.cause instanceof StatementTimeout && error.cause.side === "server" && error.cause.code === "57014")
+        }
+        assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
+      }).pipe(Effect.provide(impl.layer(1)))
+  },
+  {
+    name: "a statement that gets no connection from a full pool fails with \"Failed to acquire connection\"",
+    run: (impl) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const error = yield* Effect.scoped(Effect.zipRight(sql.reserve, failure(sql`SELECT 1`)))
+        assert.strictEqual(error.message, "Failed to acquire connection")
+        if (impl.reference) {
+          // pg-pool's queue timeout (connectionTimeoutMillis, 2000 ms here as DB_CONNECTION_TIMEOUT's default)
+          assert.deepStrictEqual(causeOf(error), { kind: "Error", causeMessage: "timeout exceeded when trying to connect" })
+        } else {
+          // intended (internal/resilience/acquire.ts, DESIGN "Pool exhaustion"): typed PoolExhausted with the pool size
+          assert.strictEqual(causeOf(error).kind, "PoolExhausted")
+          assert.isTrue(error.cause instanceof PoolExhausted && error.cause.max === 1)
+        }
+        assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
+      }).pipe(Effect.provide(impl.layer(1)))
   }
 ]
 
@@ -754,6 +850,7 @@ const suites: ReadonlyArray<readonly [string, ReadonlyArray<Case>]> = [
   ["streams", streams],
   ["errors", errors],
   ["interruption", interruption],
+  ["failure modes", failureModes],
   ["spans", spans],
   ["notifications", notifications],
   ["SqlResolver and SqlSchema", helpers],
