@@ -84,6 +84,33 @@ const statements: ReadonlyArray<Case> = [
       })
   },
   {
+    name: "binds a Buffer as bytea, undefined as NULL, nested and Date arrays",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const when = new Date("2026-12-02T00:00:00.000Z")
+        const rows = yield* sql<Record<string, unknown>>`SELECT ${Buffer.from([0, 1, 254])}::bytea AS bin,
+          ${undefined}::int AS u, ${[[1, 2], [3, 4]]}::int[][] AS grid, ${[when]}::timestamptz[] AS whens, ${["a,b", "c\"d"]}::text[] AS texts`
+        assert.deepStrictEqual(rows, [{
+          bin: Buffer.from([0, 1, 254]),
+          u: null,
+          grid: [[1, 2], [3, 4]],
+          whens: [when],
+          texts: ["a,b", "c\"d"]
+        }])
+      })
+  },
+  {
+    name: "runs many statements at once on a small pool, each with its own result",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const ids = Array.from({ length: 40 }, (_, i) => i)
+        const results = yield* Effect.forEach(ids, (i) => sql<{ n: number }>`SELECT ${i}::int AS n, pg_sleep(0.001)`, { concurrency: "unbounded" })
+        assert.deepStrictEqual(results.map((rows) => rows[0]?.n), ids)
+      })
+  },
+  {
     name: "parses result columns with pg's default type parsers",
     run: () =>
       Effect.gen(function*() {
@@ -460,6 +487,31 @@ const transactions: ReadonlyArray<Case> = [
       })
   },
   {
+    name: "a stream inside a transaction runs on the transaction's connection and sees its writes",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* txTable
+        const streamed = yield* sql.withTransaction(Effect.zipRight(
+          Effect.zipRight(txInsert("a"), txInsert("b")),
+          Stream.runCollect(sql<{ name: string }>`SELECT name FROM behaviour_tx ORDER BY id`.stream)
+        ))
+        assert.deepStrictEqual(Chunk.toReadonlyArray(streamed).map((r) => r.name), ["a", "b"])
+      })
+  },
+  {
+    name: "statements run concurrently inside a transaction share its connection, and all commit",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* txTable
+        const pids = yield* sql.withTransaction(Effect.forEach(["a", "b", "c", "d"], (name) =>
+          Effect.zipRight(txInsert(name), sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`), { concurrency: "unbounded" }))
+        assert.strictEqual(new Set(pids.map((rows) => rows[0]?.pid)).size, 1)
+        assert.deepStrictEqual([...(yield* txNames)].sort(), ["a", "b", "c", "d"])
+      })
+  },
+  {
     name: "sql.reserve holds one connection for the scope",
     run: () =>
       Effect.gen(function*() {
@@ -725,6 +777,20 @@ const spans: ReadonlyArray<Case> = [
           assert.strictEqual(span?.attributes.get("db.namespace"), "app")
           for (const value of span?.attributes.values() ?? []) expect(String(value)).not.toContain(secretish)
         }
+      })
+  },
+  {
+    name: "a statement's span names the server and ends with the statement's failure",
+    run: () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { server } = yield* TestDatabase.TestDatabase
+        const { recorded, tracer } = makeRecordingTracer(yield* Effect.tracer)
+        yield* Effect.withTracer(Effect.flip(sql`SELECT 1 / ${0}::int`), tracer)
+        const span = recorded().find((s) => s.name === "sql.execute")
+        assert.strictEqual(span?.attributes.get("server.address"), server.host)
+        assert.strictEqual(span?.attributes.get("server.port"), server.port)
+        assert.isTrue(span !== undefined && span.status._tag === "Ended" && Exit.isFailure(span.status.exit))
       })
   },
   {

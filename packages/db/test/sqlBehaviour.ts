@@ -80,6 +80,8 @@ export const implementations: ReadonlyArray<Implementation> = [reference, secure
 export interface RecordedSpan {
   readonly name: string
   readonly attributes: ReadonlyMap<string, unknown>
+  /** read when the case asks: a span still running says `Started` */
+  readonly status: Tracer.SpanStatus
 }
 
 /**
@@ -96,6 +98,6 @@ export const makeRecordingTracer = (base: Tracer.Tracer) => {
     },
     context: (f, fiber) => base.context(f, fiber)
   })
-  const recorded = (): ReadonlyArray<RecordedSpan> => spans.map(({ attributes, name }) => ({ name, attributes }))
+  const recorded = (): ReadonlyArray<RecordedSpan> => spans.map(({ attributes, name, status }) => ({ name, attributes, status }))
   return { tracer, recorded }
 }
