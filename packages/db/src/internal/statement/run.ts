@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import { SqlError } from "@effect/sql/SqlError"
 import type * as Pg from "pg"
 import type { ConnectTarget } from "../classify.js"
-import { isConnectionLoss } from "../classify.js"
+import { ConnectionLost } from "../../DbError.js"
 import { typedLoss } from "../connectionLoss.js"
 
 /** What the caller gets back: rows, pg's `Result`, or rows as arrays. */
@@ -42,11 +42,15 @@ const resultOf = (result: Pg.QueryResult | ReadonlyArray<Pg.QueryResult>, mode: 
   return Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result as Pg.QueryResult).rows ?? []
 }
 
-/** The statement's failure as `@effect/sql-pg` words it. */
-const statementError = (cause: unknown, target: ConnectTarget): SqlError =>
-  isConnectionLoss(cause)
-    ? new SqlError({ cause: typedLoss(cause, target), message: "Connection error" })
-    : new SqlError({ cause, message: "Failed to execute statement" })
+/**
+ * The statement's failure as `@effect/sql-pg` words it: "Connection error" when the socket went
+ * (pg emits that on the client before the statement's own callback, which `@effect/sql-pg` hears
+ * first), "Failed to execute statement" for everything the server answered — a 57P01 included.
+ */
+const statementError = (cause: unknown, target: ConnectTarget): SqlError => {
+  const typed = typedLoss(cause, target)
+  return new SqlError({ cause: typed, message: typed instanceof ConnectionLost ? "Connection error" : "Failed to execute statement" })
+}
 
 /**
  * Cancels the statement running on `client` (`@effect/sql-pg`'s best effort: a
