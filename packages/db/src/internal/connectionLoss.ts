@@ -28,7 +28,10 @@ export const typedLoss = (err: unknown, target: ConnectTarget): unknown => {
 /** The client class of a pool: `Base` whose `error` events carry a typed loss (see {@link typedLoss}). */
 export const withTypedLosses = (Base: typeof Pg.Client, target: ConnectTarget): typeof Pg.Client =>
   class LossTypedClient extends Base {
-    override emit(event: string | symbol, ...args: Array<unknown>): boolean {
-      return event === "error" ? super.emit(event, typedLoss(args[0], target), ...args.slice(1)) : super.emit(event, ...args)
+    // pg's client events carry at most one argument ('drain' after every statement, none); a fixed
+    // arity keeps the per-statement 'drain' free of rest arrays
+    override emit(event: string | symbol, arg?: unknown): boolean {
+      if (event === "error") return super.emit(event, typedLoss(arg, target))
+      return arguments.length < 2 ? super.emit(event) : super.emit(event, arg)
     }
   }

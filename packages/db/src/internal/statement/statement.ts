@@ -2,8 +2,10 @@
  * The statements of SecureSqlClient's `SqlClient`: `@effect/sql`'s own, executed with less around
  * them when nobody can tell the difference.
  *
- * A statement is built by `@effect/sql`'s constructor as usual (the same segments, compiler,
- * compile cache, fragments and helpers) and wrapped here. Running it goes straight to pg
+ * A statement is `@effect/sql`'s own (the same segments, compiler, fragments and helpers), built
+ * on first use: a template whose arguments are all plain parameters needs no compiler — its text is
+ * the literal parts joined by `$1`, `$2`, … (cached per call site) and its parameters are the
+ * arguments, which is what `@effect/sql-pg`'s compiler makes of it. Running it goes straight to pg
  * (./run.ts) when all of these hold:
  *
  * - the fiber's tracer is Effect's built-in one, whose spans nobody receives (with a tracer
@@ -14,9 +16,10 @@
  * - outside a transaction, or inside one whose connection is a client of this pool.
  *
  * Otherwise, and always for `stream`, the wrapped statement runs as `@effect/sql` runs it. What the
- * direct path leaves out is what made `@effect/sql`'s statement several times the cost of the query
- * itself in `bench/db-throughput.bench.ts` (BENCHMARKS.md): a `Scope` opened and closed per
- * statement, a span built for nobody, a closure chain per checkout.
+ * direct path leaves out is most of what `@effect/sql`'s statement cost per query in
+ * `bench/db-throughput.bench.ts` (BENCHMARKS.md): the segments and the compiler for a plain
+ * template, a `Scope` opened and closed per statement, a span built for nobody, a closure chain and
+ * an `error` listener per checkout.
  *
  * Rows are not renamed: SecureSqlClient builds its client without `transformResultNames`, so
  * `@effect/sql`'s statements have no row transform either (`wrapClient` checks it).
@@ -43,6 +46,9 @@ const builtInTracer = Effect.runSync(Effect.tracer)
 
 const noTransaction = () => undefined
 
+/** A statement's text and parameters, as `compile` gives them. */
+type Compiled = readonly [sql: string, params: ReadonlyArray<unknown>]
+
 /** The pool a client's direct statements run on. */
 export class Executor {
   constructor(readonly pool: SecurePool, readonly target: ConnectTarget) {}
@@ -53,7 +59,7 @@ export class Executor {
    */
   run(
     fiber: Fiber.RuntimeFiber<unknown, unknown>,
-    statement: Statement.Statement<unknown>,
+    statement: PgStatement<unknown>,
     mode: Run.Mode,
     withoutTransform: boolean
   ): Effect.Effect<unknown, SqlError> | undefined {
@@ -62,20 +68,76 @@ export class Executor {
     }
     const transaction = Context.getOrElse(fiber.currentContext, SqlClient.TransactionConnection, noTransaction)
     if (transaction === undefined) {
-      const [sql, params] = statement.compile(withoutTransform)
+      const [sql, params] = statement.compiled(withoutTransform)
       return Run.onPool(this.pool, this.target, sql, params, mode)
     }
     const client = (transaction[0] as { readonly pg?: unknown }).pg
     if (!(client instanceof Pg.Client) || !this.pool.owns(client)) return undefined
-    const [sql, params] = statement.compile(withoutTransform)
+    const [sql, params] = statement.compiled(withoutTransform)
     return Run.onClient(this.pool, client as Pg.PoolClient, this.target, sql, params, mode)
   }
 }
 
-/** `@effect/sql`'s statement `upstream`, run directly where it can be (see the module comment). */
+/** What `@effect/sql`'s template tag takes for something other than a parameter (its `isHelper`). */
+const helperTags: ReadonlySet<unknown> = new Set([
+  "ArrayHelper",
+  "RecordInsertHelper",
+  "RecordUpdateHelper",
+  "RecordUpdateHelperSingle",
+  "Identifier"
+])
+
+const isPlainParameter = (arg: unknown): boolean =>
+  typeof arg !== "object" || arg === null || !(Statement.isFragment(arg) || helperTags.has((arg as { readonly _tag?: unknown })._tag))
+
+/** The text of a template whose arguments are all parameters, per call site (`strings` is one object per site). */
+const templateTexts = new WeakMap<TemplateStringsArray, string>()
+
+const templateText = (strings: TemplateStringsArray): string => {
+  let text = templateTexts.get(strings)
+  if (text === undefined) {
+    text = strings[0] ?? ""
+    for (let i = 1; i < strings.length; i++) text += `$${i}${strings[i]}`
+    templateTexts.set(strings, text)
+  }
+  return text
+}
+
+/**
+ * What `@effect/sql-pg`'s compiler makes of a template whose arguments are all plain parameters
+ * — the literal parts joined by `$1`, `$2`, … and the arguments as they are — or `undefined` when
+ * one is a fragment or a helper (then its compiler runs). Any object that merely looks like a helper
+ * goes to the compiler too, which tells them apart exactly.
+ */
+const compiledTemplate = (strings: TemplateStringsArray, args: ReadonlyArray<unknown>): Compiled | undefined => {
+  for (let i = 0; i < args.length; i++) if (!isPlainParameter(args[i])) return undefined
+  return [templateText(strings), args]
+}
+
+/**
+ * A statement of the client: `@effect/sql`'s own (`upstream`, built on first use) run directly
+ * where it can be (see the module comment). `direct` is its compiled form when known without the
+ * compiler (see `compiledTemplate`).
+ */
 class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implements Statement.Statement<A> {
-  constructor(readonly upstream: Statement.Statement<A>, readonly executor: Executor) {
+  #upstream: Statement.Statement<A> | undefined = undefined
+
+  constructor(
+    readonly build: () => Statement.Statement<A>,
+    readonly direct: Compiled | undefined,
+    readonly executor: Executor
+  ) {
     super()
+  }
+
+  get upstream(): Statement.Statement<A> {
+    if (this.#upstream === undefined) this.#upstream = this.build()
+    return this.#upstream
+  }
+
+  /** The text and parameters to send; the same as `compile` returns. */
+  compiled(withoutTransform: boolean): Compiled {
+    return this.direct ?? this.upstream.compile(withoutTransform)
   }
 
   get [Statement.FragmentId]() {
@@ -86,38 +148,38 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
     return this.upstream.segments
   }
 
-  #direct<X>(fallback: Effect.Effect<X, SqlError>, mode: Run.Mode, withoutTransform: boolean): Effect.Effect<X, SqlError> {
+  #direct<X>(fallback: () => Effect.Effect<X, SqlError>, mode: Run.Mode, withoutTransform: boolean): Effect.Effect<X, SqlError> {
     return Effect.withFiberRuntime((fiber) =>
-      (this.executor.run(fiber, this.upstream, mode, withoutTransform) as Effect.Effect<X, SqlError> | undefined) ?? fallback
+      (this.executor.run(fiber, this, mode, withoutTransform) as Effect.Effect<X, SqlError> | undefined) ?? fallback()
     )
   }
 
   commit(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.#direct(this.upstream, "rows", false)
+    return this.#direct(() => this.upstream, "rows", false)
   }
 
   get withoutTransform(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.#direct(this.upstream.withoutTransform, "rows", true)
+    return this.#direct(() => this.upstream.withoutTransform, "rows", true)
   }
 
   get raw(): Effect.Effect<unknown, SqlError> {
-    return this.#direct(this.upstream.raw, "raw", true)
+    return this.#direct(() => this.upstream.raw, "raw", true)
   }
 
   get values(): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
-    return this.#direct(this.upstream.values, "values", false)
+    return this.#direct(() => this.upstream.values, "values", false)
   }
 
   get unprepared(): Effect.Effect<ReadonlyArray<A>, SqlError> {
     // `@effect/sql-pg` runs an unprepared statement as any other
-    return this.#direct(this.upstream.unprepared, "rows", false)
+    return this.#direct(() => this.upstream.unprepared, "rows", false)
   }
 
   get stream(): Stream.Stream<A, SqlError> {
     return this.upstream.stream
   }
 
-  compile(withoutTransform?: boolean | undefined): readonly [sql: string, params: ReadonlyArray<unknown>] {
+  compile(withoutTransform?: boolean | undefined): Compiled {
     return this.upstream.compile(withoutTransform)
   }
 
@@ -127,20 +189,21 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
 }
 
 /**
- * `client` with the statements of this module: its template tag and `unsafe` wrap
- * `@effect/sql`'s statements; everything else (helpers, `withTransaction`, `reserve`, `listen`,
- * `json`) is `client`'s own. `safe` is the new client, as `@effect/sql` makes it.
+ * `client` with the statements of this module: its template tag and `unsafe` make
+ * {@link PgStatement}s over `@effect/sql`'s statements; everything else (helpers,
+ * `withTransaction`, `reserve`, `listen`, `json`) is `client`'s own. `safe` is the new client, as
+ * `@effect/sql` makes it.
  */
 export const wrapClient = (client: PgClient.PgClient, executor: Executor): PgClient.PgClient => {
   if (client.config.transformResultNames !== undefined) return client
   function sql(strings: unknown, ...args: Array<unknown>): unknown {
-    return Array.isArray(strings) && "raw" in strings
-      ? new PgStatement(client(strings as unknown as TemplateStringsArray, ...args), executor)
-      : client(strings as string)
+    if (!(Array.isArray(strings) && "raw" in strings)) return client(strings as string)
+    const template = strings as unknown as TemplateStringsArray
+    return new PgStatement(() => client(template, ...args), compiledTemplate(template, args), executor)
   }
   const wrapped = Object.assign(sql, client, {
     unsafe: <A extends object>(text: string, params?: ReadonlyArray<unknown>) =>
-      new PgStatement(client.unsafe<A>(text, params), executor)
+      new PgStatement(() => client.unsafe<A>(text, params), [text, params ?? []], executor)
   }) as unknown as PgClient.PgClient
   Object.assign(wrapped, { safe: wrapped })
   return wrapped
