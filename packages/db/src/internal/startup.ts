@@ -107,9 +107,10 @@ export const makeVerifiedPool = <A, E, R>(
   alongside: (pool: SecurePool, target: ConnectTarget) => Effect.Effect<A, E, R>
 ): Effect.Effect<VerifiedPool & { readonly alongside: A }, StartupError | E, Scope.Scope | SecretsBackend | R> =>
   Effect.gen(function*() {
-    const [credentials, ssl] = yield* Effect.all([makeCredentials(settings.user), makeTlsOptions(settings, server)], {
-      concurrency: "unbounded"
-    })
+    // one after the other: making the credentials reads nothing (the password is read per
+    // connection), so running them together would only cost two fibers
+    const credentials = yield* makeCredentials(settings.user)
+    const ssl = yield* makeTlsOptions(settings, server)
     const routes = yield* hostRoutes(settings, server.hosts)
     const options = { settings, host: server.host, port: server.port, ssl, credentials, routes }
     const target = targetOf(options)

@@ -21,7 +21,6 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Pg from "pg"
 import { ConnectTimeout, FailoverTimeout } from "../../DbError.js"
 import * as DbHealth from "../../DbHealth.js"
@@ -291,10 +290,7 @@ export const install = (options: {
     const watchStuck = (role: "primary" | "replica", watched: Pg.Pool): Effect.Effect<void, never, Scope.Scope> =>
       Option.match(monitor, {
         onNone: () => Effect.void,
-        onSome: (m) =>
-          Effect.asVoid(Effect.forkScoped(
-            Stream.runForEach(m.stuckStatements(watched), (stuck) => supervised.reportStuck(role, stuck))
-          ))
+        onSome: (m) => m.onStuckChange(watched, (stuck) => supervised.reportStuck(role, stuck))
       })
     yield* watchStuck("primary", pool)
     if (Option.isSome(replica)) yield* watchStuck("replica", replica.value.pool)
