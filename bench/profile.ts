@@ -4,6 +4,13 @@
  *
  *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts secure 5
  *
+ * or many startups of SecureSqlClient (`SecureSqlClient.layer` built, `SELECT 1`, closed) in one
+ * process, for where startup's client CPU goes:
+ *
+ *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts startup 300
+ *
+ * (`startup-raw` does the same with the raw `pg.Client` connect + `SELECT 1` of the startup bench)
+ *
  * then `npx tsx bench/profile.ts --summary /tmp/prof/<file>.cpuprofile` prints the self time per
  * function (top 25) and per package. Not a `.bench.ts`: `npm run bench` does not run it.
  */
@@ -80,5 +87,37 @@ const program = (which: string, seconds: number) =>
     console.log(`${which}: ${Math.round(count / seconds)} q/s`)
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
 
+/**
+ * `count` startups one after the other: build SecureSqlClient.layer, run `SELECT 1`, close it
+ * (`startup`), or the raw `pg.Client` of `db-startup.bench.ts` (`startup-raw`), for comparison.
+ */
+const startups = (count: number, raw: boolean) =>
+  Effect.gen(function*() {
+    const { pki, server, settings } = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-profile", poolMax: 10 })
+    const layer = BenchDatabase.secureSqlClient(settings, PASSWORD)
+    const secure = Effect.scoped(Effect.flatMap(Layer.build(layer), (context) => Context.get(context, SqlClient.SqlClient)`SELECT 1`))
+    const plain = Effect.promise(async () => {
+      const client = new Pg.Client({
+        host: server.host,
+        port: server.port,
+        database: "app",
+        user: "app",
+        password: PASSWORD,
+        ssl: { ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" }
+      })
+      await client.connect()
+      await client.query("SELECT 1")
+      await client.end()
+    })
+    const cpu = process.cpuUsage()
+    const start = Date.now()
+    for (let i = 0; i < count; i++) yield* Effect.orDie(raw ? plain : secure)
+    const used = process.cpuUsage(cpu)
+    console.log(`${raw ? "raw pg.Client" : "SecureSqlClient"}: ${((Date.now() - start) / count).toFixed(1)} ms wall, ${((used.user + used.system) / 1000 / count).toFixed(1)} ms CPU each`)
+  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
+
 if (process.argv[2] === "--summary") summary(process.argv[3] ?? "")
+else if (process.argv[2]?.startsWith("startup") === true) {
+  Effect.runPromise(startups(Number(process.argv[3] ?? "300"), process.argv[2] === "startup-raw")).then(() => process.exit(0))
+}
 else Effect.runPromise(program(process.argv[2] ?? "secure", Number(process.argv[3] ?? "5"))).then(() => process.exit(0))

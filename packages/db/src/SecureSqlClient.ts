@@ -18,7 +18,8 @@
  * @since 0.1.0
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,7 +61,7 @@ export const layer: Layer.Layer<
   PgClient.PgClient | SqlClient.SqlClient | DbHealth | ReadReplica | SecurityAlerts.SecurityAlerts | SecurePool,
   StartupError,
   DbConfig | SecretsBackend
-> = Layer.unwrapScoped(
+> = Layer.scopedContext(
   Effect.gen(function*() {
     const settings = yield* DbConfig
     // monitoring: the alerts and the metrics instruments exist before the first connection, so
@@ -77,29 +78,29 @@ export const layer: Layer.Layer<
         Effect.gen(function*() {
           const resilience = yield* installResilience({ settings, pool, target })
           // `fromPool` runs no probe and cannot fail in practice (it only allocates); the pool's
-          // lifetime is this layer's scope, where `makePool` registered its `end()`.
-          const client = yield* Layer.build(
-            PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName }).pipe(
-              Layer.orDie,
-              // behind PgBouncer: LISTEN fails at once instead of never receiving (internal/pooler.ts)
-              Layer.map(Pooler.guardTransactionMode(settings)),
-              // statements straight to pg where nobody can tell (internal/statement/)
-              Layer.map(Statements.directly(pool, target))
-            )
+          // lifetime is this layer's scope, where `makePool` registered its `end()`. Plain
+          // effects, not `Layer.build` (each build is a memo map and a scope of its own: startup
+          // CPU, see BENCHMARKS.md).
+          const client = yield* PgClient.fromPool({ acquire: Effect.succeed(pool), applicationName: settings.applicationName }).pipe(
+            Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
+            Effect.orDie
           )
-          const context = Context.merge(client, yield* Layer.build(Layer.provide(resilience.layer, Layer.succeedContext(client))))
+          // behind PgBouncer: LISTEN fails at once instead of never receiving (internal/pooler.ts);
+          // statements straight to pg where nobody can tell (internal/statement/)
+          const primary = Statements.directly(pool, target)(Pooler.guardTransactionMode(settings)(
+            Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+          ))
+          const context = Context.merge(primary, yield* resilience.services(Context.get(primary, SqlClient.SqlClient)))
           return { context, primaryFound: resilience.primaryFound }
         }))
     ).pipe(Effect.provideService(Monitor.Monitor, monitor))
     yield* primaryFound
     // CredentialRotationOverdue: the password secret's age, now and daily (forked: startup does not wait)
     yield* CredentialAge.watch(settings, alerts)
-    return Layer.succeedContext(
-      context.pipe(
-        Context.add(SecurityAlerts.SecurityAlerts, alerts),
-        // the same pool for pg-based code (Kysely, drizzle): see SecurePool.ts for what it bypasses
-        Context.add(SecurePool, pool)
-      )
+    return context.pipe(
+      Context.add(SecurityAlerts.SecurityAlerts, alerts),
+      // the same pool for pg-based code (Kysely, drizzle): see SecurePool.ts for what it bypasses
+      Context.add(SecurePool, pool)
     )
   })
 )

@@ -336,15 +336,42 @@ const replayed = 16
  * @category constructors
  */
 export const make: Effect.Effect<Service, never, Scope.Scope> = Effect.gen(function*() {
-  const pubsub = yield* Effect.acquireRelease(PubSub.sliding<SecurityAlert>({ capacity: subscriberCapacity, replay: replayed }), PubSub.shutdown)
+  // The PubSub is made by the first alert or subscriber, not here: a sliding PubSub of 1024
+  // preallocates its ring (about a tenth of a millisecond of CPU on a 2-core VM), and most
+  // clients start without raising or reading an alert. Nothing is lost: until it exists nothing
+  // was published, so the replay is the same.
+  let pubsub: PubSub.PubSub<SecurityAlert> | undefined
+  let closed = false
+  const made: Effect.Effect<PubSub.PubSub<SecurityAlert>> = Effect.suspend(() =>
+    pubsub !== undefined ? Effect.succeed(pubsub) : Effect.flatMap(
+      PubSub.sliding<SecurityAlert>({ capacity: subscriberCapacity, replay: replayed }),
+      (created) => {
+        // another fiber made one meanwhile (the runtime may yield between any two steps): use that
+        if (pubsub !== undefined) return Effect.as(PubSub.shutdown(created), pubsub)
+        pubsub = created
+        // made after the scope closed (a late subscriber): shut at once, as the eager one would be
+        return closed ? Effect.as(PubSub.shutdown(created), created) : Effect.succeed(created)
+      }
+    )
+  )
+  yield* Effect.addFinalizer(() =>
+    Effect.suspend(() => {
+      closed = true
+      return pubsub === undefined ? Effect.void : PubSub.shutdown(pubsub)
+    })
+  )
   const publish = (alert: SecurityAlert): Effect.Effect<void> =>
     Effect.logWarning(alert.message).pipe(
       Effect.annotateLogs({ alert: alert._tag, ...whereOf(alert) }),
       Effect.zipRight(Metric.increment(Metric.tagged(DbMetrics.securityAlerts, DbMetrics.kindTag, alert._tag))),
-      Effect.zipRight(PubSub.publish(pubsub, alert)),
+      Effect.zipRight(Effect.flatMap(made, (created) => PubSub.publish(created, alert))),
       Effect.asVoid
     )
-  return { stream: Stream.fromPubSub(pubsub), subscribe: PubSub.subscribe(pubsub), publish }
+  return {
+    stream: Stream.unwrap(Effect.map(made, (created) => Stream.fromPubSub(created))),
+    subscribe: Effect.flatMap(made, PubSub.subscribe),
+    publish
+  }
 })
 
 /**

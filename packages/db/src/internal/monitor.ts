@@ -79,6 +79,15 @@ export interface MonitorService {
    * threshold: the current state, then every change (`Some` while they are); empty for a pool never watched
    */
   readonly stuckStatements: (pool: Pg.Pool) => Stream.Stream<Option.Option<StuckStatements>>
+  /**
+   * the same changes as `stuckStatements` (not the current state), handed to `f` by the sweep
+   * itself until the scope closes: no stream, subscription or fiber of its own, which is what
+   * startup would otherwise pay for a state that almost never changes
+   */
+  readonly onStuckChange: (
+    pool: Pg.Pool,
+    f: (stuck: Option.Option<StuckStatements>) => Effect.Effect<void>
+  ) => Effect.Effect<void, never, Scope.Scope>
   /** the startup posture saw the certificate or a plaintext socket */
   readonly certificateExpiring: (alert: CertificateExpiringSoon) => Effect.Effect<void>
   readonly unencrypted: (alert: UnencryptedConnection) => Effect.Effect<void>
@@ -179,6 +188,15 @@ export const make = (
     const sweepEvery = shorter(sweepInterval(settings.alerts.slowQuery), readTimeoutInterval(queryMillis))
     // each watched pool's stuck state, for DbHealth (`stuckStatements`)
     const stuckByPool = new WeakMap<Pg.Pool, SubscriptionRef.SubscriptionRef<Option.Option<StuckStatements>>>()
+    const stuckListeners = new WeakMap<Pg.Pool, Set<(stuck: Option.Option<StuckStatements>) => Effect.Effect<void>>>()
+    const listenersOf = (pool: Pg.Pool) => {
+      let listeners = stuckListeners.get(pool)
+      if (listeners === undefined) {
+        listeners = new Set()
+        stuckListeners.set(pool, listeners)
+      }
+      return listeners
+    }
     // libpg-query is loaded by the first slow statement, if ever: a client without one pays nothing
     const lexer = yield* Effect.cached(options.lexer ?? SlowQueryText.loadLexer)
     // The key of the fallback's fingerprints: crypto randomness, not `Random` (a seeded generator
@@ -474,7 +492,12 @@ export const make = (
               })
               : Option.none<StuckStatements>()
             const publishStuck = Effect.flatMap(SubscriptionRef.get(stuck), (previous) =>
-              Option.isSome(previous) === Option.isSome(next) ? Effect.void : SubscriptionRef.set(stuck, next))
+              Option.isSome(previous) === Option.isSome(next)
+                ? Effect.void
+                : Effect.zipRight(
+                  SubscriptionRef.set(stuck, next),
+                  Effect.forEach(listenersOf(pool), (f) => f(next), { discard: true })
+                ))
             // answered as pg's own timer would (the statement-timeout client turns this into
             // StatementTimeout and ends the connection); pg's late answer is then dropped
             for (const answer of expired) answer(new Error(queryReadTimeoutMessage))
@@ -501,6 +524,8 @@ export const make = (
           const stuck = stuckByPool.get(pool)
           return stuck === undefined ? Stream.empty : stuck.changes
         })),
+      onStuckChange: (pool, f) =>
+        Effect.acquireRelease(Effect.sync(() => listenersOf(pool).add(f)), () => Effect.sync(() => listenersOf(pool).delete(f))),
       certificateExpiring: alerts.publish,
       unencrypted: alerts.publish
     }

@@ -519,6 +519,11 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
     return pool
   })
 
+/** `pg.Pool`'s `connect` in its callback form: what `acquireClient` checks a connection out with. */
+export type PoolConnect = (
+  callback: (err: Error | undefined, client: Pg.PoolClient | undefined, release: (err?: Error) => void) => void
+) => void
+
 /** Why a connection is handed back broken: pg-pool destroys a client released with an error. */
 const discarded = (target: ConnectTarget) =>
   new Error(`the check of a connection to ${target.host}:${target.port} failed or timed out; the connection is discarded`)
@@ -531,7 +536,7 @@ const discarded = (target: ConnectTarget) =>
  * interrupted is released straight away, so nothing leaks.
  */
 export const acquireClient = (
-  connect: Pg.Pool["connect"],
+  connect: PoolConnect,
   target: ConnectTarget
 ): Effect.Effect<Pg.PoolClient, AcquireError, Scope.Scope> =>
   Effect.acquireRelease(

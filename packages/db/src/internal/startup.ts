@@ -17,7 +17,7 @@ import { ConnectTimeout, type InsecureServer, type TlsMaterialInvalid } from "..
 import type { AcquireError, ConnectTarget } from "./classify.js"
 import { type Credentials, makeCredentials } from "./credentials.js"
 import { hostRoutes } from "./hosts/routes.js"
-import { acquireClient, makePool, type SecurePool, targetOf } from "./pool.js"
+import { acquireClient, makePool, type PoolConnect, type SecurePool, targetOf } from "./pool.js"
 import * as Pooler from "./pooler.js"
 import * as Posture from "./posture.js"
 import { makeTlsOptions } from "./tlsOptions.js"
@@ -80,10 +80,48 @@ export const verify = (
  * verified one is reused, the rest are new) and handed back idle, where `min` keeps them. With the
  * pool's own `connect`, as the check: startup is as strict as the check (no retry on the backoff).
  */
-const openMinimum = (connect: Pg.Pool["connect"], target: ConnectTarget, min: number): Effect.Effect<void, AcquireError> =>
+const openMinimum = (connect: PoolConnect, target: ConnectTarget, min: number): Effect.Effect<void, AcquireError> =>
   min <= 1 ? Effect.void : Effect.scoped(
     Effect.forEach(Array.from({ length: min }), () => acquireClient(connect, target), { concurrency: "unbounded", discard: true })
   )
+
+/**
+ * Starts checking a connection out of the pool now (pg opens the socket inside `connect`) and
+ * returns a `connect` that hands that very connection, once, to `acquireClient`. The check's TCP,
+ * TLS and authentication round trips then begin before `alongside` runs: run side by side by
+ * `Effect.all`, the check's fiber reached `connect` only after `alongside`'s synchronous work
+ * (4–5 ms of it on the critical path, measured with the startup bench). A connection nobody took
+ * when the scope closes (`alongside` failed first) is released with an error when it arrives, so
+ * pg-pool destroys it and `pool.end()` does not wait for it.
+ */
+const connectNow = (connect: PoolConnect, target: ConnectTarget): Effect.Effect<PoolConnect, never, Scope.Scope> => {
+  type Callback = Parameters<PoolConnect>[0]
+  let arrived: Parameters<Callback> | undefined
+  let taker: Callback | undefined
+  let closed = false
+  const unclaimed = () => new Error(`the startup check of ${target.host}:${target.port} did not take its connection`)
+  return Effect.acquireRelease(
+    Effect.sync(() =>
+      connect((err, client, release) => {
+        if (taker !== undefined) taker(err, client, release)
+        else if (!closed) arrived = [err, client, release]
+        else if (client !== undefined) release(unclaimed())
+      })
+    ),
+    () =>
+      Effect.sync(() => {
+        closed = true
+        if (taker === undefined && arrived?.[1] !== undefined) arrived[2](unclaimed())
+      })
+  ).pipe(Effect.as((callback: Callback) => {
+    if (taker !== undefined || closed) {
+      callback(new Error("the startup check's connection was already taken"), undefined, () => {})
+      return
+    }
+    taker = callback
+    if (arrived !== undefined) callback(...arrived)
+  }))
+}
 
 /**
  * Builds a verified pool for a server (the primary, or a replica with its own host and port),
@@ -107,16 +145,18 @@ export const makeVerifiedPool = <A, E, R>(
   alongside: (pool: SecurePool, target: ConnectTarget) => Effect.Effect<A, E, R>
 ): Effect.Effect<VerifiedPool & { readonly alongside: A }, StartupError | E, Scope.Scope | SecretsBackend | R> =>
   Effect.gen(function*() {
-    const [credentials, ssl] = yield* Effect.all([makeCredentials(settings.user), makeTlsOptions(settings, server)], {
-      concurrency: "unbounded"
-    })
+    // one after the other: making the credentials reads nothing (the password is read per
+    // connection), so running them together would only cost two fibers
+    const credentials = yield* makeCredentials(settings.user)
+    const ssl = yield* makeTlsOptions(settings, server)
     const routes = yield* hostRoutes(settings, server.hosts)
     const options = { settings, host: server.host, port: server.port, ssl, credentials, routes }
     const target = targetOf(options)
     const pool = yield* makePool(options)
-    const connect: Pg.Pool["connect"] = pool.connect.bind(pool)
+    const connect: PoolConnect = pool.connect.bind(pool)
+    const started = yield* connectNow(connect, target)
     const [posture, built] = yield* Effect.all([
-      verify(acquireClient(connect, target), settings, target, credentials),
+      verify(acquireClient(started, target), settings, target, credentials),
       alongside(pool, target)
     ], { concurrency: "unbounded" })
     yield* openMinimum(connect, target, settings.pool.min)

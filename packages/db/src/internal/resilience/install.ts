@@ -9,7 +9,7 @@
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { DbSettings } from "@takumi/config"
 import type { SecretsBackend } from "@takumi/secrets"
 import * as Cause from "effect/Cause"
@@ -18,11 +18,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Pg from "pg"
 import { ConnectTimeout, FailoverTimeout } from "../../DbError.js"
 import * as DbHealth from "../../DbHealth.js"
@@ -96,8 +94,13 @@ export const withStartupWait = <A, R>(
 
 /** What `install` hands back to the layer. */
 export interface Installed {
-  /** provides `DbHealth` and `ReadReplica`, given the primary `SqlClient` */
-  readonly layer: Layer.Layer<DbHealth.DbHealth | ReadReplica, never, SqlClient.SqlClient>
+  /**
+   * `DbHealth` and `ReadReplica`, given the primary `SqlClient` (in the current scope: a plain
+   * effect, not a layer, so that startup builds no second layer and memo map for them)
+   */
+  readonly services: (
+    primary: SqlClient.SqlClient
+  ) => Effect.Effect<Context.Context<DbHealth.DbHealth | ReadReplica>, never, Scope.Scope>
   readonly health: Context.Tag.Service<DbHealth.DbHealth>
   /** records in the health snapshot where the startup check found the writable server (several hosts) */
   readonly primaryFound: Effect.Effect<void>
@@ -287,10 +290,7 @@ export const install = (options: {
     const watchStuck = (role: "primary" | "replica", watched: Pg.Pool): Effect.Effect<void, never, Scope.Scope> =>
       Option.match(monitor, {
         onNone: () => Effect.void,
-        onSome: (m) =>
-          Effect.asVoid(Effect.forkScoped(
-            Stream.runForEach(m.stuckStatements(watched), (stuck) => supervised.reportStuck(role, stuck))
-          ))
+        onSome: (m) => m.onStuckChange(watched, (stuck) => supervised.reportStuck(role, stuck))
       })
     yield* watchStuck("primary", pool)
     if (Option.isSome(replica)) yield* watchStuck("replica", replica.value.pool)
@@ -303,24 +303,26 @@ export const install = (options: {
       yield* onPoolEvent(r.pool, "error", (err) => health.report("replica", replicaIssue(err, r.target)))
     }
 
-    const readReplica = Effect.gen(function*() {
-      const primary = yield* SqlClient.SqlClient
-      if (Option.isNone(replica)) return primary
+    // without a replica, reads go to the primary's own client; the replica's two clients share a
+    // Reactivity of their own, made only when there is a replica
+    const readReplica = (primary: SqlClient.SqlClient): Effect.Effect<SqlClient.SqlClient, never, Scope.Scope> => {
+      if (Option.isNone(replica)) return Effect.succeed(primary)
       const r = replica.value
-      const replicaClient = yield* PgClient.fromPool({ acquire: Effect.succeed(r.pool), applicationName: settings.applicationName })
-      return yield* makeReplicaClient({
-        primary,
-        replica: replicaClient,
-        target: r.target,
-        failoverTimeout: settings.failoverTimeout,
-        replicaUsable: Effect.map(supervised.replicaState, (s) => Option.exists(s, (state) => state.status !== "down")),
-        onReplicaFailure: (issue) => health.report("replica", issue)
-      })
-    })
+      return Effect.gen(function*() {
+        const replicaClient = yield* PgClient.fromPool({ acquire: Effect.succeed(r.pool), applicationName: settings.applicationName })
+        return yield* makeReplicaClient({
+          primary,
+          replica: replicaClient,
+          target: r.target,
+          failoverTimeout: settings.failoverTimeout,
+          replicaUsable: Effect.map(supervised.replicaState, (s) => Option.exists(s, (state) => state.status !== "down")),
+          onReplicaFailure: (issue) => health.report("replica", issue)
+        })
+      }).pipe(Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), Effect.orDie)
+    }
 
-    const layer = Layer.scopedContext(
-      Effect.map(readReplica, (client) => Context.make(DbHealth.DbHealth, health).pipe(Context.add(ReadReplica, client)))
-    ).pipe(Layer.provide(Reactivity.layer), Layer.orDie)
+    const services = (primary: SqlClient.SqlClient) =>
+      Effect.map(readReplica(primary), (client) => Context.make(DbHealth.DbHealth, health).pipe(Context.add(ReadReplica, client)))
 
-    return { layer, health, primaryFound }
+    return { services, health, primaryFound }
   })
