@@ -173,5 +173,6 @@ export const onClient = (
     } catch (cause) {
       resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
     }
-    return cancelOn(pool, client)
+    // made only if the statement is interrupted
+    return Effect.suspend(() => cancelOn(pool, client))
   })
