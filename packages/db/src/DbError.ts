@@ -619,9 +619,11 @@ export class StatementTimeout extends Schema.TaggedError<StatementTimeout>()("St
   /** who gave up: the server (`statement_timeout`) or this client (`query_timeout`) */
   side: Schema.Literal("server", "client"),
   /**
-   * the bound that applied: `DB_STATEMENT_TIMEOUT` (server) or `DB_QUERY_TIMEOUT` (client); absent
+   * the configured bound: `DB_STATEMENT_TIMEOUT` (server) or `DB_QUERY_TIMEOUT` (client); absent
    * when `DB_STATEMENT_TIMEOUT` is 0 and the server's own `statement_timeout` (postgresql.conf,
-   * ALTER ROLE / DATABASE ... SET) cancelled the statement
+   * ALTER ROLE / DATABASE ... SET) cancelled the statement. A `SET [LOCAL] statement_timeout` on
+   * the connection replaces the server-side bound without the client seeing it (the server does
+   * not report the setting), so for `side: "server"` this is the bound the session started with.
    */
   timeoutMillis: Schema.optional(Schema.Number),
   /** `57014` (query_canceled) when the server cancelled the statement */
@@ -636,8 +638,10 @@ export class StatementTimeout extends Schema.TaggedError<StatementTimeout>()("St
         "that a merely slow statement is cancelled by the server first."
     }
     const bound = this.timeoutMillis === undefined
-      ? "the server's own statement_timeout (DB_STATEMENT_TIMEOUT is 0: postgresql.conf or ALTER ROLE / DATABASE applies)"
-      : `${this.timeoutMillis} ms (statement_timeout, DB_STATEMENT_TIMEOUT)`
+      ? "its statement_timeout (DB_STATEMENT_TIMEOUT is 0: the server's own from postgresql.conf or ALTER ROLE / " +
+        "DATABASE, or one a SET [LOCAL] statement_timeout gave the session or transaction)"
+      : `its statement_timeout (${this.timeoutMillis} ms from DB_STATEMENT_TIMEOUT, unless a SET [LOCAL] ` +
+        "statement_timeout gave the session or transaction another)"
     return `PostgreSQL at ${where(this)} cancelled a statement that ran longer than ${bound}` +
       `${this.code === undefined ? "" : ` (${this.code})`}. It had no effect and the connection stays usable. ` +
       "Make it faster (EXPLAIN ANALYZE, an index, smaller batches) or find the lock it waited on (pg_locks); raise " +

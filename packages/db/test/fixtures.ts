@@ -170,9 +170,18 @@ export const ourBackends = (server: PgTestServer.PgTestServer) =>
     Effect.orDie
   )
 
-/** Waits until the pool has closed every connection of ours (with a short idle timeout), so that the next query opens one. */
+/**
+ * Waits until the pool has closed every connection of ours (with a short idle timeout), so that
+ * the next query opens one; a connection still open after 15 s fails the test with how many.
+ */
 export const untilNoConnections = (server: PgTestServer.PgTestServer) =>
-  ourBackends(server).pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0 }))
+  ourBackends(server).pipe(
+    Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0 }),
+    Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => "timeout" as const }),
+    Effect.catchAll(() =>
+      Effect.flatMap(ourBackends(server), (n) =>
+        Effect.dieMessage(`${n} connection(s) of role app still open 15 s after the pool should have closed them`)))
+  )
 
 /** The variables of a development service reaching the fixture's server over verified TLS as `app` on `app`. */
 export const developmentVariables = (env: Context.Tag.Service<TestDatabase.TestDatabase>): Record<string, string> => ({

@@ -13,7 +13,7 @@ import { clientLayer, makeTestSecrets, makeLogCapture, makeSettings, reloadFrom,
 
 const PASSWORD = "least-Pr1vilege-Pw-4c2d9e"
 
-const roles = ["owner_role", "plain", "rls", "shell", "wide"] as const
+const roles = ["owner_role", "owner_member", "plain", "rls", "shell", "wide"] as const
 
 const database = TestDatabase.layer({
   roles: roles.map((name) => ({ name, password: PASSWORD })),
@@ -29,6 +29,7 @@ const grant = Effect.gen(function*() {
   yield* server.query("GRANT pg_execute_server_program TO shell")
   yield* server.query("ALTER ROLE wide CREATEROLE CREATEDB REPLICATION")
   yield* server.query("GRANT pg_read_all_data, pg_write_all_data TO wide")
+  yield* server.query("GRANT owner_role TO owner_member")
   yield* Effect.acquireUseRelease(
     Effect.promise(async () => {
       const client = new Pg.Client({ host: server.socketDir, port: server.port, user: "postgres", database: "shop" })
@@ -109,6 +110,13 @@ layer(database, { timeout: 120_000 })("least privilege at startup", (it) => {
         // the owner holds CREATE on public through pg_database_owner (PostgreSQL 15+)
         expect(warnings.map(ruleOf)).toContain("DatabaseOwner")
         expect(warnings.join("\n")).toContain("ALTER DATABASE <db> OWNER TO")
+      }))
+
+    it.scoped("warns about a member of the database owner's role as about the owner (DatabaseOwner)", () =>
+      Effect.gen(function*() {
+        const { error, warnings } = yield* start("owner_member", "production")
+        assert.strictEqual(error._tag, "None")
+        expect(warnings.map(ruleOf)).toContain("DatabaseOwner")
       }))
 
     it.scoped("starts a role with grants only without any warning", () =>

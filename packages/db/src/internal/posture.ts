@@ -59,9 +59,36 @@ interface ServerRow extends RolePrivileges.PrivilegeRow {
   readonly rolsuper: boolean | null
 }
 
-const postureQuery = `SELECT s.ssl, s.version, s.cipher, r.rolsuper, ${RolePrivileges.columns}
-FROM pg_stat_ssl s CROSS JOIN pg_roles r
-WHERE s.pid = pg_backend_pid() AND r.rolname = current_user`
+/**
+ * `pg_stat_ssl` is a view over `pg_stat_get_activity(NULL)`, every backend's status; the function
+ * asked for our own backend gives the same columns without the view (cold on a new backend).
+ */
+const postureQuery = `SELECT s.ssl, s.sslversion AS version, s.sslcipher AS cipher, r.rolsuper, ${RolePrivileges.columns}
+FROM pg_stat_get_activity(pg_backend_pid()) s CROSS JOIN pg_roles r
+WHERE r.rolname = current_user`
+
+/** Posture queries sent by `sendEarly` whose answer `inspect` has not read yet. */
+const sentEarly = new WeakMap<Pg.Client, Promise<Pg.QueryResult<ServerRow>>>()
+
+/**
+ * Sends the posture query on a connection the moment it is open (from pg's connect callback), so
+ * that the server runs it while the client is still on its way to `inspect`, which then reads this
+ * answer instead of sending the query again. A connection that never reaches `inspect` is released
+ * with an error, which ends it and fails this query; the failure is left for `inspect` to classify,
+ * so it is not reported here.
+ */
+export const sendEarly = (client: Pg.Client): void => {
+  const answer = client.query<ServerRow>(postureQuery)
+  answer.catch(() => {})
+  sentEarly.set(client, answer)
+}
+
+const answerOf = (client: Pg.Client): Promise<Pg.QueryResult<ServerRow>> => {
+  const early = sentEarly.get(client)
+  if (early === undefined) return client.query<ServerRow>(postureQuery)
+  sentEarly.delete(client)
+  return early
+}
 
 /** Reads the posture of one freshly opened connection. */
 export const inspect = (
@@ -72,7 +99,7 @@ export const inspect = (
   Effect.gen(function*() {
     const socket = inspectSocket(client)
     const result = yield* Effect.tryPromise({
-      try: () => client.query<ServerRow>(postureQuery),
+      try: () => answerOf(client),
       catch: (cause) => classifyRuntimeError(cause, target)
     })
     const row = result.rows[0]

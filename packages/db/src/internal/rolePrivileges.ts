@@ -31,17 +31,23 @@ export interface RolePrivileges {
 }
 
 /**
- * The select-list columns, over `pg_roles r` restricted to `current_user`. Each subquery stays
- * safe when its object is missing (no `public` schema, a server without the predefined roles).
+ * The select-list columns, over `pg_roles r` restricted to `current_user`. Each stays safe when
+ * its object is missing (no `public` schema, a server without the predefined roles): `to_regrole` /
+ * `to_regnamespace` give NULL and the strict `pg_has_role` / `has_schema_privilege` then do too.
+ * Function calls rather than subqueries over `pg_roles`, `pg_database` and `pg_namespace`: on the
+ * backend a connection has just started every catalog a statement reads is loaded and planned cold,
+ * which made this part of the startup query 1 ms of server time (BENCHMARKS.md, startup).
+ * Ownership is membership in `pg_database_owner` (PostgreSQL 14+: the current database's owner
+ * and every member of it); older servers fall back to comparing `pg_database.datdba`.
  */
 export const columns = `r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
-  ARRAY(SELECT g.rolname::text FROM pg_roles g
-    WHERE g.rolname IN (${predefinedRoles.map((role) => `'${role}'`).join(", ")})
-      AND pg_has_role(r.oid, g.oid, 'MEMBER') ORDER BY g.rolname) AS member_of,
-  COALESCE((SELECT pg_has_role(r.oid, d.datdba, 'MEMBER') FROM pg_database d
-    WHERE d.datname = current_database()), false) AS owns_database,
-  COALESCE((SELECT has_schema_privilege(r.oid, n.oid, 'CREATE') FROM pg_namespace n
-    WHERE n.nspname = 'public'), false) AS create_on_public`
+  array_remove(ARRAY[${
+  predefinedRoles.map((role) => `CASE WHEN pg_has_role(r.oid, to_regrole('${role}'), 'MEMBER') THEN '${role}' END`).join(", ")
+}]::text[], NULL) AS member_of,
+  COALESCE(pg_has_role(r.oid, to_regrole('pg_database_owner'), 'MEMBER'),
+    (SELECT pg_has_role(r.oid, d.datdba, 'MEMBER') FROM pg_database d WHERE d.datname = current_database()),
+    false) AS owns_database,
+  COALESCE(has_schema_privilege(r.oid, to_regnamespace('public'), 'CREATE'), false) AS create_on_public`
 
 /** The row `columns` produce. */
 export interface PrivilegeRow {

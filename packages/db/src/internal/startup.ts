@@ -92,9 +92,14 @@ const openMinimum = (connect: PoolConnect, target: ConnectTarget, min: number): 
  * `Effect.all`, the check's fiber reached `connect` only after `alongside`'s synchronous work
  * (4–5 ms of it on the critical path, measured with the startup bench). A connection nobody took
  * when the scope closes (`alongside` failed first) is released with an error when it arrives, so
- * pg-pool destroys it and `pool.end()` does not wait for it.
+ * pg-pool destroys it and `pool.end()` does not wait for it. `onOpen` gets the connection the
+ * moment pg hands it over, before any fiber has resumed.
  */
-const connectNow = (connect: PoolConnect, target: ConnectTarget): Effect.Effect<PoolConnect, never, Scope.Scope> => {
+const connectNow = (
+  connect: PoolConnect,
+  target: ConnectTarget,
+  onOpen: (client: Pg.Client) => void
+): Effect.Effect<PoolConnect, never, Scope.Scope> => {
   type Callback = Parameters<PoolConnect>[0]
   let arrived: Parameters<Callback> | undefined
   let taker: Callback | undefined
@@ -103,6 +108,7 @@ const connectNow = (connect: PoolConnect, target: ConnectTarget): Effect.Effect<
   return Effect.acquireRelease(
     Effect.sync(() =>
       connect((err, client, release) => {
+        if (client !== undefined && !closed) onOpen(client)
         if (taker !== undefined) taker(err, client, release)
         else if (!closed) arrived = [err, client, release]
         else if (client !== undefined) release(unclaimed())
@@ -154,7 +160,8 @@ export const makeVerifiedPool = <A, E, R>(
     const target = targetOf(options)
     const pool = yield* makePool(options)
     const connect: PoolConnect = pool.connect.bind(pool)
-    const started = yield* connectNow(connect, target)
+    // the posture query goes out as soon as the connection is open (one client-side hop less)
+    const started = yield* connectNow(connect, target, Posture.sendEarly)
     const [posture, built] = yield* Effect.all([
       verify(acquireClient(started, target), settings, target, credentials),
       alongside(pool, target)
