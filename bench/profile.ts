@@ -1,8 +1,8 @@
 /**
  * One contender of `db-throughput.bench.ts` alone, for a CPU profile of where its time per query
- * goes (`bare` or `secure`, concurrency 16, a few seconds):
+ * goes (`raw` pg, `bare` @effect/sql-pg or `secure`, for some seconds at a concurrency, 5 s at 16 by default):
  *
- *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts secure 5
+ *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile.ts secure 5 64
  *
  * or many startups of SecureSqlClient (`SecureSqlClient.layer` built, `SELECT 1`, closed) in one
  * process, for where startup's client CPU goes:
@@ -23,6 +23,8 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Pg from "pg"
 import { readFileSync } from "node:fs"
+import { performance } from "node:perf_hooks"
+import type { PgTestServer, TestPki } from "@takumi/testing"
 import * as BenchDatabase from "./internal/benchDatabase.js"
 
 const PASSWORD = "bench-Pa55word-2b7d"
@@ -63,27 +65,56 @@ const summary = (file: string) => {
   console.log(`non-idle samples: ${total}\nby package:\n${top(pkgs, 12).join("\n")}\ntop functions (self):\n${top(fns, 25).join("\n")}`)
 }
 
-const program = (which: string, seconds: number) =>
+/** The bench's plain pool (no error listener needed: the scope ends it before the server). */
+const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      new Pg.Pool({ host: server.host, port: server.port, database: "app", user: "app", password: PASSWORD, ssl: { ca: pki.ca.certPem }, max: 10 })
+    ),
+    (pool) => Effect.promise(() => pool.end())
+  )
+
+/** `raw`: `pool.query` in plain `async` loops, as the bench's raw pg contender. */
+const rawLoops = (pool: Pg.Pool, seconds: number, concurrency: number) =>
+  Effect.promise(async () => {
+    const deadline = performance.now() + seconds * 1000
+    let count = 0
+    await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+      while (performance.now() < deadline) {
+        await pool.query("SELECT $1::int", [w])
+        count++
+      }
+    }))
+    return count
+  })
+
+/** `bare` or `secure`: the `sql` template in `Effect.whileLoop`s, as the bench's Effect contenders. */
+const effectLoops = (sql: SqlClient.SqlClient, seconds: number, concurrency: number) =>
+  Effect.suspend(() => {
+    const deadline = performance.now() + seconds * 1000
+    let count = 0
+    // the bench's loop: `Effect.repeat` would add a schedule step per query
+    const worker = (w: number) =>
+      Effect.whileLoop({
+        while: () => performance.now() < deadline,
+        body: () => Effect.map(sql`SELECT ${w}::int`, () => count++),
+        step: () => {}
+      })
+    return Effect.forEach(Array.from({ length: concurrency }, (_, w) => w), worker, {
+      concurrency: "unbounded",
+      discard: true
+    }).pipe(Effect.orDie, Effect.map(() => count))
+  })
+
+const program = (which: string, seconds: number, concurrency: number) =>
   Effect.gen(function*() {
     const { pki, server, settings } = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-profile", poolMax: 10 })
     const layer: Layer.Layer<SqlClient.SqlClient, unknown> = which === "bare"
-      ? PgClient.layerFromPool({
-        acquire: Effect.acquireRelease(
-          Effect.sync(() =>
-            new Pg.Pool({ host: server.host, port: server.port, database: "app", user: "app", password: PASSWORD, ssl: { ca: pki.ca.certPem }, max: 10 })
-          ),
-          (pool) => Effect.promise(() => pool.end())
-        )
-      })
+      ? PgClient.layerFromPool({ acquire: plainPool(server, pki) })
       : BenchDatabase.secureSqlClient(settings, PASSWORD)
-    const sql = Context.get(yield* Effect.orDie(Layer.build(layer)), SqlClient.SqlClient)
-    const deadline = Date.now() + seconds * 1000
-    let count = 0
-    yield* Effect.forEach(Array.from({ length: 16 }, (_, w) => w), (w) =>
-      Effect.repeat(Effect.map(sql`SELECT ${w}::int`, () => count++), { while: () => Date.now() < deadline }), {
-      concurrency: "unbounded",
-      discard: true
-    }).pipe(Effect.orDie)
+    const count = which === "raw"
+      ? yield* rawLoops(yield* plainPool(server, pki), seconds, concurrency)
+      : yield* effectLoops(Context.get(yield* Effect.orDie(Layer.build(layer)), SqlClient.SqlClient), seconds, concurrency)
     console.log(`${which}: ${Math.round(count / seconds)} q/s`)
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
 
@@ -120,4 +151,7 @@ if (process.argv[2] === "--summary") summary(process.argv[3] ?? "")
 else if (process.argv[2]?.startsWith("startup") === true) {
   Effect.runPromise(startups(Number(process.argv[3] ?? "300"), process.argv[2] === "startup-raw")).then(() => process.exit(0))
 }
-else Effect.runPromise(program(process.argv[2] ?? "secure", Number(process.argv[3] ?? "5"))).then(() => process.exit(0))
+else {
+  const [which = "secure", seconds = "5", concurrency = "16"] = process.argv.slice(2)
+  Effect.runPromise(program(which, Number(seconds), Number(concurrency))).then(() => process.exit(0))
+}
