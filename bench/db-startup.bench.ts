@@ -3,15 +3,19 @@
  * `pg.Client` connecting over TLS (same CA, verify-full) and running `SELECT 1`.
  *
  * - raw pg.Client: `connect()` + `SELECT 1`;
+ * - raw pg.Client + the posture query: the same, with SecureSqlClient's startup query (TLS as the
+ *   server sees it, the role's privileges) sent first on the new connection, as its startup check
+ *   sends it — the least a client that checks the posture can take: what is left between it and
+ *   SecureSqlClient is the client's own work;
  * - SecureSqlClient: building `SecureSqlClient.layer` (credentials from an in-memory backend, TLS
  *   options, pool, one connection checked with the posture query, metrics, alerts, health
  *   supervisor) + the first `SELECT 1` through `SqlClient`.
  *
  * Both are timed from the first call to the first row, in wall-clock time and in this process's
  * CPU time (user + system: what the client itself spent, which the machine's other load does not
- * inflate as much as the wall clock); closing them is not timed. Rounds are interleaved (raw, then
- * secure) and the ratios are taken per round, reported as `median [min–max]`, after one
- * unmeasured warm-up of each (module loading, JIT).
+ * inflate as much as the wall clock); closing them is not timed. Rounds are interleaved (raw, raw
+ * with the posture query, then secure) and the ratios are taken per round, reported as
+ * `median [min–max]`, after one unmeasured warm-up of each (module loading, JIT).
  *
  *   npx tsx bench/db-startup.bench.ts [rounds=25]
  */
@@ -22,6 +26,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Pg from "pg"
+import { postureQuery } from "../packages/db/dist/internal/posture.js"
 import { pathToFileURL } from "node:url"
 import { performance } from "node:perf_hooks"
 import * as BenchDatabase from "./internal/benchDatabase.js"
@@ -41,8 +46,8 @@ const cpuMillisSince = (cpu: NodeJS.CpuUsage) => {
   return (used.user + used.system) / 1000
 }
 
-/** From `connect()` to the first row of a raw `pg.Client`. */
-const rawStartup = (database: BenchDatabase.BenchDatabase): Effect.Effect<Timing> =>
+/** From `connect()` to the first row of a raw `pg.Client`, after the posture query when `checked`. */
+const rawStartup = (database: BenchDatabase.BenchDatabase, checked = false): Effect.Effect<Timing> =>
   Effect.promise(async () => {
     const client = new Pg.Client({
       host: database.server.host,
@@ -55,6 +60,7 @@ const rawStartup = (database: BenchDatabase.BenchDatabase): Effect.Effect<Timing
     const cpu = process.cpuUsage()
     const start = performance.now()
     await client.connect()
+    if (checked) await client.query(postureQuery)
     await client.query("SELECT 1")
     const timing = { millis: performance.now() - start, cpuMillis: cpuMillisSince(cpu) }
     await client.end()
@@ -77,14 +83,18 @@ export const run = (rounds = 25) =>
   Effect.gen(function*() {
     const database = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-bench-startup", poolMax: 10 })
     yield* rawStartup(database)
+    yield* rawStartup(database, true)
     yield* secureStartup(database)
     const raw: Array<Timing> = []
+    const checked: Array<Timing> = []
     const secure: Array<Timing> = []
     for (let round = 0; round < rounds; round++) {
       raw.push(yield* rawStartup(database))
+      checked.push(yield* rawStartup(database, true))
       secure.push(yield* secureStartup(database))
     }
-    const ratios = (of: (t: Timing) => number) => raw.map((r, i) => of(secure[i] ?? r) / of(r))
+    const ratiosOf = (timings: ReadonlyArray<Timing>, of: (t: Timing) => number) =>
+      raw.map((r, i) => of(timings[i] ?? r) / of(r))
     const ms = (timings: ReadonlyArray<Timing>, of: (t: Timing) => number) => `${median(timings.map(of)).toFixed(1)} ms`
     const wall = (t: Timing) => t.millis
     const cpu = (t: Timing) => t.cpuMillis
@@ -92,8 +102,10 @@ export const run = (rounds = 25) =>
     console.log("| | wall clock | client CPU |")
     console.log("|---|---|---|")
     console.log(`| raw pg.Client connect + SELECT 1 | ${ms(raw, wall)} | ${ms(raw, cpu)} |`)
+    console.log(`| raw pg.Client connect + posture query + SELECT 1 | ${ms(checked, wall)} | ${ms(checked, cpu)} |`)
     console.log(`| SecureSqlClient.layer + SELECT 1 | ${ms(secure, wall)} | ${ms(secure, cpu)} |`)
-    console.log(`| SecureSqlClient / raw per round | ${spread(ratios(wall))} | ${spread(ratios(cpu))} |`)
+    console.log(`| raw + posture query / raw per round | ${spread(ratiosOf(checked, wall))} | ${spread(ratiosOf(checked, cpu))} |`)
+    console.log(`| SecureSqlClient / raw per round | ${spread(ratiosOf(secure, wall))} | ${spread(ratiosOf(secure, cpu))} |`)
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href

@@ -62,8 +62,10 @@ interface ServerRow extends RolePrivileges.PrivilegeRow {
 /**
  * `pg_stat_ssl` is a view over `pg_stat_get_activity(NULL)`, every backend's status; the function
  * asked for our own backend gives the same columns without the view (cold on a new backend).
+ * Exported for `bench/db-startup.bench.ts`, whose raw client runs it to show what the check costs
+ * the server.
  */
-const postureQuery = `SELECT s.ssl, s.sslversion AS version, s.sslcipher AS cipher, r.rolsuper, ${RolePrivileges.columns}
+export const postureQuery = `SELECT s.ssl, s.sslversion AS version, s.sslcipher AS cipher, r.rolsuper, ${RolePrivileges.columns}
 FROM pg_stat_get_activity(pg_backend_pid()) s CROSS JOIN pg_roles r
 WHERE r.rolname = current_user`
 
