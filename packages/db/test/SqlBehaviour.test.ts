@@ -658,6 +658,23 @@ const interruption: ReadonlyArray<Case> = [
         assert.strictEqual(yield* untilNoSleepers, 0)
         assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
       })
+  },
+  {
+    name: "a statement interrupted while it waits for a connection gives that connection back unused when it comes",
+    run: (impl) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const waited = yield* Effect.scoped(Effect.gen(function*() {
+          // the pool's one connection is taken: the statement below waits in the pool's queue
+          yield* sql.reserve
+          return yield* Effect.either(Effect.timeout(sql`SELECT 'never sent' AS text`, "100 millis"))
+        }))
+        assert.isTrue(Either.isLeft(waited) && Cause.isTimeoutException(waited.left))
+        // the reserved connection went to the interrupted statement's checkout and straight back:
+        // a pool of one serves the next statements
+        assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
+        assert.deepStrictEqual(yield* sql`SELECT 2 AS two`, [{ two: 2 }])
+      }).pipe(Effect.provide(impl.layer(1)))
   }
 ]
 
