@@ -10,13 +10,19 @@
  *   grows: FACTS.md), warmed before it is timed;
  * - pgbench (libpq, `min(concurrency, pool)` clients, extended and prepared): the limit.
  *
+ * With `replica` as the fourth argument, two more on a streaming hot standby of the server (same
+ * machine, same settings): a raw `pg.Pool` on it, and SecureSqlClient's `ReadReplica` with the
+ * standby as `DB_READ_REPLICA` — reads through the replica client, whose statements take
+ * `@effect/sql`'s path (per-statement failover deadline, connection acquirer), against the raw
+ * pool on the same standby. Off by default (`npm run bench` times what issue 13's goals name).
+ *
  * Each concurrency (1, 16, 64) runs `rounds` rounds; within a round every contender runs one
  * sample of `secondsPerRound`, one after the other, so that machine noise (the machine is shared)
  * hits every contender alike. Ratios are taken per round against the raw pg sample of the same
  * round and reported as `median [min–max]`. Latency: p50 / p99 of every query of the sample;
  * CPU: `process.cpuUsage` over the sample / queries completed.
  *
- *   npx tsx bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3] [concurrencies=1,16,64]
+ *   npx tsx bench/db-throughput.bench.ts [secondsPerRound=3] [rounds=3] [concurrencies=1,16,64] [replica]
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -30,7 +36,10 @@ import * as Pg from "pg"
 import postgres from "postgres"
 import { pathToFileURL } from "node:url"
 import { performance } from "node:perf_hooks"
-import type { PgTestServer, TestPki } from "@takumi/testing"
+import * as Option from "effect/Option"
+import type { DbSettings } from "@takumi/config"
+import { ReadReplica } from "@takumi/db"
+import { PgTestServer, type TestPki } from "@takumi/testing"
 import * as BenchDatabase from "./internal/benchDatabase.js"
 import { median } from "./internal/median.js"
 import * as Pgbench from "./internal/pgbench.js"
@@ -66,7 +75,7 @@ const workers = (concurrency: number, worker: (w: number) => Promise<void>) =>
 
 const sslOf = (pki: TestPki.TestPki) => ({ ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" as const })
 
-const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
+const plainPool = (server: { readonly host: string; readonly port: number }, pki: TestPki.TestPki) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const pool = new Pg.Pool({
@@ -84,8 +93,8 @@ const plainPool = (server: PgTestServer.PgTestServer, pki: TestPki.TestPki) =>
     (pool) => Effect.promise(() => pool.end())
   )
 
-const rawContender = (pool: Pg.Pool): Contender => ({
-  name: "raw pg.Pool",
+const rawContender = (pool: Pg.Pool, name = "raw pg.Pool"): Contender => ({
+  name,
   sample: (concurrency, millis) =>
     timed(millis, (deadline, tally) =>
       workers(concurrency, async (w) => {
@@ -202,14 +211,32 @@ const report = (concurrency: number, names: ReadonlyArray<string>, rounds: Reado
   }
 }
 
-/** The benchmark: prints one markdown table per concurrency. */
-export const run = (secondsPerRound = 3, rounds = 3, concurrencies: ReadonlyArray<number> = [1, 16, 64]) =>
+/** The two contenders on a streaming standby of `server` (see the module comment). */
+const replicaContenders = (database: BenchDatabase.BenchDatabase) =>
   Effect.gen(function*() {
-    const { pki, server, settings } = yield* BenchDatabase.make({
+    const standby = yield* PgTestServer.makeStandby(database.server)
+    const settings: DbSettings = { ...database.settings, readReplica: Option.some({ host: standby.host, port: standby.port }) }
+    const replica = Context.get(yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD)), ReadReplica.ReadReplica)
+    return [
+      rawContender(yield* plainPool(standby, database.pki), "raw pg.Pool on the standby"),
+      effectContender("SecureSqlClient ReadReplica (the standby)", replica, true)
+    ]
+  })
+
+/** The benchmark: prints one markdown table per concurrency. */
+export const run = (
+  secondsPerRound = 3,
+  rounds = 3,
+  concurrencies: ReadonlyArray<number> = [1, 16, 64],
+  withReplica = false
+) =>
+  Effect.gen(function*() {
+    const database = yield* BenchDatabase.make({
       password: PASSWORD,
       applicationName: "takumi-bench",
       poolMax: POOL_MAX
     })
+    const { pki, server, settings } = database
     const bare = Context.get(yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) })), SqlClient.SqlClient)
     const secure = Context.get(yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD)), SqlClient.SqlClient)
     const contenders: ReadonlyArray<Contender> = [
@@ -219,7 +246,8 @@ export const run = (secondsPerRound = 3, rounds = 3, concurrencies: ReadonlyArra
       effectContender("SecureSqlClient", secure, true),
       postgresJsContender(server, pki),
       pgbenchContender(server, pki, "extended"),
-      pgbenchContender(server, pki, "prepared")
+      pgbenchContender(server, pki, "prepared"),
+      ...(withReplica ? yield* replicaContenders(database) : [])
     ]
     const names = contenders.map((c) => c.name)
     console.log(
@@ -228,7 +256,7 @@ export const run = (secondsPerRound = 3, rounds = 3, concurrencies: ReadonlyArra
     )
     for (const concurrency of concurrencies) {
       // warm-up: open every pool's connections and JIT the paths at this concurrency
-      for (const c of contenders.slice(0, 4)) yield* c.sample(concurrency, 500)
+      for (const c of contenders.filter((c) => !c.name.startsWith("pgbench"))) yield* c.sample(concurrency, 500)
       const results: Array<Map<string, Sample>> = []
       for (let round = 0; round < rounds; round++) {
         const samples = new Map<string, Sample>()
@@ -245,7 +273,7 @@ if (invokedDirectly) {
   const seconds = Number(process.argv[2] ?? "3")
   const rounds = Number(process.argv[3] ?? "3")
   const concurrencies = (process.argv[4] ?? "1,16,64").split(",").map(Number)
-  Effect.runPromise(run(seconds, rounds, concurrencies)).then(
+  Effect.runPromise(run(seconds, rounds, concurrencies, process.argv[5] === "replica")).then(
     () => process.exit(0),
     (error: unknown) => {
       console.error(error)
