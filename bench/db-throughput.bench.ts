@@ -239,15 +239,21 @@ export const run = (
     const { pki, server, settings } = database
     const bare = Context.get(yield* build(PgClient.layerFromPool({ acquire: plainPool(server, pki) })), SqlClient.SqlClient)
     const secure = Context.get(yield* build(BenchDatabase.secureSqlClient(settings, PASSWORD)), SqlClient.SqlClient)
-    const contenders: ReadonlyArray<Contender> = [
+    // the contenders on long-lived pools, warmed up before each concurrency's rounds (postgres.js
+    // warms its fresh instance in every sample; pgbench is a process of its own)
+    const pooled: ReadonlyArray<Contender> = [
       rawContender(yield* plainPool(server, pki)),
       effectContender("bare @effect/sql-pg, tracer on", bare, true),
       effectContender("bare @effect/sql-pg, tracer off", bare, false),
-      effectContender("SecureSqlClient", secure, true),
+      effectContender("SecureSqlClient", secure, true)
+    ]
+    const replica = withReplica ? yield* replicaContenders(database) : []
+    const contenders: ReadonlyArray<Contender> = [
+      ...pooled,
       postgresJsContender(server, pki),
       pgbenchContender(server, pki, "extended"),
       pgbenchContender(server, pki, "prepared"),
-      ...(withReplica ? yield* replicaContenders(database) : [])
+      ...replica
     ]
     const names = contenders.map((c) => c.name)
     console.log(
@@ -256,7 +262,7 @@ export const run = (
     )
     for (const concurrency of concurrencies) {
       // warm-up: open every pool's connections and JIT the paths at this concurrency
-      for (const c of contenders.filter((c) => !c.name.startsWith("pgbench"))) yield* c.sample(concurrency, 500)
+      for (const c of [...pooled, ...replica]) yield* c.sample(concurrency, 500)
       const results: Array<Map<string, Sample>> = []
       for (let round = 0; round < rounds; round++) {
         const samples = new Map<string, Sample>()
