@@ -25,7 +25,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Pg from "pg"
 import { postureQuery } from "../packages/db/dist/internal/posture.js"
 import { pathToFileURL } from "node:url"
 import { performance } from "node:perf_hooks"
@@ -49,14 +48,7 @@ const cpuMillisSince = (cpu: NodeJS.CpuUsage) => {
 /** From `connect()` to the first row of a raw `pg.Client`, after the posture query when `checked`. */
 const rawStartup = (database: BenchDatabase.BenchDatabase, checked = false): Effect.Effect<Timing> =>
   Effect.promise(async () => {
-    const client = new Pg.Client({
-      host: database.server.host,
-      port: database.server.port,
-      database: "app",
-      user: "app",
-      password: PASSWORD,
-      ssl: { ca: database.pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" }
-    })
+    const client = BenchDatabase.rawClient(database, PASSWORD)
     const cpu = process.cpuUsage()
     const start = performance.now()
     await client.connect()

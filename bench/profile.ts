@@ -129,18 +129,11 @@ const program = (which: string, seconds: number, concurrency: number) =>
  */
 const startups = (count: number, raw: boolean) =>
   Effect.gen(function*() {
-    const { pki, server, settings } = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-profile", poolMax: 10 })
-    const layer = BenchDatabase.secureSqlClient(settings, PASSWORD)
+    const database = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-profile", poolMax: 10 })
+    const layer = BenchDatabase.secureSqlClient(database.settings, PASSWORD)
     const secure = Effect.scoped(Effect.flatMap(Layer.build(layer), (context) => Context.get(context, SqlClient.SqlClient)`SELECT 1`))
     const plain = Effect.promise(async () => {
-      const client = new Pg.Client({
-        host: server.host,
-        port: server.port,
-        database: "app",
-        user: "app",
-        password: PASSWORD,
-        ssl: { ca: pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" }
-      })
+      const client = BenchDatabase.rawClient(database, PASSWORD)
       await client.connect()
       await client.query("SELECT 1")
       await client.end()

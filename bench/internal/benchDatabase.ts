@@ -1,11 +1,13 @@
 /**
  * The server the database benches measure against: a throwaway PostgreSQL 15 with a test PKI
  * (TLS 1.3), the `app` role and database (`TestDatabase.make`), the development settings that
- * point SecureSqlClient at it, and SecureSqlClient itself with the password from memory.
+ * point SecureSqlClient at it, SecureSqlClient itself with the password from memory, and the raw
+ * `pg.Client` the startup benches compare it with.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Pg from "pg"
 import type * as Scope from "effect/Scope"
 import { DbConfig, type DbSettings, testSettings } from "@takumi/config"
 import { SecureSqlClient } from "@takumi/db"
@@ -60,3 +62,14 @@ export const secureSqlClient = (
     Layer.provide(Layer.succeed(DbConfig, settings)),
     Layer.provide(SecretsBackend.layerTest({ DB_PASSWORD: password }))
   )
+
+/** The raw `pg.Client` of the startup benches: the same server, TLS with the same CA (verify-full), not connected. */
+export const rawClient = (database: BenchDatabase, password: string): Pg.Client =>
+  new Pg.Client({
+    host: database.server.host,
+    port: database.server.port,
+    database: "app",
+    user: "app",
+    password,
+    ssl: { ca: database.pki.ca.certPem, rejectUnauthorized: true, minVersion: "TLSv1.2" }
+  })
