@@ -16,6 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { readdirSync, readFileSync } from "node:fs"
 import { BlackholeServer, PgTestServer, TestDatabase, type TestPki } from "@takumi/testing"
@@ -25,6 +26,7 @@ import * as ReadReplica from "../src/ReadReplica.js"
 import * as ReconnectSchedule from "../src/ReconnectSchedule.js"
 import * as SecureSqlClient from "../src/SecureSqlClient.js"
 import { configLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
+import { makeRecordingTracer } from "./sqlBehaviour.js"
 
 const APP_PASSWORD = "app-Pa55word-replica-0e4d"
 const FAILOVER = Duration.millis(1000)
@@ -141,6 +143,47 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
         expect(yield* whoAnswers(sql)).toEqual({ recovery: false, port: env.primary.port, ssl: true })
       }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
     }))
+
+  it.scoped(
+    "answers a read on the replica as the primary's client does (rows, values, raw, several statements, helpers, errors), with or without a tracer",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* Env
+        // what users can see of one client's answers; without a tracer the replica's statements
+        // run on the direct path, with one on @effect/sql's (internal/resilience/replica.ts)
+        const answers = (sql: SqlClient.SqlClient) =>
+          Effect.gen(function*() {
+            const rows = yield* sql`SELECT ${41}::int + 1 AS n, ${"é"}::text AS t, ${null}::text AS z`
+            const values = yield* sql`SELECT ${1}::int AS a, ${"b"}::text AS b`.values
+            const raw = (yield* sql`SELECT generate_series(1, ${3}::int) AS s`.raw) as Pg.QueryResult
+            const several = yield* sql.unsafe("SELECT 1 AS one; SELECT 2 AS two")
+            const helper = yield* sql`SELECT x FROM generate_series(1, 5) AS x WHERE x IN ${sql.in([2, 4])} ORDER BY x`
+            const error = yield* Effect.flip(sql`SELECT 1 / ${0}::int`)
+            return {
+              rows,
+              values,
+              raw: { command: raw.command, rowCount: raw.rowCount, rows: raw.rows },
+              several,
+              helper,
+              error: { message: error.message, code: error.cause instanceof Pg.DatabaseError ? error.cause.code : undefined }
+            }
+          })
+        const traced = makeRecordingTracer(yield* Effect.tracer)
+        yield* Effect.gen(function*() {
+          yield* healthWhere((s) => s.status === "healthy")
+          const replica = yield* ReadReplica.ReadReplica
+          const sql = yield* SqlClient.SqlClient
+          expect((yield* whoAnswers(replica)).recovery).toBe(true)
+          const expected = yield* answers(sql)
+          expect(expected.error).toEqual({ message: "Failed to execute statement", code: "22012" })
+          expect(yield* answers(replica)).toEqual(expected)
+          expect(yield* Effect.withTracer(answers(replica), traced.tracer)).toEqual(expected)
+          expect(yield* Effect.withTracer(whoAnswers(replica), traced.tracer)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
+          const replicaSpans = traced.recorded().filter((span) => span.attributes.get("takumi.db.role") === "read-replica")
+          expect(replicaSpans.length).toBeGreaterThanOrEqual(7)
+        }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
+      })
+  )
 
   it.scoped("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
     Effect.gen(function*() {

@@ -22,14 +22,14 @@ const clients = Effect.gen(function*() {
   const pool = new Pg.Pool({ host: target.host, port: target.port })
   const upstream = Context.get(yield* Layer.build(PgClient.layerFromPool({ acquire: Effect.succeed(pool) })), PgClient.PgClient)
   // the pool's `owns` is only asked inside a transaction, which nothing here opens
-  const executor = new Statements.Executor(pool as unknown as SecurePool, target)
+  const executor = new Statements.PoolExecutor(pool as unknown as SecurePool, target)
   return { upstream, sql: Statements.wrapClient(upstream, executor), executor }
 })
 
 /** Whether `statement` would run directly in the current fiber. */
 const runsDirectly = (executor: Statements.Executor, statement: Statement.Statement<unknown>) =>
   Effect.withFiberRuntime((fiber) =>
-    Effect.succeed(executor.run(fiber, statement as Parameters<Statements.Executor["run"]>[1], "rows", false) !== undefined)
+    Effect.succeed(executor.run(fiber, statement as unknown as Statements.Compilable, "rows", false) !== undefined)
   )
 
 /** Effect's built-in tracer, and another one (any installed tracer, e.g. OpenTelemetry's) */

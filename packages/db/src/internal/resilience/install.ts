@@ -313,6 +313,9 @@ export const install = (options: {
         return yield* makeReplicaClient({
           primary,
           replica: replicaClient,
+          primaryPool: pool,
+          primaryTarget: target,
+          replicaPool: r.pool,
           target: r.target,
           failoverTimeout: settings.failoverTimeout,
           replicaUsable: Effect.map(supervised.replicaState, (s) => Option.exists(s, (state) => state.status !== "down")),

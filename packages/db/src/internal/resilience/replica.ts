@@ -6,7 +6,12 @@
  * the replica and, while it does not answer, keeps reads on the primary without trying the replica.
  * Statements that run on the replica have 25006 mapped to `ReadOnlyReplica`, and a connection
  * lost under them is reported to the supervisor too. A statement the replica does not answer
- * within `DB_FAILOVER_TIMEOUT` runs again on the primary (see `guard`).
+ * within `DB_FAILOVER_TIMEOUT` runs again on the primary.
+ *
+ * Outside a transaction, statements take the direct path of internal/statement/ (`ReplicaExecutor`,
+ * the deadline from `failoverDeadline`'s sweep); transactions, streams, and fibers with a tracer or
+ * a statement transformer take `@effect/sql`'s path, through the acquirers below (the deadline as
+ * a timer per statement, see `guard`). Both route and report alike.
  *
  * @internal
  */
@@ -20,10 +25,15 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as Pg from "pg"
+import type * as Scope from "effect/Scope"
 import { makeCompiler } from "@effect/sql-pg/PgClient"
 import { FailoverTimeout, PoolExhausted } from "../../DbError.js"
 import { ReadOnlyReplica } from "../../ReadReplica.js"
 import { classifyConnectError, classifyRuntimeError, type ConnectTarget, errorCode, errorMessage } from "../classify.js"
+import type { SecurePool } from "../pool.js"
+import * as Run from "../statement/run.js"
+import * as Statements from "../statement/statement.js"
+import * as FailoverDeadline from "./failoverDeadline.js"
 import type { HealthIssue } from "./supervisor.js"
 import { isConnectionLost } from "../../Idempotent.js"
 
@@ -168,6 +178,11 @@ const guard = (
 export interface ReplicaClientOptions {
   readonly primary: SqlClient.SqlClient
   readonly replica: PgClient.PgClient
+  /** the pools under `primary` and `replica`, and the primary's target, for the direct path */
+  readonly primaryPool: SecurePool
+  readonly primaryTarget: ConnectTarget
+  readonly replicaPool: SecurePool
+  /** the replica's */
   readonly target: ConnectTarget
   /** `DB_FAILOVER_TIMEOUT`: how long a statement on the replica may go unanswered before it runs on the primary */
   readonly failoverTimeout: Duration.Duration
@@ -177,10 +192,70 @@ export interface ReplicaClientOptions {
   readonly onReplicaFailure: (issue: HealthIssue) => Effect.Effect<void>
 }
 
-/** Builds the routing `SqlClient`. */
+/**
+ * The replica gave no connection (`error`'s cause is the pool's): reported unless the replica is
+ * merely busy, and logged; the caller then sends the read to the primary.
+ */
+const noReplicaConnection = (error: SqlError, options: ReplicaClientOptions): Effect.Effect<void> => {
+  const issue = replicaIssue(error.cause, options.target)
+  // a busy replica is not a broken one: this read goes to the primary, nothing is reported
+  const report = issue._tag === "PoolExhausted" ? Effect.void : options.onReplicaFailure(issue)
+  return Effect.zipRight(report, Effect.logDebug(`ReadReplica: read sent to the primary: ${issue.message}`))
+}
+
+/**
+ * The replica client's direct statements, outside a transaction: on the replica while it is not
+ * known to be down, bounded by the failover deadline, with its failures mapped as `guard` maps
+ * them; a read the replica cannot take — no connection (reported, unless the replica is merely
+ * busy) or no answer within the timeout (reported) — runs on the primary, as the acquirers of
+ * `makeReplicaClient` send it there on `@effect/sql`'s path.
+ */
+class ReplicaExecutor implements Statements.Executor {
+  readonly mapError: (error: SqlError) => Effect.Effect<never, SqlError>
+
+  constructor(readonly options: ReplicaClientOptions, readonly deadline: Run.Watch) {
+    this.mapError = mapReplicaError(options.target, options.onReplicaFailure)
+  }
+
+  run(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    statement: Statements.Compilable,
+    mode: Run.Mode,
+    withoutTransform: boolean
+  ): Effect.Effect<unknown, SqlError> | undefined {
+    if (Statements.needsUpstream(fiber) || Statements.transactionOf(fiber) !== undefined) return undefined
+    const [sql, params] = statement.compiled(withoutTransform)
+    const { replicaPool, replicaUsable, target } = this.options
+    return Effect.flatMap(replicaUsable, (usable) =>
+      usable
+        ? Effect.catchAll(
+          Run.onPool(replicaPool, target, sql, params, mode, this.deadline),
+          (error) => this.recover(error, sql, params, mode)
+        )
+        : this.onPrimary(sql, params, mode))
+  }
+
+  onPrimary(sql: string, params: ReadonlyArray<unknown>, mode: Run.Mode): Effect.Effect<unknown, SqlError> {
+    return Run.onPool(this.options.primaryPool, this.options.primaryTarget, sql, params, mode)
+  }
+
+  /** A failure on the replica: the read goes to the primary when the replica could not take it. */
+  recover(error: SqlError, sql: string, params: ReadonlyArray<unknown>, mode: Run.Mode): Effect.Effect<unknown, SqlError> {
+    if (Run.isAcquireFailure(error)) return Effect.zipRight(noReplicaConnection(error, this.options), this.onPrimary(sql, params, mode))
+    if (error.cause instanceof FailoverTimeout) {
+      return Effect.zipRight(
+        Effect.zipRight(this.options.onReplicaFailure(error.cause), Effect.logDebug(`ReadReplica: read sent again to the primary: ${error.message}`)),
+        this.onPrimary(sql, params, mode)
+      )
+    }
+    return this.mapError(error)
+  }
+}
+
+/** Builds the routing `SqlClient` (its direct path's deadline swept until the scope closes). */
 export const makeReplicaClient = (
   options: ReplicaClientOptions
-): Effect.Effect<SqlClient.SqlClient, never, Reactivity.Reactivity> => {
+): Effect.Effect<SqlClient.SqlClient, never, Reactivity.Reactivity | Scope.Scope> => {
   const { primary, replica, target } = options
   const onPrimary = <A>(run: (connection: Connection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
     Effect.scoped(Effect.flatMap(primary.reserve, run))
@@ -189,18 +264,10 @@ export const makeReplicaClient = (
       usable
         ? replica.reserve.pipe(
           Effect.map((connection) => guard(connection, target, options.onReplicaFailure, deadline)),
-          Effect.catchAll((error) => {
-            const issue = replicaIssue(error.cause, target)
-            // a busy replica is not a broken one: this read goes to the primary, nothing is reported
-            const report = issue._tag === "PoolExhausted" ? Effect.void : options.onReplicaFailure(issue)
-            return Effect.zipRight(
-              Effect.zipRight(report, Effect.logDebug(`ReadReplica: read sent to the primary: ${issue.message}`)),
-              primary.reserve
-            )
-          })
+          Effect.catchAll((error) => Effect.zipRight(noReplicaConnection(error, options), primary.reserve))
         )
         : primary.reserve)
-  return SqlClient.make({
+  const upstream = SqlClient.make({
     acquirer: makeAcquirer({ timeout: options.failoverTimeout, runElsewhere: onPrimary }),
     transactionAcquirer: makeAcquirer({ timeout: options.failoverTimeout, runElsewhere: undefined }),
     compiler: makeCompiler(),
@@ -211,4 +278,6 @@ export const makeReplicaClient = (
       ["takumi.db.role", "read-replica"]
     ]
   })
+  return Effect.zipWith(upstream, FailoverDeadline.make(target, options.failoverTimeout), (client, deadline) =>
+    Statements.wrapClient(client, new ReplicaExecutor(options, deadline)))
 }

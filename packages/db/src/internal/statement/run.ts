@@ -32,6 +32,27 @@ export type Mode = "rows" | "raw" | "values"
 
 type Resume = (effect: Effect.Effect<unknown, SqlError>) => void
 
+/** `SqlError`'s message for a connection the pool could not give, as `@effect/sql-pg` words it. */
+const acquireFailed = "Failed to acquire connection"
+
+/** Whether `onPool` failed before the statement was sent: the pool gave no connection. */
+export const isAcquireFailure = (error: SqlError): boolean => error.message === acquireFailed
+
+/** A statement in flight on a connection of its own, which `end` can stop at once. */
+export interface Expirable {
+  /** closes the statement's connection (discarded by the pool, never reused) and fails the statement with `cause` */
+  readonly end: (cause: Error) => void
+}
+
+/**
+ * What watches the statements `onPool` sends (the read replica's failover deadline): `sent` when
+ * the statement goes out on its connection, `answered` when it is done, whichever way.
+ */
+export interface Watch {
+  readonly sent: (run: Expirable) => void
+  readonly answered: (run: Expirable) => void
+}
+
 /** The statement text as pg takes it: `values` mode is a query config with `rowMode`. */
 const queryOf = (sql: string, params: ReadonlyArray<unknown>, mode: Mode): Pg.QueryArrayConfig | string =>
   mode === "values" ? { text: sql, values: params as Array<unknown>, rowMode: "array" } : sql
@@ -69,7 +90,7 @@ const cancelOn = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => 
  * One statement outside a transaction: checkout, query, release. Its two callbacks are methods
  * bound once; the state lives in the fields.
  */
-class PooledRun {
+class PooledRun implements Expirable {
   #client: Pg.PoolClient | undefined = undefined
   #done = false
 
@@ -79,7 +100,8 @@ class PooledRun {
     readonly query: Pg.QueryArrayConfig | string,
     readonly params: ReadonlyArray<unknown>,
     readonly mode: Mode,
-    readonly resume: Resume
+    readonly resume: Resume,
+    readonly watch: Watch | undefined
   ) {}
 
   readonly onClient = (err: Error | null | undefined, client: Pg.PoolClient | undefined): void => {
@@ -90,11 +112,13 @@ class PooledRun {
     }
     if ((err !== null && err !== undefined) || client === undefined) {
       this.#done = true
-      this.resume(Effect.fail(new SqlError({ cause: err ?? new Error("No client returned"), message: "Failed to acquire connection" })))
+      this.resume(Effect.fail(new SqlError({ cause: err ?? new Error("No client returned"), message: acquireFailed })))
       return
     }
     this.#client = client
     try {
+      // before the query: a query that throws finishes the run, and `answered` follows `sent`
+      this.watch?.sent(this)
       client.query(this.query as string, this.params as Array<unknown>, this.onResult)
     } catch (cause) {
       // pg throws synchronously on a value it cannot serialize (a circular object)
@@ -120,7 +144,21 @@ class PooledRun {
   #finish(): void {
     if (this.#done) return
     this.#done = true
+    this.watch?.answered(this)
     this.#client?.release()
+  }
+
+  /**
+   * Ends the statement now (see `Expirable`): `client.end()` destroys the socket under the active
+   * query and marks the client ending, so pg-pool discards it on release instead of handing it to
+   * the next caller; pg's own failure of the query, when it comes, finds the run done.
+   */
+  readonly end = (cause: Error): void => {
+    const client = this.#client
+    if (this.#done || client === undefined) return
+    client.end().then(undefined, () => undefined)
+    this.#finish()
+    this.resume(Effect.fail(new SqlError({ cause, message: cause.message })))
   }
 
   /** The interruption: the statement cancelled on the server, then the connection back. */
@@ -134,16 +172,17 @@ class PooledRun {
   })
 }
 
-/** Runs `sql` with a connection of `pool`, as described above. */
+/** Runs `sql` with a connection of `pool`, as described above; `watch` is told when it is sent and answered. */
 export const onPool = (
   pool: Pg.Pool,
   target: ConnectTarget,
   sql: string,
   params: ReadonlyArray<unknown>,
-  mode: Mode
+  mode: Mode,
+  watch?: Watch
 ): Effect.Effect<unknown, SqlError> =>
   Effect.async<unknown, SqlError>((resume) => {
-    const run = new PooledRun(pool, target, queryOf(sql, params, mode), params, mode, resume)
+    const run = new PooledRun(pool, target, queryOf(sql, params, mode), params, mode, resume, watch)
     pool.connect(run.onClient)
     return run.cancel
   })

@@ -49,24 +49,45 @@ const noTransaction = () => undefined
 /** A statement's text and parameters, as `compile` gives them. */
 type Compiled = readonly [sql: string, params: ReadonlyArray<unknown>]
 
-/** The pool a client's direct statements run on. */
-export class Executor {
-  constructor(readonly pool: SecurePool, readonly target: ConnectTarget) {}
+/** A statement as an executor sees it: the text and parameters to send. */
+export interface Compilable {
+  compiled(withoutTransform: boolean): Compiled
+}
 
+/** Where the statements of a wrapped client (`wrapClient`) run when they can run directly. */
+export interface Executor {
   /**
    * The direct run of `statement` in this fiber, or `undefined` where `@effect/sql`'s path must run
    * (see the module comment).
    */
   run(
     fiber: Fiber.RuntimeFiber<unknown, unknown>,
-    statement: PgStatement<unknown>,
+    statement: Compilable,
+    mode: Run.Mode,
+    withoutTransform: boolean
+  ): Effect.Effect<unknown, SqlError> | undefined
+}
+
+/** Whether this fiber's statements must take `@effect/sql`'s path: a tracer is installed or a transformer set. */
+export const needsUpstream = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  fiber.currentTracer !== builtInTracer || fiber.getFiberRef(Statement.currentTransformer)._tag === "Some"
+
+/** The connection of the transaction this fiber is in, if any. */
+export const transactionOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+  Context.getOrElse(fiber.currentContext, SqlClient.TransactionConnection, noTransaction)
+
+/** The executor of a pool's own client: outside a transaction or inside one of this pool's. */
+export class PoolExecutor implements Executor {
+  constructor(readonly pool: SecurePool, readonly target: ConnectTarget) {}
+
+  run(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    statement: Compilable,
     mode: Run.Mode,
     withoutTransform: boolean
   ): Effect.Effect<unknown, SqlError> | undefined {
-    if (fiber.currentTracer !== builtInTracer || fiber.getFiberRef(Statement.currentTransformer)._tag === "Some") {
-      return undefined
-    }
-    const transaction = Context.getOrElse(fiber.currentContext, SqlClient.TransactionConnection, noTransaction)
+    if (needsUpstream(fiber)) return undefined
+    const transaction = transactionOf(fiber)
     if (transaction === undefined) {
       const [sql, params] = statement.compiled(withoutTransform)
       return Run.onPool(this.pool, this.target, sql, params, mode)
@@ -119,7 +140,7 @@ const compiledTemplate = (strings: TemplateStringsArray, args: ReadonlyArray<unk
  * where it can be (see the module comment). `direct` is its compiled form when known without the
  * compiler (see `compiledTemplate`).
  */
-class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implements Statement.Statement<A> {
+class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implements Statement.Statement<A>, Compilable {
   #upstream: Statement.Statement<A> | undefined = undefined
 
   constructor(
@@ -190,12 +211,12 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
 
 /**
  * `client` with the statements of this module: its template tag and `unsafe` make
- * {@link PgStatement}s over `@effect/sql`'s statements; everything else (helpers,
- * `withTransaction`, `reserve`, `listen`, `json`) is `client`'s own. `safe` is the new client, as
- * `@effect/sql` makes it.
+ * {@link PgStatement}s over `@effect/sql`'s statements, run by `executor` where they can be;
+ * everything else (helpers, `withTransaction`, `reserve`, and a `PgClient`'s `listen` and `json`)
+ * is `client`'s own. `safe` is the new client, as `@effect/sql` makes it. The client must not
+ * rename result columns (`transformResultNames`): direct runs return pg's rows as they are.
  */
-export const wrapClient = (client: PgClient.PgClient, executor: Executor): PgClient.PgClient => {
-  if (client.config.transformResultNames !== undefined) return client
+export const wrapClient = <C extends SqlClient.SqlClient>(client: C, executor: Executor): C => {
   function sql(strings: unknown, ...args: Array<unknown>): unknown {
     if (!(Array.isArray(strings) && "raw" in strings)) return client(strings as string)
     const template = strings as unknown as TemplateStringsArray
@@ -204,7 +225,7 @@ export const wrapClient = (client: PgClient.PgClient, executor: Executor): PgCli
   const wrapped = Object.assign(sql, client, {
     unsafe: <A extends object>(text: string, params?: ReadonlyArray<unknown>) =>
       new PgStatement(() => client.unsafe<A>(text, params), [text, params ?? []], executor)
-  }) as unknown as PgClient.PgClient
+  }) as unknown as C
   Object.assign(wrapped, { safe: wrapped })
   return wrapped
 }
@@ -217,6 +238,8 @@ export const directly = (pool: SecurePool, target: ConnectTarget) =>
 <A extends PgClient.PgClient | SqlClient.SqlClient>(
   context: Context.Context<A | PgClient.PgClient>
 ): Context.Context<A | PgClient.PgClient> => {
-  const client = wrapClient(Context.get(context, PgClient.PgClient), new Executor(pool, target))
+  const upstream = Context.get(context, PgClient.PgClient)
+  if (upstream.config.transformResultNames !== undefined) return context
+  const client = wrapClient(upstream, new PoolExecutor(pool, target))
   return context.pipe(Context.add(PgClient.PgClient, client), Context.add(SqlClient.SqlClient, client))
 }
