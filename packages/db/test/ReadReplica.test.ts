@@ -15,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
@@ -184,6 +185,28 @@ layer(EnvLive, { timeout: 120_000, excludeTestServices: true })("ReadReplica", (
         }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
       })
   )
+
+  it.scoped("cancels an interrupted read on the standby itself, and the replica keeps serving", () =>
+    Effect.gen(function*() {
+      const env = yield* Env
+      // the standby's sessions still running the read, seen from its superuser connection
+      const sleepers = env.standby.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
+      ).pipe(Effect.map((rows) => Number(rows[0]?.["n"] ?? -1)), Effect.orDie)
+      yield* Effect.gen(function*() {
+        yield* healthWhere((s) => s.status === "healthy")
+        const replica = yield* ReadReplica.ReadReplica
+        const sleeping = yield* Effect.fork(replica`SELECT pg_sleep(30)`)
+        // wait until the standby runs it, then interrupt the caller
+        yield* sleepers.pipe(Effect.repeat({ until: (n) => n === 1, times: 100, schedule: Schedule.spaced("20 millis") }))
+        expect(yield* sleepers).toBe(1)
+        yield* Fiber.interrupt(sleeping)
+        // the cancel request is asynchronous on the server: bounded wait (100 × 20 ms)
+        const left = yield* sleepers.pipe(Effect.repeat({ until: (n) => n === 0, times: 100, schedule: Schedule.spaced("20 millis") }))
+        expect(left).toBe(0)
+        expect(yield* whoAnswers(replica)).toEqual({ recovery: true, port: env.standby.port, ssl: true })
+      }).pipe(Effect.provide(clientLayer(settingsWithReplica(env, env.standby))))
+    }))
 
   it.scoped("fails a write sent to the replica with ReadOnlyReplica (25006)", () =>
     Effect.gen(function*() {
