@@ -15,6 +15,9 @@
  *   statement or reroute it);
  * - outside a transaction, or inside one whose connection is a client of this pool.
  *
+ * Those are the rules of `PoolExecutor`, the primary's; `ReadReplica`'s client wraps its statements
+ * the same way with an executor of its own (internal/resilience/replica.ts), outside transactions.
+ *
  * Otherwise, and always for `stream`, the wrapped statement runs as `@effect/sql` runs it. What the
  * direct path leaves out is most of what `@effect/sql`'s statement cost per query in
  * `bench/db-throughput.bench.ts` (BENCHMARKS.md): the segments and the compiler for a plain
