@@ -15,6 +15,23 @@ import type { UserConsoleLog } from "vitest"
 import type { Reporter, TestModule } from "vitest/node"
 import { LeakGuard } from "@takumi/testing"
 
+/**
+ * An error as JSON text for the scan. Vitest hands errors over as they were thrown, so a field
+ * `JSON.stringify` cannot write (a BigInt, a cycle) would throw here and skip the whole scan: a
+ * BigInt is written as its digits, an object met again as "[seen]".
+ */
+const errorText = (error: unknown): string => {
+  const seen = new WeakSet<object>()
+  const text: string | undefined = JSON.stringify(error, (_key, value: unknown) => {
+    if (typeof value === "bigint") return value.toString()
+    if (typeof value !== "object" || value === null) return value
+    if (seen.has(value)) return "[seen]"
+    seen.add(value)
+    return value
+  })
+  return text ?? String(error)
+}
+
 export default class LeakGuardReporter implements Reporter {
   private readonly dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "takumi-leak-guard-"))
   private readonly outputs: Array<LeakGuard.Output> = []
@@ -34,9 +51,9 @@ export default class LeakGuardReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown>): void {
     for (const module of testModules) {
       const errors = [...module.errors(), ...[...module.children.allTests()].flatMap((test) => test.result().errors ?? [])]
-      for (const error of errors) this.outputs.push({ origin: `error in ${module.moduleId}`, text: JSON.stringify(error) })
+      for (const error of errors) this.outputs.push({ origin: `error in ${module.moduleId}`, text: errorText(error) })
     }
-    for (const error of unhandledErrors) this.outputs.push({ origin: "unhandled error", text: JSON.stringify(error) })
+    for (const error of unhandledErrors) this.outputs.push({ origin: "unhandled error", text: errorText(error) })
     for (const restore of this.restores) restore()
     const leaks = LeakGuard.scan([...this.outputs, ...LeakGuard.readOutputs(this.dir)], LeakGuard.readSecrets(this.dir))
     Fs.rmSync(this.dir, { recursive: true, force: true })

@@ -3,8 +3,8 @@
  * process with the repository's guard (vitest.leak-guard.ts, vitest.leak-guard-setup.ts). Tests
  * that pass but print a registered secret URL-encoded (console), base64url (stdout) or base64
  * (a child process's output relayed to stderr) fail the run; a failing test with the secret in
- * its message is reported too; the same secret registered and never printed passes. The report
- * never shows the secret itself.
+ * its message is reported too, also when the error holds a BigInt; the same secret registered and
+ * never printed passes. The report never shows the secret itself.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -17,7 +17,7 @@ const repoRoot = fileURLToPath(new URL("..", import.meta.url))
 const vitest = fileURLToPath(new URL("../node_modules/vitest/vitest.mjs", import.meta.url))
 
 // `+`, `/`, `&` and `%` make the encodings differ from the plain text.
-const plantRun = (plant: "none" | "passing" | "failing") =>
+const plantRun = (plant: "none" | "passing" | "failing" | "failing-bigint") =>
   Effect.gen(function*() {
     const secret = `pw+/&%${randomBytes(12).toString("base64")}`
     const result = yield* run(process.execPath, [vitest, "run", "--config", "test/leak-guard/vitest.config.ts"], {
@@ -34,7 +34,7 @@ describe("LeakGuard", () => {
     Effect.gen(function*() {
       const result = yield* plantRun("passing")
       assert.strictEqual(result.code, 1, result.output)
-      assert.match(result.stdout, /Tests\s+5 passed/, result.output)
+      assert.match(result.stdout, /Tests\s+6 passed/, result.output)
       // the URL-encoded secret, seen by the reporter as a console log
       assert.match(result.report, /planted test password: url-encoded in console stdout/, result.output)
       assert.match(result.report, /planted test password: base64(url)? in stdout-\d+/, result.output)
@@ -46,6 +46,15 @@ describe("LeakGuard", () => {
     Effect.gen(function*() {
       const result = yield* plantRun("failing")
       assert.strictEqual(result.code, 1, result.output)
+      assert.match(result.report, /planted test password: plain in error in .*planted\.leak\.ts/, result.output)
+      assert.notInclude(result.report, result.secret)
+    }), { timeout: 120_000 })
+
+  it.effect("reports a secret in a failing test's error that also holds a BigInt (which JSON.stringify cannot write)", () =>
+    Effect.gen(function*() {
+      const result = yield* plantRun("failing-bigint")
+      assert.strictEqual(result.code, 1, result.output)
+      assert.notInclude(result.output, "Do not know how to serialize a BigInt")
       assert.match(result.report, /planted test password: plain in error in .*planted\.leak\.ts/, result.output)
       assert.notInclude(result.report, result.secret)
     }), { timeout: 120_000 })

@@ -2,7 +2,8 @@
  * Planted leaks for the leak guard's test. LEAK_PLANT chooses: `none` (the secret is registered
  * and never printed), `passing` (tests that pass but print it URL-encoded to the console,
  * base64url at an odd offset to stdout, and relay a child process's stdout carrying it in
- * base64), `failing` (a failing assertion whose message carries it plain).
+ * base64), `failing` (a failing assertion whose message carries it plain), `failing-bigint` (an
+ * error with the secret in its message and a BigInt field, which `JSON.stringify` cannot write).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -36,5 +37,9 @@ describe("planted leaks", () => {
 
   it("fails with the secret in its message", () => {
     if (plant === "failing") assert.strictEqual(`password=${secret}`, "password=<redacted>")
+  })
+
+  it("fails with an error that holds the secret and a BigInt", () => {
+    if (plant === "failing-bigint") throw Object.assign(new Error(`password=${secret}`), { rows: 1n })
   })
 })
