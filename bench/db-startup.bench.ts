@@ -5,16 +5,21 @@
  * - raw pg.Client: `connect()` + `SELECT 1`;
  * - raw pg.Client + the posture query: the same, with SecureSqlClient's startup query (TLS as the
  *   server sees it, the role's privileges) sent first on the new connection, as its startup check
- *   sends it — the least a client that checks the posture can take: what is left between it and
- *   SecureSqlClient is the client's own work;
+ *   sends it — the least a client that checks the posture can take;
+ * - pg.Pool + the posture query: a plain `pg.Pool` given what SecureSqlClient gives pg (the CA
+ *   file read and one `SecureContext` with its minimum version and ciphers, made per startup;
+ *   SCRAM channel binding), one connection checked out, the posture query, released, then
+ *   `pool.query("SELECT 1")` — the same protocol work as SecureSqlClient's startup, without its
+ *   layer: what is left between it and SecureSqlClient is the layer's own machinery (alerts,
+ *   metrics, client classes, resilience, the `SqlClient`);
  * - SecureSqlClient: building `SecureSqlClient.layer` (credentials from an in-memory backend, TLS
  *   options, pool, one connection checked with the posture query, metrics, alerts, health
  *   supervisor) + the first `SELECT 1` through `SqlClient`.
  *
- * Both are timed from the first call to the first row, in wall-clock time and in this process's
+ * Each is timed from the first call to the first row, in wall-clock time and in this process's
  * CPU time (user + system: what the client itself spent, which the machine's other load does not
  * inflate as much as the wall clock); closing them is not timed. Rounds are interleaved (raw, raw
- * with the posture query, then secure) and the ratios are taken per round, reported as
+ * with the posture query, the pool, then secure) and the ratios are taken per round, reported as
  * `median [min–max]`, after one unmeasured warm-up of each (module loading, JIT).
  *
  *   npx tsx bench/db-startup.bench.ts [rounds=25]
@@ -26,6 +31,10 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { postureQuery } from "../packages/db/dist/internal/posture.js"
+import { cipherList } from "../packages/db/dist/internal/tlsOptions.js"
+import * as Pg from "pg"
+import { readFileSync } from "node:fs"
+import * as Tls from "node:tls"
 import { pathToFileURL } from "node:url"
 import { performance } from "node:perf_hooks"
 import * as BenchDatabase from "./internal/benchDatabase.js"
@@ -59,6 +68,36 @@ const rawStartup = (database: BenchDatabase.BenchDatabase, checked = false): Eff
     return timing
   })
 
+/** From making the TLS context and the pool to the first row of `pool.query("SELECT 1")`, the posture query first. */
+const poolStartup = (database: BenchDatabase.BenchDatabase): Effect.Effect<Timing> =>
+  Effect.promise(async () => {
+    const cpu = process.cpuUsage()
+    const start = performance.now()
+    const secureContext = Tls.createSecureContext({
+      ca: readFileSync(database.pki.ca.certPath, "utf8"),
+      ciphers: cipherList,
+      minVersion: "TLSv1.2"
+    })
+    const pool = new Pg.Pool({
+      host: database.server.host,
+      port: database.server.port,
+      database: "app",
+      user: "app",
+      password: PASSWORD,
+      ssl: { secureContext, rejectUnauthorized: true },
+      enableChannelBinding: true,
+      max: 10,
+      connectionTimeoutMillis: 2000
+    })
+    const client = await pool.connect()
+    await client.query(postureQuery)
+    client.release()
+    await pool.query("SELECT 1")
+    const timing = { millis: performance.now() - start, cpuMillis: cpuMillisSince(cpu) }
+    await pool.end()
+    return timing
+  })
+
 /** From building SecureSqlClient.layer to the first row of `SELECT 1` through it. */
 const secureStartup = (database: BenchDatabase.BenchDatabase): Effect.Effect<Timing> =>
   Effect.scoped(Effect.gen(function*() {
@@ -76,13 +115,16 @@ export const run = (rounds = 25) =>
     const database = yield* BenchDatabase.make({ password: PASSWORD, applicationName: "takumi-bench-startup", poolMax: 10 })
     yield* rawStartup(database)
     yield* rawStartup(database, true)
+    yield* poolStartup(database)
     yield* secureStartup(database)
     const raw: Array<Timing> = []
     const checked: Array<Timing> = []
+    const pooled: Array<Timing> = []
     const secure: Array<Timing> = []
     for (let round = 0; round < rounds; round++) {
       raw.push(yield* rawStartup(database))
       checked.push(yield* rawStartup(database, true))
+      pooled.push(yield* poolStartup(database))
       secure.push(yield* secureStartup(database))
     }
     const ratiosOf = (timings: ReadonlyArray<Timing>, of: (t: Timing) => number) =>
@@ -95,8 +137,10 @@ export const run = (rounds = 25) =>
     console.log("|---|---|---|")
     console.log(`| raw pg.Client connect + SELECT 1 | ${ms(raw, wall)} | ${ms(raw, cpu)} |`)
     console.log(`| raw pg.Client connect + posture query + SELECT 1 | ${ms(checked, wall)} | ${ms(checked, cpu)} |`)
+    console.log(`| pg.Pool, same TLS and channel binding, posture query + SELECT 1 | ${ms(pooled, wall)} | ${ms(pooled, cpu)} |`)
     console.log(`| SecureSqlClient.layer + SELECT 1 | ${ms(secure, wall)} | ${ms(secure, cpu)} |`)
     console.log(`| raw + posture query / raw per round | ${spread(ratiosOf(checked, wall))} | ${spread(ratiosOf(checked, cpu))} |`)
+    console.log(`| pg.Pool + posture query / raw per round | ${spread(ratiosOf(pooled, wall))} | ${spread(ratiosOf(pooled, cpu))} |`)
     console.log(`| SecureSqlClient / raw per round | ${spread(ratiosOf(secure, wall))} | ${spread(ratiosOf(secure, cpu))} |`)
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error))
 
