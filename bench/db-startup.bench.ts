@@ -8,9 +8,9 @@
  *   sends it — the least a client that checks the posture can take;
  * - pg.Pool + the posture query: a plain `pg.Pool` given what SecureSqlClient gives pg (the CA
  *   file read and one `SecureContext` with its minimum version and ciphers, made per startup;
- *   SCRAM channel binding; Node's own host check, not the certificate posture's), one connection checked out, the posture query, released, then
- *   `pool.query("SELECT 1")` — the same protocol work as SecureSqlClient's startup, without its
- *   layer: what is left between it and SecureSqlClient is the layer's own machinery (alerts,
+ *   SCRAM channel binding; Node's own host check, not the certificate posture's), one
+ *   connection checked out, the posture query, released, then `pool.query("SELECT 1")` — the
+ *   same protocol work as SecureSqlClient's startup, without its layer: what is left between it and SecureSqlClient is the layer's own machinery (alerts,
  *   metrics, client classes, resilience, the `SqlClient`);
  * - SecureSqlClient: building `SecureSqlClient.layer` (credentials from an in-memory backend, TLS
  *   options, pool, one connection checked with the posture query, metrics, alerts, health
