@@ -31,6 +31,7 @@ import { type DbSettings, testSettings } from "@takumi/config"
 import { StallingProxy, TestDatabase } from "@takumi/testing"
 import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
+import { withStatements } from "../src/internal/statement/connection.js"
 import { classifyStatementTimeout, timeoutOptions } from "../src/internal/statementTimeout.js"
 import { DbHealth, Idempotent, SecurityAlerts, StatementTimeout } from "../src/index.js"
 import { clientLayer, makeTestSecrets, makeLogCapture, makeSettings } from "./fixtures.js"
@@ -151,14 +152,16 @@ describe("SlowQuery while running (TestClock)", () => {
   const hungStatement = Effect.gen(function*() {
     const alerts = yield* SecurityAlerts.make
     const subscription = yield* alerts.subscribe
-    const monitor = yield* Monitor.make(settings(Duration.seconds(1)), alerts, {
+    const slow = settings(Duration.seconds(1))
+    const monitor = yield* Monitor.make(slow, alerts, {
       sampleInterval: Duration.days(1),
       lexer: Effect.succeedNone
     })
     const instruments = monitor.forPool(target)
-    const pool = new Pg.Pool({ Client: instruments.Client, max: 1 })
+    const Client = withStatements(instruments.Client, target, slow, instruments.statements)
+    const pool = new Pg.Pool({ Client, max: 1 })
     yield* instruments.watch(pool)
-    const client = new instruments.Client({ host: "127.0.0.1", port: 1 })
+    const client = new Client({ host: "127.0.0.1", port: 1 })
     client.query("SELECT 'secret-literal' AS hung", () => {})
     const slowQueries = Effect.map(
       Queue.takeAll(subscription),

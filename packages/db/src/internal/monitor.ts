@@ -40,7 +40,7 @@ import {
 } from "../SecurityAlerts.js"
 import { classifyConnectError, type ConnectTarget, isAuthenticationFailure } from "./classify.js"
 import { isPoolQueueTimeout } from "./resilience/acquire.js"
-import { callWith, passesThrough, type QueryCallback, type QueryMethod, statementText } from "./queryArguments.js"
+import { type QueryCallback, statementText } from "./queryArguments.js"
 import type { StuckStatements } from "./resilience/supervisor.js"
 import * as SlowQueryText from "./slowQueryText.js"
 import { queryReadTimeoutMessage, statementBounds } from "./statementTimeout.js"
@@ -50,8 +50,10 @@ export const sampleInterval: Duration.Duration = Duration.seconds(1)
 
 /** What a pool needs to report into the monitor. */
 export interface PoolInstruments {
-  /** the `pg.Client` class the pool creates connections with: times setup, TLS and statements */
+  /** the `pg.Client` class the pool creates connections with: times setup and TLS */
   readonly Client: typeof Pg.Client
+  /** times the statements of the pool's connections and ends them at `DB_QUERY_TIMEOUT` */
+  readonly statements: StatementTimer
   /** a connection attempt of this pool failed with `err` (pg's own error, or a secrets error) */
   readonly connectFailed: (err: unknown) => void
   /**
@@ -120,7 +122,7 @@ export const makeFailureWindow = (
 }
 
 /** A statement in flight on one of a pool's connections, from submission to its answer. */
-interface RunningStatement {
+export interface RunningStatement {
   readonly client: Pg.Client
   /** `nowNanos()` when the statement was submitted */
   readonly start: number
@@ -128,8 +130,21 @@ interface RunningStatement {
   readonly statement: unknown
   /** set once `SlowQuery` was raised for it while it ran: its completion raises no second one */
   slowReported: boolean
-  /** the caller's callback (behind the finishing step) until the statement is answered, then `undefined` */
-  answer: QueryCallback | undefined
+  /** answers the statement, as pg would: what the sweep ends it with at `DB_QUERY_TIMEOUT` */
+  readonly answer: QueryCallback
+}
+
+/**
+ * How a pool's statements are timed (internal/statement/connection.ts calls it for every statement
+ * of a connection): from `begin` to `end` a statement is in the set the sweep of `watch` walks.
+ */
+export interface StatementTimer {
+  /** `statement` is being sent on `client`; `answer` is how the sweep answers it at `DB_QUERY_TIMEOUT` */
+  readonly begin: (client: Pg.Client, statement: unknown, answer: QueryCallback) => RunningStatement
+  /** the statement was answered (`error` as pg gave it, or the sweep's): the histogram, `SlowQuery` */
+  readonly end: (running: RunningStatement, error: unknown) => void
+  /** a cursor or stream, which the sweep does not see: it keeps pg's own read timeout */
+  readonly untimed: (submittable: unknown) => void
 }
 
 /**
@@ -336,38 +351,14 @@ export const make = (
         if (nanos >= slowNanos && !entry.slowReported) runFork(statementDone(target, nanos, entry.statement))
       }
 
-      /**
-       * Times every statement around `client.query` (text or config object; with a callback or
-       * without, then the promise is made by `callWith`); cursors and streams (submittables) pass
-       * untimed, with pg's own read timeout (see `readTimeout`). A statement is in `running` from
-       * submission to its answer, for the sweep of `watch`, which also ends it at `DB_QUERY_TIMEOUT`.
-       */
-      const timeQueries = (client: Pg.Client) => {
-        const query = client.query as QueryMethod
-        const timed = function(this: unknown, config: unknown, values?: unknown, callback?: unknown): unknown {
-          if (passesThrough(config)) {
-            readTimeout(config)
-            return query.call(this, config, values, callback)
-          }
-          const entry: RunningStatement = {
-            client,
-            start: nowNanos(),
-            statement: config,
-            slowReported: false,
-            answer: undefined
-          }
+      const statements: StatementTimer = {
+        begin: (client, statement, answer) => {
+          const entry: RunningStatement = { client, start: nowNanos(), statement, slowReported: false, answer }
           running.add(entry)
-          // the one closure per statement: the callback, after the entry is finished; the sweep may
-          // answer first (read timeout), then pg's own answer finds `answer` gone and is dropped
-          return callWith(query, this, config, values, callback, (done) =>
-            entry.answer = (err, result) => {
-              if (entry.answer === undefined) return
-              entry.answer = undefined
-              finish(entry, err)
-              done(err, result)
-            })
-        }
-        Object.defineProperty(client, "query", { value: timed, writable: true, configurable: true })
+          return entry
+        },
+        end: finish,
+        untimed: readTimeout
       }
 
       /** TCP connected -> the TLS socket's `secureConnect`: the handshake, PostgreSQL's SSLRequest included. */
@@ -394,7 +385,6 @@ export const make = (
           // pg-pool calls `connect` right after constructing: setup time starts here
           startedAt.set(this, nowNanos())
           timeTls(this)
-          timeQueries(this)
         }
       }
 
@@ -475,7 +465,7 @@ export const make = (
             let oldestNanos = 0
             for (const entry of running) {
               const nanos = now - entry.start
-              if (nanos >= queryNanos && entry.answer !== undefined) expired.push(entry.answer)
+              if (nanos >= queryNanos) expired.push(entry.answer)
               if (nanos < slowNanos) continue
               stuckClients.add(entry.client)
               oldestNanos = Math.max(oldestNanos, nanos)
@@ -498,8 +488,9 @@ export const make = (
                   SubscriptionRef.set(stuck, next),
                   Effect.forEach(listenersOf(pool), (f) => f(next), { discard: true })
                 ))
-            // answered as pg's own timer would (the statement-timeout client turns this into
-            // StatementTimeout and ends the connection); pg's late answer is then dropped
+            // answered as pg's own timer would (the connection's statements turn this into
+            // StatementTimeout and end the connection; internal/statement/connection.ts); pg's
+            // late answer is then dropped
             for (const answer of expired) answer(new Error(queryReadTimeoutMessage))
             const raise = Effect.forEach(slow, ({ nanos, statement }) => slowQuery(target, nanos, statement, true), {
               discard: true
@@ -511,7 +502,7 @@ export const make = (
           }
         })
 
-      return { Client: InstrumentedClient, connectFailed, connectGaveUp, connectionLost, watch }
+      return { Client: InstrumentedClient, statements, connectFailed, connectGaveUp, connectionLost, watch }
     }
 
     return {

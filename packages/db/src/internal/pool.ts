@@ -29,7 +29,8 @@ import { Monitor } from "./monitor.js"
 import { PrimaryChanged } from "../SecurityAlerts.js"
 import * as Pooler from "./pooler.js"
 import { withTypedLosses } from "./connectionLoss.js"
-import { timeoutOptions, withStatementTimeouts } from "./statementTimeout.js"
+import { withStatements } from "./statement/connection.js"
+import { timeoutOptions } from "./statementTimeout.js"
 
 /**
  * When the settings carry no usable connect timeout (zero, negative, infinite) this one applies:
@@ -390,18 +391,20 @@ export const makePool = (options: PoolOptions): Effect.Effect<SecurePool, never,
         )
       }
     })
-    // the pool's clients: StatementTimeout for a statement a bound ended (a connection that stopped
-    // answering is discarded), ConnectionLost for a loss without a SQLSTATE, over the
-    // authentication policy and the monitor's instruments
+    // the pool's clients: their statements timed by the monitor and typed (StatementTimeout for a
+    // statement a bound ended, a connection that stopped answering discarded; ConnectionLost for a
+    // loss without a SQLSTATE: statement/connection.ts), over the authentication policy and the
+    // monitor's instruments
     // Vault dynamic credentials: every new client takes the newest user and password together
     const generations: DynamicCredentials.Generations = new WeakMap()
     const dynamic = options.credentials.dynamic
     const withCredentials = (Client: typeof Pg.Client) =>
       dynamic === undefined ? Client : DynamicCredentials.withDynamicCredentials(Client, dynamic, generations)
-    const PoolClient = withSocketClosedOnFailure(withCredentials(withStatementTimeouts(
+    const PoolClient = withSocketClosedOnFailure(withCredentials(withStatements(
       withTypedLosses(withAuthPolicy(Option.match(instruments, { onNone: () => Pg.Client, onSome: (i) => i.Client })), target),
       target,
-      options.settings
+      options.settings,
+      Option.getOrUndefined(Option.map(instruments, (i) => i.statements))
     )))
     const random = () => Runtime.runSync(runtime)(Random.next)
     const moves = new Set<(from: ServerAddress, to: ServerAddress) => void>()

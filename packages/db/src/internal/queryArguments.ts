@@ -1,6 +1,6 @@
 /**
- * Reading the arguments of `client.query`, for the wrappers that patch it (the monitor's timing,
- * the statement-timeout typing): pg takes a text, a config object or a submittable (cursor,
+ * Reading the arguments of `client.query`, for the wrapper that patches it (the connection's
+ * statements, internal/statement/connection.ts): pg takes a text, a config object or a submittable (cursor,
  * stream), and a trailing callback or none (then it returns a promise).
  *
  * @internal
@@ -36,23 +36,24 @@ const hasOwnCallback = (config: unknown): boolean =>
 export const passesThrough = (config: unknown): boolean => isSubmittable(config) || hasOwnCallback(config)
 
 /**
- * Calls `query` with the statement's callback replaced by `replace(callback)`, whichever form the
- * caller used: `(config, callback)`, `(config, values, callback)`, or no callback — then the
- * promise is made here, settled by the replaced callback, so that every statement reaches the
- * wrapper through one callback (a promise made by pg could not be settled from outside).
+ * Calls `send` with the statement's callback, whichever form the caller used: `(config, callback)`,
+ * `(config, values, callback)`, or no callback — then the promise is made here, settled by that
+ * callback, so that every statement reaches `send` with one callback (a promise made by pg could
+ * not be settled from outside).
  */
-export const callWith = (
-  query: QueryMethod,
-  self: unknown,
+export const withCallback = (
   config: unknown,
   values: unknown,
   callback: unknown,
-  replace: (callback: QueryCallback) => QueryCallback
-): unknown => {
+  send: (config: unknown, values: unknown, callback: QueryCallback) => void
+): Promise<unknown> | undefined => {
   // `(config, undefined, callback)` is what pg makes of `(config, callback)`
-  if (typeof callback === "function") return query.call(self, config, values, replace(callback as QueryCallback))
-  if (typeof values === "function") return query.call(self, config, undefined, replace(values as QueryCallback))
-  return new Promise((resolve, reject) => {
-    query.call(self, config, values, replace((err, result) => (err ? reject(err) : resolve(result))))
-  })
+  if (typeof callback === "function") send(config, values, callback as QueryCallback)
+  else if (typeof values === "function") send(config, undefined, values as QueryCallback)
+  else {
+    return new Promise((resolve, reject) => {
+      send(config, values, (err, result) => (err ? reject(err) : resolve(result)))
+    })
+  }
+  return undefined
 }

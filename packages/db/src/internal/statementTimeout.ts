@@ -1,6 +1,7 @@
 /**
- * Statements cannot hang forever: the time bounds of `DbSettings` as `pg` options, and the client
- * class that turns the two ways a bound ends a statement into `StatementTimeout`.
+ * Statements cannot hang forever: the time bounds of `DbSettings` as `pg` options, and the two
+ * ways a bound ends a statement told apart as `StatementTimeout` (a connection's statements are
+ * typed with it in internal/statement/connection.ts).
  *
  * - `statement_timeout` and `idle_in_transaction_session_timeout` go to the server as startup
  *   parameters of every connection (pg sends them in the startup packet; no extra round trip, and
@@ -16,18 +17,17 @@
  *   cannot cancel anything it never hears about. pg then fails the statement with
  *   "Query read timeout" and leaves the connection as it was — still waiting for the answer to
  *   the statement it sent, so the next statement on it would queue behind a reply that may never
- *   come. The connection is therefore ended here, before the caller hears of the failure, so that
- *   pg-pool discards it on release instead of handing it to the next caller.
+ *   come. The connection is therefore ended (internal/statement/connection.ts) before the caller
+ *   hears of the failure, so that pg-pool discards it on release instead of handing it to the
+ *   next caller.
  *
  * @internal
  */
 import * as Duration from "effect/Duration"
-import * as Pg from "pg"
+import type * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import { StatementTimeout } from "../DbError.js"
 import { type ConnectTarget, errorCode, errorMessage } from "./classify.js"
-import { typedLoss } from "./connectionLoss.js"
-import { callWith, passesThrough, type QueryCallback, type QueryMethod, statementText } from "./queryArguments.js"
 
 /** pg's message when `query_timeout` passed without an answer (pg 8 `client.js`; it has no code). */
 export const queryReadTimeoutMessage = "Query read timeout"
@@ -113,72 +113,4 @@ export const classifyStatementTimeout = (
     })
   }
   return undefined
-}
-
-/** `ROLLBACK` and `ROLLBACK TO SAVEPOINT …`, as `withTransaction` sends them. */
-const rollback = /^\s*ROLLBACK\b/i
-
-/** What pg answers a `ROLLBACK` with; handed out for the one that cannot be sent any more. */
-const rolledBack = (): Pg.QueryResult => ({ command: "ROLLBACK", rowCount: null, oid: 0, fields: [], rows: [] })
-
-/**
- * Patches `client.query` (whatever it is at this point: pg's, or the monitor's timing wrapper) so
- * that a statement ended by a bound fails with a `StatementTimeout` as its error — `@effect/sql-pg`
- * wraps it as the `cause` of its `SqlError`, as the acquisition hook does with `PoolExhausted`.
- * Per statement this costs one closure around the callback; the error path alone does more.
- *
- * After a client-side timeout the connection is ended (see the module documentation). A
- * `ROLLBACK` sent to it afterwards — `withTransaction` rolls back on the same connection and turns
- * a failed ROLLBACK into a defect — is answered as done without being sent: the transaction cannot
- * commit any more (its COMMIT can never reach the server), and the server rolls it back when the
- * session ends (at the latest at `idle_in_transaction_session_timeout`). The transaction then fails
- * with the typed `StatementTimeout`, not a defect.
- */
-const typeTimeouts = (client: Pg.Client, target: ConnectTarget, bounds: StatementBounds): void => {
-  const query = client.query as QueryMethod
-  let timedOut = false
-  const retype = (err: unknown): unknown => {
-    if (err === undefined || err === null) return err
-    const timeout = classifyStatementTimeout(err, target, bounds)
-    // not a bound: a connection lost without a SQLSTATE is typed too (see connectionLoss.ts)
-    if (timeout === undefined) return typedLoss(err, target)
-    if (timeout.side === "client" && !timedOut) {
-      timedOut = true
-      // the socket is destroyed under the unanswered statement; a failure to close it changes nothing
-      client.end().then(undefined, () => undefined)
-    }
-    return timeout
-  }
-  const typed = function(this: unknown, config: unknown, values?: unknown, callback?: unknown): unknown {
-    if (passesThrough(config)) return query.call(this, config, values, callback)
-    if (timedOut && rollback.test(statementText(config) ?? "")) {
-      // answered as done without being sent: the callback (or the promise) gets pg's ROLLBACK result
-      return callWith(noSend, this, config, values, callback, (done) => done)
-    }
-    return callWith(query, this, config, values, callback, (done) => (err, result) => done(retype(err), result))
-  }
-  Object.defineProperty(client, "query", { value: typed, writable: true, configurable: true })
-}
-
-/** A `query` that sends nothing and answers a `ROLLBACK` on the next tick (see `typeTimeouts`). */
-const noSend: QueryMethod = (_config, _values, callback) => {
-  process.nextTick(() => (callback as QueryCallback)(undefined, rolledBack()))
-}
-
-/**
- * The client class of a pool: `Base` (pg's, or the monitor's instrumented one) whose statements
- * fail with `StatementTimeout` when a bound ends them.
- */
-export const withStatementTimeouts = (
-  Base: typeof Pg.Client,
-  target: ConnectTarget,
-  settings: DbSettings
-): typeof Pg.Client => {
-  const bounds = statementBounds(settings)
-  return class StatementBoundClient extends Base {
-    constructor(config?: string | Pg.ClientConfig) {
-      super(config)
-      typeTimeouts(this, target, bounds)
-    }
-  }
 }

@@ -26,6 +26,8 @@ import type * as Pg from "pg"
 import type { ConnectTarget } from "../classify.js"
 import { ConnectionLost } from "../../DbError.js"
 import { typedLoss } from "../connectionLoss.js"
+import type { RunningStatement } from "../monitor.js"
+import { ClientStatements } from "./connection.js"
 
 /** What the caller gets back: rows, pg's `Result`, or rows as arrays. */
 export type Mode = "rows" | "raw" | "values"
@@ -88,10 +90,18 @@ const cancelOn = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => 
 
 /**
  * One statement outside a transaction: checkout, query, release. Its two callbacks are methods
- * bound once; the state lives in the fields.
+ * bound once; the state lives in the fields. On a connection of our pools the statement goes
+ * through the connection's statements with `onResult` as its callback (./connection.ts: timed,
+ * its failure typed) rather than through the patched `client.query`, which would wrap it once more.
  */
 class PooledRun implements Expirable {
   #client: Pg.PoolClient | undefined = undefined
+  /** the connection's statements, when it was sent through them, and its timing entry */
+  #statements: ClientStatements | undefined = undefined
+  #running: RunningStatement | undefined = undefined
+  /** pg (or the monitor's sweep) has answered the statement */
+  #answered = false
+  /** the caller has its outcome and the connection is back (or on its way back) */
   #done = false
 
   constructor(
@@ -119,7 +129,12 @@ class PooledRun implements Expirable {
     try {
       // before the query: a query that throws finishes the run, and `answered` follows `sent`
       this.watch?.sent(this)
-      client.query(this.query as string, this.params as Array<unknown>, this.onResult)
+      const statements = ClientStatements.of(client)
+      if (statements === undefined) client.query(this.query as string, this.params as Array<unknown>, this.onResult)
+      else {
+        this.#statements = statements
+        this.#running = statements.send(this.query, this.params, this.onResult as (err: unknown, result?: unknown) => void)
+      }
     } catch (cause) {
       // pg throws synchronously on a value it cannot serialize (a circular object)
       this.#finish()
@@ -128,10 +143,14 @@ class PooledRun implements Expirable {
   }
 
   readonly onResult = (err: Error | null | undefined, result: Pg.QueryResult): void => {
+    // once, even after the run was ended or cancelled: the connection's statements time and type it
+    if (this.#answered) return
+    this.#answered = true
+    const error = this.#statements === undefined ? err : this.#statements.answered(this.#running, err)
     if (this.#done) return
     this.#finish()
     this.resume(
-      err === null || err === undefined ? Effect.succeed(resultOf(result, this.mode)) : Effect.fail(statementError(err, this.target))
+      error === null || error === undefined ? Effect.succeed(resultOf(result, this.mode)) : Effect.fail(statementError(error, this.target))
     )
   }
 
@@ -153,7 +172,7 @@ class PooledRun implements Expirable {
    * query and marks the client ending, so pg-pool discards it on release instead of handing it to
    * the next caller; pg's own failure of the query, when it comes, finds the run done.
    */
-  readonly end = (cause: Error): void => {
+  end(cause: Error): void {
     const client = this.#client
     if (this.#done || client === undefined) return
     client.end().then(undefined, () => undefined)
