@@ -21,6 +21,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Effectable from "effect/Effectable"
 import { SqlError } from "@effect/sql/SqlError"
 import type * as Pg from "pg"
 import type { ConnectTarget } from "../classify.js"
@@ -93,8 +94,12 @@ const cancelOn = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => 
  * bound once; the state lives in the fields. On a connection of our pools the statement goes
  * through the connection's statements with `onResult` as its callback (./connection.ts: timed,
  * its failure typed) rather than through the patched `client.query`, which would wrap it once more.
+ *
+ * The run is also the effect `Effect.async` runs when the caller is interrupted (`commit`: the
+ * statement cancelled on the server, then the connection back), so that a statement allocates no
+ * canceler of its own.
  */
-class PooledRun implements Expirable {
+class PooledRun extends Effectable.Class<void> implements Expirable {
   #client: Pg.PoolClient | undefined = undefined
   /** the connection's statements, when it was sent through them, and its timing entry */
   #statements: ClientStatements | undefined = undefined
@@ -112,7 +117,9 @@ class PooledRun implements Expirable {
     readonly mode: Mode,
     readonly resume: Resume,
     readonly watch: Watch | undefined
-  ) {}
+  ) {
+    super()
+  }
 
   readonly onClient = (err: Error | null | undefined, client: Pg.PoolClient | undefined): void => {
     if (this.#done) {
@@ -181,14 +188,14 @@ class PooledRun implements Expirable {
   }
 
   /** The interruption: the statement cancelled on the server, then the connection back. */
-  readonly cancel = Effect.suspend(() => {
+  commit(): Effect.Effect<void> {
     const client = this.#client
     if (this.#done || client === undefined) {
       this.#done = true
       return Effect.void
     }
     return Effect.ensuring(cancelOn(this.pool, client), Effect.sync(() => this.#finish()))
-  })
+  }
 }
 
 /** Runs `sql` with a connection of `pool`, as described above; `watch` is told when it is sent and answered. */
@@ -203,7 +210,7 @@ export const onPool = (
   Effect.async<unknown, SqlError>((resume) => {
     const run = new PooledRun(pool, target, queryOf(sql, params, mode), params, mode, resume, watch)
     pool.connect(run.onClient)
-    return run.cancel
+    return run
   })
 
 /**

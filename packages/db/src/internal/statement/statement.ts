@@ -138,16 +138,37 @@ const compiledTemplate = (strings: TemplateStringsArray, args: ReadonlyArray<unk
   return [templateText(strings), args]
 }
 
+/** How a statement is run: what is sent and returned, and `@effect/sql`'s own effect for it. */
+interface RunKind {
+  readonly mode: Run.Mode
+  readonly withoutTransform: boolean
+  readonly upstream: (statement: Statement.Statement<unknown>) => Effect.Effect<unknown, SqlError>
+}
+
+const runs = {
+  commit: { mode: "rows", withoutTransform: false, upstream: (s) => s },
+  withoutTransform: { mode: "rows", withoutTransform: true, upstream: (s) => s.withoutTransform },
+  raw: { mode: "raw", withoutTransform: true, upstream: (s) => s.raw },
+  values: { mode: "values", withoutTransform: false, upstream: (s) => s.values },
+  // `@effect/sql-pg` runs an unprepared statement as any other
+  unprepared: { mode: "rows", withoutTransform: false, upstream: (s) => s.unprepared }
+} satisfies Record<string, RunKind>
+
 /**
- * A statement of the client: `@effect/sql`'s own (`upstream`, built on first use) run directly
- * where it can be (see the module comment). `direct` is its compiled form when known without the
- * compiler (see `compiledTemplate`).
+ * A statement of the client: `@effect/sql`'s own (`upstream`, built on first use from the template
+ * and its arguments, or from `unsafe`'s text and parameters) run directly where it can be (see the
+ * module comment). `direct` is its compiled form when known without the compiler (see
+ * `compiledTemplate`).
  */
 class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implements Statement.Statement<A>, Compilable {
   #upstream: Statement.Statement<A> | undefined = undefined
 
   constructor(
-    readonly build: () => Statement.Statement<A>,
+    readonly client: SqlClient.SqlClient,
+    /** the template's literal parts, or `unsafe`'s text */
+    readonly source: TemplateStringsArray | string,
+    /** the template's arguments, or `unsafe`'s parameters */
+    readonly args: ReadonlyArray<unknown> | undefined,
     readonly direct: Compiled | undefined,
     readonly executor: Executor
   ) {
@@ -155,7 +176,11 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
   }
 
   get upstream(): Statement.Statement<A> {
-    if (this.#upstream === undefined) this.#upstream = this.build()
+    if (this.#upstream === undefined) {
+      this.#upstream = typeof this.source === "string"
+        ? this.client.unsafe<A & object>(this.source, this.args) as unknown as Statement.Statement<A>
+        : this.client<A & object>(this.source, ...(this.args ?? [])) as unknown as Statement.Statement<A>
+    }
     return this.#upstream
   }
 
@@ -172,31 +197,30 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
     return this.upstream.segments
   }
 
-  #direct<X>(fallback: () => Effect.Effect<X, SqlError>, mode: Run.Mode, withoutTransform: boolean): Effect.Effect<X, SqlError> {
+  #direct<X>(run: RunKind): Effect.Effect<X, SqlError> {
     return Effect.withFiberRuntime((fiber) =>
-      (this.executor.run(fiber, this, mode, withoutTransform) as Effect.Effect<X, SqlError> | undefined) ?? fallback()
+      (this.executor.run(fiber, this, run.mode, run.withoutTransform) ?? run.upstream(this.upstream)) as Effect.Effect<X, SqlError>
     )
   }
 
   commit(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.#direct(() => this.upstream, "rows", false)
+    return this.#direct(runs.commit)
   }
 
   get withoutTransform(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.#direct(() => this.upstream.withoutTransform, "rows", true)
+    return this.#direct(runs.withoutTransform)
   }
 
   get raw(): Effect.Effect<unknown, SqlError> {
-    return this.#direct(() => this.upstream.raw, "raw", true)
+    return this.#direct(runs.raw)
   }
 
   get values(): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
-    return this.#direct(() => this.upstream.values, "values", false)
+    return this.#direct(runs.values)
   }
 
   get unprepared(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    // `@effect/sql-pg` runs an unprepared statement as any other
-    return this.#direct(() => this.upstream.unprepared, "rows", false)
+    return this.#direct(runs.unprepared)
   }
 
   get stream(): Stream.Stream<A, SqlError> {
@@ -223,11 +247,11 @@ export const wrapClient = <C extends SqlClient.SqlClient>(client: C, executor: E
   function sql(strings: unknown, ...args: Array<unknown>): unknown {
     if (!(Array.isArray(strings) && "raw" in strings)) return client(strings as string)
     const template = strings as unknown as TemplateStringsArray
-    return new PgStatement(() => client(template, ...args), compiledTemplate(template, args), executor)
+    return new PgStatement(client, template, args, compiledTemplate(template, args), executor)
   }
   const wrapped = Object.assign(sql, client, {
-    unsafe: <A extends object>(text: string, params?: ReadonlyArray<unknown>) =>
-      new PgStatement(() => client.unsafe<A>(text, params), [text, params ?? []], executor)
+    unsafe: (text: string, params?: ReadonlyArray<unknown>) =>
+      new PgStatement(client, text, params, [text, params ?? []], executor)
   }) as unknown as C
   Object.assign(wrapped, { safe: wrapped })
   return wrapped
