@@ -186,6 +186,19 @@ export interface SecurePool extends Pg.Pool {
   readonly primaryHost: PrimaryHost | undefined
   /** whether `client` is one of this pool's connections (a transaction's client may be another pool's) */
   readonly owns: (client: Pg.ClientBase) => boolean
+  /**
+   * pg-pool's own checkout, without the wrappers of `connect` (this class's stale-password retry,
+   * the resilience hook's retries): the fast path of SecureSqlClient's direct statements
+   * (statement/run.ts), which allocates nothing per checkout. A failed attempt must be handed, from
+   * within the callback, to `recover`.
+   */
+  checkout(callback: ConnectCallback): void
+  /**
+   * What `connect` does once its first attempt has failed with `first`: the stale-password retry,
+   * then whatever the hooks on `connect` add (the resilience hook patches both); `callback` gets
+   * the outcome.
+   */
+  recover(first: Error | null | undefined, callback: ConnectCallback): void
 }
 
 /** The writable server of a pool over several hosts, as its connections found it. */
@@ -248,6 +261,14 @@ const makePoolClass = (
         if ((err === undefined || err === null) && client !== undefined) return callback(undefined, client, release)
         this.#retryAfter(err ?? classifyRuntimeError("pg returned no client", target), callback)
       })
+    }
+
+    checkout(callback: ConnectCallback): void {
+      super.connect(callback)
+    }
+
+    recover(first: Error | null | undefined, callback: ConnectCallback): void {
+      this.#retryAfter(first ?? classifyRuntimeError("pg returned no client", target), callback)
     }
 
     /** `connectRetryingStalePassword` with `first` as the outcome of its first attempt. */

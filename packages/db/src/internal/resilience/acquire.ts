@@ -19,7 +19,9 @@
  *
  * The pool is patched in place (an own `connect` on the instance that calls the class's `connect`),
  * so whatever the pool class already does on connect — the 28P01 secret re-read — still happens
- * first, once per attempt.
+ * first, once per attempt. SecureSqlClient's direct statements check out with pg-pool's own
+ * `connect` (pool.ts `checkout`) and hand a failed attempt to the pool's `recover`, which is
+ * patched the same way: from there on they take this path too.
  *
  * @internal
  */
@@ -29,6 +31,7 @@ import * as Exit from "effect/Exit"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import type * as Pg from "pg"
+import type { SecurePool } from "../pool.js"
 import { PoolExhausted } from "../../DbError.js"
 import * as ReconnectSchedule from "../../ReconnectSchedule.js"
 import {
@@ -97,7 +100,7 @@ class AttemptFailed {
  * method applies again).
  */
 export const installAcquireHook = (
-  pool: Pg.Pool,
+  pool: Pg.Pool & Partial<Pick<SecurePool, "recover">>,
   options: AcquireHookOptions
 ): Effect.Effect<Effect.Effect<void>> =>
   Effect.gen(function*() {
@@ -209,15 +212,23 @@ export const installAcquireHook = (
           })
         })
       }
-      original((err, client, release) => {
+      original(outcomeFor(callback))
+    }
+    /** `callback`'s outcome of an attempt: a failure enters the slow path, a connection goes straight through. */
+    function outcomeFor(callback: ConnectCallback): ConnectCallback {
+      return (err, client, release) => {
         if (err !== undefined && err !== null) settle(callback, failedAttempt(err))
         else if (client !== undefined) callback(undefined, client, release)
         else settle(callback, noClient())
-      })
+      }
     }
 
     pool.connect = connect
+    // a SecurePool's direct checkout (pool.ts `checkout`) reaches this hook only once it failed
+    const recover = pool.recover?.bind(pool)
+    if (recover !== undefined) pool.recover = (first, callback) => recover(first, outcomeFor(callback))
     return Effect.sync(() => {
       Reflect.deleteProperty(pool, "connect")
+      Reflect.deleteProperty(pool, "recover")
     })
   })

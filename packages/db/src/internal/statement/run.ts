@@ -1,9 +1,9 @@
 /**
  * Running one compiled statement on pg, as `@effect/sql-pg`'s connection does, with less around it.
  *
- * Outside a transaction: a connection from the pool's `connect` (the resilience hook, the 28P01
- * retry and the metrics all live there), the statement, the connection back. Inside one: the
- * transaction's own client. What a caller can observe is `@effect/sql-pg`'s:
+ * Outside a transaction: a connection from the pool (pg-pool's own checkout first; after a failed
+ * attempt the pool's `recover`, where the 28P01 retry and the resilience hook's retries live, as
+ * for `connect`), the statement, the connection back. Inside one: the transaction's own client. What a caller can observe is `@effect/sql-pg`'s:
  *
  * - the rows (an array of row arrays for a multi-statement text), the `pg.Result` for `raw`, arrays
  *   for `values`;
@@ -28,6 +28,7 @@ import type { ConnectTarget } from "../classify.js"
 import { ConnectionLost } from "../../DbError.js"
 import { typedLoss } from "../connectionLoss.js"
 import type { RunningStatement } from "../monitor.js"
+import type { SecurePool } from "../pool.js"
 import { ClientStatements } from "./connection.js"
 
 /** What the caller gets back: rows, pg's `Result`, or rows as arrays. */
@@ -104,13 +105,15 @@ class PooledRun extends Effectable.Class<void> implements Expirable {
   /** the connection's statements, when it was sent through them, and its timing entry */
   #statements: ClientStatements | undefined = undefined
   #running: RunningStatement | undefined = undefined
+  /** the first checkout failed and went to the pool's `recover` */
+  #recovering = false
   /** pg (or the monitor's sweep) has answered the statement */
   #answered = false
   /** the caller has its outcome and the connection is back (or on its way back) */
   #done = false
 
   constructor(
-    readonly pool: Pg.Pool,
+    readonly pool: SecurePool,
     readonly target: ConnectTarget,
     readonly query: Pg.QueryArrayConfig | string,
     readonly params: ReadonlyArray<unknown>,
@@ -128,6 +131,12 @@ class PooledRun extends Effectable.Class<void> implements Expirable {
       return
     }
     if ((err !== null && err !== undefined) || client === undefined) {
+      if (!this.#recovering) {
+        // the first attempt (pg-pool's own checkout) failed: the pool's retries take it from here
+        this.#recovering = true
+        this.pool.recover(err, this.onClient)
+        return
+      }
       this.#done = true
       this.resume(Effect.fail(new SqlError({ cause: err ?? new Error("No client returned"), message: acquireFailed })))
       return
@@ -200,7 +209,7 @@ class PooledRun extends Effectable.Class<void> implements Expirable {
 
 /** Runs `sql` with a connection of `pool`, as described above; `watch` is told when it is sent and answered. */
 export const onPool = (
-  pool: Pg.Pool,
+  pool: SecurePool,
   target: ConnectTarget,
   sql: string,
   params: ReadonlyArray<unknown>,
@@ -209,7 +218,7 @@ export const onPool = (
 ): Effect.Effect<unknown, SqlError> =>
   Effect.async<unknown, SqlError>((resume) => {
     const run = new PooledRun(pool, target, queryOf(sql, params, mode), params, mode, resume, watch)
-    pool.connect(run.onClient)
+    pool.checkout(run.onClient)
     return run
   })
 
