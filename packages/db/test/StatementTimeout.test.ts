@@ -145,11 +145,11 @@ describe("SlowQuery while running (TestClock)", () => {
   }
 
   /**
-   * A monitored pool of one and a statement submitted on a client of its class that never
-   * connects: pg queues it, and it never answers. SlowQuery shows the fallback's text (no
-   * libpg-query: nothing to load while TestClock drives the sweep).
+   * A monitored pool of one (slow-query threshold 1 s) and a client of its class that never
+   * connects: pg queues what it is given, and nothing is ever answered. SlowQuery shows the
+   * fallback's text (no libpg-query: nothing to load while TestClock drives the sweep).
    */
-  const hungStatement = Effect.gen(function*() {
+  const monitoredClient = Effect.gen(function*() {
     const alerts = yield* SecurityAlerts.make
     const subscription = yield* alerts.subscribe
     const slow = settings(Duration.seconds(1))
@@ -162,12 +162,16 @@ describe("SlowQuery while running (TestClock)", () => {
     const pool = new Pg.Pool({ Client, max: 1 })
     yield* instruments.watch(pool)
     const client = new Client({ host: "127.0.0.1", port: 1 })
-    client.query("SELECT 'secret-literal' AS hung", () => {})
     const slowQueries = Effect.map(
       Queue.takeAll(subscription),
       (chunk) => [...chunk].filter((a): a is SecurityAlerts.SlowQuery => a instanceof SecurityAlerts.SlowQuery)
     )
-    return { monitor, pool, slowQueries }
+    return { monitor, pool, client, slowQueries }
+  })
+
+  /** `monitoredClient` with a statement submitted that never answers. */
+  const hungStatement = Effect.tap(monitoredClient, ({ client }) => {
+    client.query("SELECT 'secret-literal' AS hung", () => {})
   })
 
   it.scoped("raises SlowQuery for a statement still running once it passes the threshold, within 1.5 thresholds, once", () =>
@@ -184,6 +188,16 @@ describe("SlowQuery while running (TestClock)", () => {
       expect(alerts[0]?.durationMillis).toBeGreaterThanOrEqual(1000)
       expect(alerts[0]?.durationMillis).toBeLessThanOrEqual(1500)
       // later sweeps see it again and stay quiet
+      yield* TestClock.adjust("10 seconds")
+      assert.deepStrictEqual(yield* slowQueries, [])
+    }))
+
+  it.scoped("a statement pg refuses at once is not left running: no SlowQuery is raised for it later", () =>
+    Effect.gen(function*() {
+      const { client, slowQueries } = yield* monitoredClient
+      // pg throws synchronously on a missing query text; the promise form turns that into a rejection
+      const refused = yield* Effect.flip(Effect.tryPromise(() => client.query(null as unknown as string)))
+      assert.match(String(refused.error), /null or undefined query/)
       yield* TestClock.adjust("10 seconds")
       assert.deepStrictEqual(yield* slowQueries, [])
     }))

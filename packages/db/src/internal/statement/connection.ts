@@ -74,7 +74,8 @@ export class ClientStatements {
     try {
       this.query.call(this.client, config, values, answer)
     } catch (cause) {
-      // pg throws synchronously on a value it cannot serialize: the statement was never sent
+      // pg throws synchronously on a call it refuses (no query text): nothing was sent, and nothing
+      // must stay in the sweep's set (at DB_QUERY_TIMEOUT it would end this connection)
       if (running !== undefined) this.timer?.end(running, cause)
       throw cause
     }
