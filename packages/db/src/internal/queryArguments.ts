@@ -1,7 +1,7 @@
 /**
  * Reading the arguments of `client.query`, for the wrapper that patches it (the connection's
- * statements, internal/statement/connection.ts): pg takes a text, a config object or a submittable (cursor,
- * stream), and a trailing callback or none (then it returns a promise).
+ * statements, internal/statement/connection.ts): pg takes a text, a config object or a
+ * submittable (cursor, stream), and a trailing callback or none (then it returns a promise).
  *
  * @internal
  */

@@ -23,7 +23,7 @@
  *
  * @internal
  */
-import * as Pg from "pg"
+import type * as Pg from "pg"
 import type { DbSettings } from "@takumi/config"
 import type { ConnectTarget } from "../classify.js"
 import { typedLoss } from "../connectionLoss.js"

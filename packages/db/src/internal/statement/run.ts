@@ -3,7 +3,8 @@
  *
  * Outside a transaction: a connection from the pool (pg-pool's own checkout first; after a failed
  * attempt the pool's `recover`, where the 28P01 retry and the resilience hook's retries live, as
- * for `connect`), the statement, the connection back. Inside one: the transaction's own client. What a caller can observe is `@effect/sql-pg`'s:
+ * for `connect`), the statement, the connection back. Inside one: the transaction's own client.
+ * What a caller can observe is `@effect/sql-pg`'s:
  *
  * - the rows (an array of row arrays for a multi-statement text), the `pg.Result` for `raw`, arrays
  *   for `values`;

@@ -145,6 +145,7 @@ interface RunKind {
   readonly upstream: (statement: Statement.Statement<unknown>) => Effect.Effect<unknown, SqlError>
 }
 
+/** The statement's accessors that run it (`commit` is `yield*`), and how each runs. */
 const runs = {
   commit: { mode: "rows", withoutTransform: false, upstream: (s) => s },
   withoutTransform: { mode: "rows", withoutTransform: true, upstream: (s) => s.withoutTransform },
