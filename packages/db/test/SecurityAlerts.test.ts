@@ -29,7 +29,7 @@ import { PgTestServer, TestDatabase } from "@takumi/testing"
 import type { ConnectTarget } from "../src/internal/classify.js"
 import * as Monitor from "../src/internal/monitor.js"
 import * as SlowQueryText from "../src/internal/slowQueryText.js"
-import { DbMetrics, SecureSqlClient, SecurityAlerts } from "../src/index.js"
+import { DbMetrics, SecurePool, SecureSqlClient, SecurityAlerts } from "../src/index.js"
 import { configLayer, type TestSecrets, makeTestSecrets, makeLogCapture, makeSettings, reloadFrom, tlsBaseline } from "./fixtures.js"
 
 const APP_PASSWORD = "app-Pa55word-alerts-41c9"
@@ -263,7 +263,7 @@ const client = (settings: DbSettings, secrets: TestSecrets) =>
     ).pipe(Effect.orDie)
     const alerts = Context.get(context, SecurityAlerts.SecurityAlerts)
     const subscription = yield* alerts.subscribe
-    return { sql: Context.get(context, SqlClient.SqlClient), subscription }
+    return { sql: Context.get(context, SqlClient.SqlClient), pool: Context.get(context, SecurePool.SecurePool), subscription }
   })
 
 /** The next alert of a kind, waiting for it (bounded by the test's timeout). */
@@ -361,6 +361,37 @@ layer(database, { timeout: 60_000, excludeTestServices: true })("SecurityAlerts 
       expect(shown(alert)).not.toContain(PARAMETER)
       expect(shown(alert)).not.toContain(APP_PASSWORD)
       // the fast statement before it raised nothing
+      assert.strictEqual(yield* Queue.size(subscription), 0)
+    }))
+
+  it.scoped("a statement whose parameter pg cannot serialize fails at once, on either path, and is not left running (no SlowQuery later)", () =>
+    Effect.gen(function*() {
+      const { pki, server } = yield* configure()
+      const secrets = yield* makeTestSecrets({ DB_PASSWORD: APP_PASSWORD })
+      const settings = makeSettings(server, pki)
+      const { pool, sql, subscription } = yield* client(
+        { ...settings, alerts: { ...settings.alerts, slowQuery: Duration.millis(150) } },
+        secrets
+      )
+      const circular: { self?: unknown } = {}
+      circular.self = circular
+      // pg answers it from within `client.query`, before that call returns (its bind step throws)
+      const direct = yield* Effect.flip(sql`SELECT ${circular}::text AS p`)
+      assert.match(String(direct.cause), /circular/)
+      // a pg-level caller, through the connection's `client.query`
+      const viaPool = yield* Effect.async<unknown>((resume) => {
+        pool.connect((err, pgClient, release) => {
+          if (err !== undefined || pgClient === undefined) return resume(Effect.succeed(err))
+          pgClient.query("SELECT $1::text AS p", [circular], (queryErr: unknown) => {
+            release()
+            resume(Effect.succeed(queryErr))
+          })
+        })
+      })
+      assert.match(String(viaPool), /circular/)
+      // both connections work on, and nothing was left in the monitor's statements in flight
+      assert.deepStrictEqual(yield* sql`SELECT 1 AS one`, [{ one: 1 }])
+      yield* Effect.sleep("600 millis")
       assert.strictEqual(yield* Queue.size(subscription), 0)
     }))
 

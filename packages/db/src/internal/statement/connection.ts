@@ -15,9 +15,9 @@
  *   `StatementTimeout`, not a defect.
  *
  * `client.query` is patched once per connection, for everything that calls pg itself (the pool's
- * users, `@effect/sql`'s own statement path, transactions); it costs a statement one closure around
- * its callback and one timing entry. SecureSqlClient's direct statements (./run.ts) send through
- * {@link ClientStatements.send} instead, with the callback they already have: no closure at all.
+ * users, `@effect/sql`'s own statement path, transactions); it costs a statement a small object
+ * with its callback and one timing entry. SecureSqlClient's direct statements (./run.ts) send
+ * through {@link ClientStatements.send} instead, as the `Sent` they already are.
  * Cursors and streams (submittables) and config objects with a `callback` of their own pass
  * untouched, with pg's own read timeout.
  *
@@ -65,26 +65,27 @@ export class ClientStatements {
   }
 
   /**
-   * Sends a statement with pg's own `query`, timed from now. `answer` gets pg's answer, or the
-   * sweep's at `DB_QUERY_TIMEOUT`, and must hand it to {@link answered} once, with what this
-   * returns: the timing entry (none without a monitor).
+   * Sends a statement with pg's own `query`, timed from now. pg calls `sent.onAnswer` with its
+   * answer — sometimes before `query` returns (a parameter it cannot serialize), sometimes more
+   * than once (that error, then the ReadyForQuery after it) — and the monitor's sweep may call it
+   * first, at `DB_QUERY_TIMEOUT`; its first call must hand the answer to {@link answered}.
    */
-  send(config: unknown, values: unknown, answer: QueryCallback): RunningStatement | undefined {
-    const running = this.timer?.begin(this.client, config, answer)
+  send(config: unknown, values: unknown, sent: Sent): void {
+    // set before pg is called: an answer from within the call finds it
+    sent.running = this.timer?.begin(this.client, config, sent.onAnswer)
     try {
-      this.query.call(this.client, config, values, answer)
+      this.query.call(this.client, config, values, sent.onAnswer)
     } catch (cause) {
       // pg throws synchronously on a call it refuses (no query text): nothing was sent, and nothing
       // must stay in the sweep's set (at DB_QUERY_TIMEOUT it would end this connection)
-      if (running !== undefined) this.timer?.end(running, cause)
+      this.#endTiming(sent, cause)
       throw cause
     }
-    return running
   }
 
   /** The answer to a statement `send` sent: its timing ended, and its error as the caller gets it. */
-  answered(running: RunningStatement | undefined, err: unknown): unknown {
-    if (running !== undefined) this.timer?.end(running, err)
+  answered(sent: Sent, err: unknown): unknown {
+    this.#endTiming(sent, err)
     if (err === undefined || err === null) return err
     const timeout = classifyStatementTimeout(err, this.target, this.bounds)
     // not a bound: a connection lost without a SQLSTATE is typed too (see connectionLoss.ts)
@@ -97,6 +98,14 @@ export class ClientStatements {
     return timeout
   }
 
+  /** Ends the timing of `sent`, once. */
+  #endTiming(sent: Sent, err: unknown): void {
+    const running = sent.running
+    if (running === undefined) return
+    sent.running = undefined
+    this.timer?.end(running, err)
+  }
+
   /** `client.query` as the patch runs it, with pg's arguments. */
   submit(config: unknown, values: unknown, callback: unknown): unknown {
     if (passesThrough(config)) {
@@ -107,15 +116,32 @@ export class ClientStatements {
     return withCallback(config, values, callback, this.#sendFor)
   }
 
-  /** `send` for a caller's own callback: the one closure per statement, answered once. */
+  /** `send` for a caller's own callback: answered once. */
   readonly #sendFor = (config: unknown, values: unknown, done: QueryCallback): void => {
-    let settled = false
-    const running = this.send(config, values, (err, result) => {
-      // the sweep may answer first (read timeout); pg's own answer then finds it settled
-      if (settled) return
-      settled = true
-      done(this.answered(running, err), result)
-    })
+    this.send(config, values, new Submitted(this, done))
+  }
+}
+
+/** A statement sent with {@link ClientStatements.send}: how it is answered, and its timing. */
+export interface Sent {
+  /** the monitor's entry for it while it runs (set by `send`, cleared by `answered`) */
+  running: RunningStatement | undefined
+  /** pg's callback for it, and the sweep's */
+  readonly onAnswer: QueryCallback
+}
+
+/** A pg-level caller's statement: its callback gets the first answer, typed. */
+class Submitted implements Sent {
+  running: RunningStatement | undefined = undefined
+  #settled = false
+
+  constructor(readonly statements: ClientStatements, readonly done: QueryCallback) {}
+
+  readonly onAnswer = (err: unknown, result?: unknown): void => {
+    // the sweep may answer first (read timeout); pg's own answer then finds it settled
+    if (this.#settled) return
+    this.#settled = true
+    this.done(this.statements.answered(this, err), result)
   }
 }
 

@@ -30,7 +30,7 @@ import { ConnectionLost } from "../../DbError.js"
 import { typedLoss } from "../connectionLoss.js"
 import type { RunningStatement } from "../monitor.js"
 import type { SecurePool } from "../pool.js"
-import { ClientStatements } from "./connection.js"
+import { ClientStatements, type Sent } from "./connection.js"
 
 /** What the caller gets back: rows, pg's `Result`, or rows as arrays. */
 export type Mode = "rows" | "raw" | "values"
@@ -94,18 +94,19 @@ const cancelOn = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => 
 /**
  * One statement outside a transaction: checkout, query, release. Its two callbacks are methods
  * bound once; the state lives in the fields. On a connection of our pools the statement goes
- * through the connection's statements with `onResult` as its callback (./connection.ts: timed,
+ * through the connection's statements with `onAnswer` as its callback (./connection.ts: timed,
  * its failure typed) rather than through the patched `client.query`, which would wrap it once more.
  *
  * The run is also the effect `Effect.async` runs when the caller is interrupted (`commit`: the
  * statement cancelled on the server, then the connection back), so that a statement allocates no
  * canceler of its own.
  */
-class PooledRun extends Effectable.Class<void> implements Expirable {
+class PooledRun extends Effectable.Class<void> implements Expirable, Sent {
   #client: Pg.PoolClient | undefined = undefined
-  /** the connection's statements, when it was sent through them, and its timing entry */
+  /** the connection's statements, when it was sent through them */
   #statements: ClientStatements | undefined = undefined
-  #running: RunningStatement | undefined = undefined
+  /** its timing entry while it runs (`Sent`: set and cleared by the connection's statements) */
+  running: RunningStatement | undefined = undefined
   /** the first checkout failed and went to the pool's `recover` */
   #recovering = false
   /** pg (or the monitor's sweep) has answered the statement */
@@ -147,27 +148,30 @@ class PooledRun extends Effectable.Class<void> implements Expirable {
       // before the query: a query that throws finishes the run, and `answered` follows `sent`
       this.watch?.sent(this)
       const statements = ClientStatements.of(client)
-      if (statements === undefined) client.query(this.query as string, this.params as Array<unknown>, this.onResult)
+      if (statements === undefined) client.query(this.query as string, this.params as Array<unknown>, this.onAnswer)
       else {
         this.#statements = statements
-        this.#running = statements.send(this.query, this.params, this.onResult as (err: unknown, result?: unknown) => void)
+        statements.send(this.query, this.params, this)
       }
     } catch (cause) {
-      // pg throws synchronously on a value it cannot serialize (a circular object)
+      // pg throws synchronously on a call it refuses (a parameter it cannot serialize is answered
+      // through the callback instead, before `query` returns)
       this.#finish()
       this.resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
     }
   }
 
-  readonly onResult = (err: Error | null | undefined, result: Pg.QueryResult): void => {
+  readonly onAnswer = (err: unknown, result?: unknown): void => {
     // once, even after the run was ended or cancelled: the connection's statements time and type it
     if (this.#answered) return
     this.#answered = true
-    const error = this.#statements === undefined ? err : this.#statements.answered(this.#running, err)
+    const error = this.#statements === undefined ? err : this.#statements.answered(this, err)
     if (this.#done) return
     this.#finish()
     this.resume(
-      error === null || error === undefined ? Effect.succeed(resultOf(result, this.mode)) : Effect.fail(statementError(error, this.target))
+      error === null || error === undefined
+        ? Effect.succeed(resultOf(result as Pg.QueryResult, this.mode))
+        : Effect.fail(statementError(error, this.target))
     )
   }
 
