@@ -151,7 +151,7 @@ const runs = {
   withoutTransform: { mode: "rows", withoutTransform: true, upstream: (s) => s.withoutTransform },
   raw: { mode: "raw", withoutTransform: true, upstream: (s) => s.raw },
   values: { mode: "values", withoutTransform: false, upstream: (s) => s.values },
-  // `@effect/sql-pg` runs an unprepared statement as any other
+  // `@effect/sql-pg` runs an unprepared statement like every other
   unprepared: { mode: "rows", withoutTransform: false, upstream: (s) => s.unprepared }
 } satisfies Record<string, RunKind>
 
@@ -179,8 +179,8 @@ class PgStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> implem
   get upstream(): Statement.Statement<A> {
     if (this.#upstream === undefined) {
       this.#upstream = typeof this.source === "string"
-        ? this.client.unsafe<A & object>(this.source, this.args) as unknown as Statement.Statement<A>
-        : this.client<A & object>(this.source, ...(this.args ?? [])) as unknown as Statement.Statement<A>
+        ? this.client.unsafe<A & object>(this.source, this.args)
+        : this.client<A & object>(this.source, ...(this.args ?? []))
     }
     return this.#upstream
   }
